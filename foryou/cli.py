@@ -1,0 +1,259 @@
+"""`foryou <command>`: the one entry point. Thin: parses, calls into the layers, renders.
+
+User mistakes (bad paths, invalid data, bad options) print one readable line and exit 1; typer's
+own usage errors exit 2. Library code never prints — this module owns the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from foryou import logs
+from foryou.data.dataset import DatasetError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="foryou: X's For You timeline, runnable and inspectable.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and check datasets.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+err = Console(stderr=True)
+log = logging.getLogger("foryou.cli")
+
+PRESETS = ("tiny", "small", "medium", "large")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; shown as one line."""
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, float], None]]:
+    """A `(stage, fraction)` callback drawing one rich bar per stage."""
+    with Progress(TextColumn("[bold]{task.description:<26}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, frac: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=1.0)
+            bars.update(tasks[stage], completed=min(max(frac, 0.0), 1.0))
+
+        yield update
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return "—" if v is None else str(v)
+
+
+def _print_summary(title: str, stats: dict[str, Any]) -> None:
+    """Render a nested stats dict as one two-column table (nested dicts become indented rows)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+
+    def rows(d: dict[str, Any], indent: str = "") -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and (len(v) > 6 or any(isinstance(x, dict) for x in v.values())):
+                table.add_row(f"{indent}{k}", "")
+                rows(v, indent + "  ")
+            else:
+                table.add_row(f"{indent}{k}", _fmt(v))
+
+    rows(stats)
+    console.print(table)
+
+
+# -- world --------------------------------------------------------------------------------------
+
+
+def _build_world(preset: str, seed: int, out: Path, force: bool) -> None:
+    from foryou.config import world_config
+    from foryou.data.world import generate_world
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if out.exists() and any(out.iterdir()) and not force and not (out / "manifest.json").exists():
+        raise UserError(f"{out} exists and is not a dataset; choose another --out")
+    with progress_bars() as bar:
+        world = generate_world(world_config(preset), seed, bar, preset)
+        bar("writing parquet", 0.0)
+        world.write(out)
+        bar("writing parquet", 1.0)
+    log.info("world built", extra={"preset": preset, "seed": seed, "out": str(out),
+                                   "seconds": round(world.seconds, 3), "counts": world.dataset.manifest.counts})
+    console.print(f"[green]world[/] {preset} seed {seed} → {out} in {world.seconds:.1f} s")
+
+
+def _show_stats(path: Path) -> None:
+    from foryou.data.stats import dataset_stats
+
+    _print_summary(f"dataset {path}", dataset_stats(path))
+
+
+@app.command()
+def world(
+    preset: Annotated[str, typer.Option(help="tiny | small (default world) | medium | large")] = "small",
+    seed: Annotated[int, typer.Option(help="random seed; same seed → identical tables")] = 0,
+    out: Annotated[Path, typer.Option(help="output dataset directory")] = Path("runs/world"),
+    force: Annotated[bool, typer.Option(help="replace an existing dataset at --out")] = False,
+) -> None:
+    """Generate a synthetic world with ground truth and print its summary."""
+    if (out / "manifest.json").exists() and not force:
+        raise UserError(f"{out} already holds a dataset; pass --force to replace it")
+    _build_world(preset, seed, out, force)
+    _show_stats(out)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="where the default world lives")] = Path("runs/default"),
+    preset: Annotated[str, typer.Option(help="world preset")] = "small",
+    seed: Annotated[int, typer.Option(help="world seed")] = 0,
+) -> None:
+    """The main job on the embedded default: build (or reuse) the default world, then summarise it."""
+    from foryou.data.dataset import read_manifest
+
+    reuse = False
+    if (out / "manifest.json").exists():
+        m = read_manifest(out)
+        reuse = m.preset == preset and m.seed == seed and m.source == "synthetic"
+    if reuse:
+        console.print(f"[green]reusing[/] world at {out} (delete it to rebuild)")
+    else:
+        _build_world(preset, seed, out, force=True)
+    _show_stats(out)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@data_app.command("validate")
+def data_validate(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """Check schema, types, ids, duplicates, time order and value ranges; list every problem."""
+    from foryou.data.validate import validate_dir
+
+    if not path.is_dir():
+        raise UserError(f"{path}: no such dataset directory")
+    problems = validate_dir(path)
+    if not problems:
+        console.print(f"[green]valid[/] {path}")
+        return
+    for p in problems:
+        console.print(f"[red]✗[/] {p}", highlight=False)
+    raise UserError(f"{path}: {len(problems)} problem(s)")
+
+
+@data_app.command("stats")
+def data_stats(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """Summary table computed by DuckDB over the Parquet files."""
+    _show_stats(path)
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_(
+    source: Annotated[str, typer.Argument(help="minirecsys | lastfm | higgs | movielens")],
+    src: Annotated[Path, typer.Argument(help="directory with the source's original files")],
+    out: Annotated[Path, typer.Option(help="output dataset directory")],
+) -> None:
+    """Map a real dataset onto the foryou schema (see README, "Importers")."""
+    from foryou.data.importers import IMPORTERS
+    from foryou.data.validate import validate_dir
+
+    if source not in IMPORTERS:
+        raise UserError(f"unknown source {source!r}; choose one of {', '.join(IMPORTERS)}")
+    with logs.Timer() as t:
+        dataset = IMPORTERS[source](src)
+        dataset.write(out)
+    problems = validate_dir(out)
+    log.info("imported", extra={"source": source, "src": str(src), "out": str(out),
+                                "seconds": round(t.seconds, 3), "problems": len(problems)})
+    console.print(f"[green]imported[/] {source} → {out} in {t.seconds:.1f} s")
+    for note in dataset.manifest.notes:
+        console.print(f"  note: {note}", highlight=False)
+    if problems:
+        raise UserError(f"{out}: imported but invalid: {problems[0]}")
+    _show_stats(out)
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+@bench_app.command("world")
+def bench_world(
+    preset: Annotated[str, typer.Option(help="world preset")] = "large",
+    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    out: Annotated[Path, typer.Option(help="where to write the world")] = Path("runs/bench-world"),
+    json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/world.json"),
+) -> None:
+    """Time world generation and writing, with peak RSS."""
+    from foryou.bench import bench_world as run
+
+    result = run(preset, seed, out)
+    _write_json(json_out, result)
+    _print_summary(f"bench world {preset}", result)
+
+
+@bench_app.command("import")
+def bench_import(
+    data: Annotated[Path, typer.Option(help="folder with the real datasets")] = Path("../shared/data"),
+    json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/import.json"),
+) -> None:
+    """Time every importer on the real datasets (one process each, for honest peak RSS)."""
+    from foryou.bench import bench_imports
+
+    result = bench_imports(data)
+    _write_json(json_out, result)
+    _print_summary("bench import", result)
+
+
+def _write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"results → {path}")
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    logs.configure()
+    try:
+        app()
+    except (UserError, DatasetError, ValidationError, ValueError, FileNotFoundError, KeyError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, ValidationError):
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        log.warning("user error", extra={"error": message, "argv": sys.argv[1:]})
+        err.print(f"[red]error:[/] {message}", highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""One config tree (pydantic, unknown fields rejected). Defaults come from REFERENCE.md."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngagementWeights(Strict):
+    """Heavy-ranker utility weights: X's published April-2023 weights, mapped onto our heads.
+
+    click = "good click" (11.0), dwell = "good click v2" (10.0), profile_click = "good profile
+    click" (12.0), negative_feedback = P(not_interested ∪ mute ∪ block) (−74.0), report (−369.0).
+    follow_author has no 2023 weight; 4.0 is the 2026 (Phoenix) weight.
+    """
+
+    like: float = 0.5
+    repost: float = 1.0
+    reply: float = 13.5
+    profile_click: float = 12.0
+    click: float = 11.0
+    dwell: float = 10.0
+    follow_author: float = 4.0
+    negative_feedback: float = -74.0
+    report: float = -369.0
+
+    def as_dict(self) -> dict[str, float]:
+        return self.model_dump()
+
+
+WorldPreset = Literal["tiny", "small", "medium", "large"]
+
+
+class WorldConfig(Strict):
+    """Sizes and behaviour of a synthetic world. Presets below; every field can be overridden."""
+
+    n_users: int = Field(2_000, ge=20)
+    n_posts: int = Field(50_000, ge=100, description="expected number of original posts")
+    days: int = Field(21, ge=3)
+    n_topics: int = Field(16, ge=2, le=256)
+    start_time: int = Field(1_767_225_600, description="2026-01-01 00:00 UTC")
+    mean_follows: float = Field(40.0, gt=0)
+    no_follow_share: float = Field(0.03, ge=0, lt=1, description="users who follow nobody (cold start)")
+    sessions_per_day: float = Field(1.5, gt=0, description="mean sessions per user per day")
+    session_size: int = Field(15, ge=1, le=200, description="slots per session (page size)")
+    window_hours: float = Field(48.0, gt=0, description="how old a post the logging policy may show")
+    # Logging policy: which route fills a slot (uniform within the route, so propensities are exact).
+    policy_in_network: float = Field(0.5, ge=0, le=1)
+    policy_topic: float = Field(0.3, ge=0, le=1)
+    policy_global: float = Field(0.2, ge=0, le=1)
+    dwell_threshold_s: float = Field(10.0, gt=0, description="the dwell head: P(dwell ≥ this)")
+    signal_users: int = Field(256, ge=1, description="users sampled for the manifest's signal measure")
+
+    @model_validator(mode="after")
+    def _policy_sums_to_one(self) -> WorldConfig:
+        total = self.policy_in_network + self.policy_topic + self.policy_global
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"policy_in_network + policy_topic + policy_global must be 1 (got {total})")
+        return self
+
+
+WORLD_PRESETS: dict[str, dict] = {
+    "tiny": dict(n_users=300, n_posts=4_000, days=7, n_topics=8, mean_follows=20, sessions_per_day=1.5,
+                 session_size=10, signal_users=64),
+    "small": dict(),  # the defaults above
+    "medium": dict(n_users=20_000, n_posts=500_000, days=28, n_topics=24, mean_follows=60,
+                   sessions_per_day=1.2),
+    "large": dict(n_users=100_000, n_posts=1_000_000, days=21, n_topics=32, mean_follows=60,
+                  sessions_per_day=0.4),
+}
+
+
+def world_config(preset: WorldPreset = "small", **overrides) -> WorldConfig:
+    if preset not in WORLD_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(WORLD_PRESETS)}")
+    return WorldConfig(**{**WORLD_PRESETS[preset], **overrides})
+
+
+class ForYouConfig(Strict):
+    """The root of the config tree; later stages (funnel, training, serving) add sections here."""
+
+    weights: EngagementWeights = EngagementWeights()
+    world: WorldConfig = WorldConfig()

@@ -24,6 +24,7 @@ def dataset_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     manifest = read_manifest(path)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # no bar on the terminal of a long check
     for name in TABLES:
         file = path / f"{name}.parquet"
         if not file.exists():

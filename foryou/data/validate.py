@@ -151,6 +151,7 @@ def validate_dir(path: str | os.PathLike[str]) -> list[Problem]:
             return problems
 
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # no bar on the terminal of a long check
     usable: dict[str, set[str]] = {}  # table -> columns the checks may use
     for table in TABLES.values():
         name, file = table.name, path / f"{table.name}.parquet"

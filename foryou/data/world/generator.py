@@ -438,7 +438,6 @@ class WorldGenerator:
 
     def generate(self) -> World:
         t0 = time.perf_counter()
-        cfg = self.cfg
         stages = [("users", self._users), ("follow graph", self._follows), ("posts", self._posts),
                   ("sessions", self._sessions), ("impressions", self._impressions)]
         for name, fn in stages:

@@ -1,0 +1,84 @@
+"""The CLI as a user meets it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+
+def foryou(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env={"FORYOU_LOG": str((cwd or Path.cwd()) / "log.jsonl"), "COLUMNS": "120",
+                                        "PATH": "/usr/bin:/bin"}, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, contains: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and contains in lines[0], result.stderr
+
+
+def test_every_command_has_help():
+    for cmd in (["--help"], ["world", "--help"], ["quickstart", "--help"], ["import", "--help"],
+                ["data", "validate", "--help"], ["data", "stats", "--help"], ["bench", "world", "--help"],
+                ["bench", "import", "--help"]):
+        r = foryou(*cmd)
+        assert r.returncode == 0 and "Usage" in r.stdout, cmd
+
+
+def test_world_then_validate_then_stats(tmp_path):
+    r = foryou("world", "--preset", "tiny", "--seed", "1", "--out", "w", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "impressions" in r.stdout and "best_over_mean_engagement" in r.stdout
+    r = foryou("data", "validate", "w", cwd=tmp_path)
+    assert r.returncode == 0 and "valid" in r.stdout
+    r = foryou("data", "stats", "w", cwd=tmp_path)
+    assert r.returncode == 0 and "ctr" in r.stdout
+    # a second build into the same place needs --force
+    r = foryou("world", "--preset", "tiny", "--out", "w", cwd=tmp_path)
+    assert_one_line_error(r, "--force")
+    assert (tmp_path / "log.jsonl").read_text().count('"event": "world built"') == 1
+
+
+def test_validate_lists_every_problem_and_fails(tmp_path):
+    assert foryou("world", "--preset", "tiny", "--seed", "1", "--out", "w", cwd=tmp_path).returncode == 0
+    posts = pq.read_table(tmp_path / "w" / "posts.parquet")
+    authors = posts["author_id"].to_pylist()
+    authors[0] = 999_999  # dangling author
+    posts = posts.set_column(posts.schema.get_field_index("author_id"), "author_id",
+                             pa.array(authors, type=pa.int64()))
+    posts = posts.drop_columns(["has_link"])  # missing column
+    pq.write_table(posts, tmp_path / "w" / "posts.parquet")
+    r = foryou("data", "validate", "w", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    problem_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("✗")]
+    assert any("posts.author_id" in ln and "unknown" in ln for ln in problem_lines), r.stdout
+    assert any("has_link" in ln for ln in problem_lines), r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["world", "--preset", "huge", "--out", "x"], "unknown preset"),
+        (["data", "validate", "nowhere"], "no such dataset"),
+        (["data", "stats", "nowhere"], "no such dataset"),
+        (["import", "lastfm", "nowhere", "--out", "x"], "not found"),
+        (["import", "myspace", "nowhere", "--out", "x"], "unknown source"),
+    ],
+)
+def test_user_mistakes_are_one_line(tmp_path, args, message):
+    assert_one_line_error(foryou(*args, cwd=tmp_path), message)
+
+
+def test_quickstart_builds_then_reuses_the_default_world(tmp_path):
+    r = foryou("quickstart", "--preset", "tiny", "--out", "d", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "signal" in r.stdout and "impressions" in r.stdout
+    r = foryou("quickstart", "--preset", "tiny", "--out", "d", cwd=tmp_path)
+    assert r.returncode == 0 and "reusing" in r.stdout

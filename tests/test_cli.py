@@ -82,3 +82,14 @@ def test_quickstart_builds_then_reuses_the_default_world(tmp_path):
     assert "signal" in r.stdout and "impressions" in r.stdout
     r = foryou("quickstart", "--preset", "tiny", "--out", "d", cwd=tmp_path)
     assert r.returncode == 0 and "reusing" in r.stdout
+
+
+def test_readme_documents_the_schema_and_importers_from_code():
+    from foryou.data.importers import MAPPINGS
+    from foryou.data.schema import markdown_reference
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert markdown_reference() in readme
+    for mapping in MAPPINGS.values():
+        assert mapping in readme
+    assert "./dev run" in readme and "./dev test" in readme

@@ -65,6 +65,11 @@ def read_delimited(
         raise DatasetError(f"{path}: cannot parse: {first}") from exc
 
 
+def column(table: pa.Table, col: str, dtype: type = np.int64) -> np.ndarray:
+    """A table column as a numpy array of `dtype` (ids default to int64)."""
+    return table[col].to_numpy().astype(dtype, copy=False)
+
+
 def catalog_offset(max_person_id: int) -> int:
     """Catalog account ids = item id + this: the next power of ten above every person id."""
     return 10 ** max(1, math.ceil(math.log10(max(int(max_person_id), 0) + 1)))

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset, Manifest, split_by_quantiles
 from foryou.data.importers import (
+    column,
     count_self_engagements,
     dedupe_engagements,
     engagements_table,
@@ -48,9 +49,6 @@ KIND_MAP: dict[str, str] = {"RT": "repost", "RE": "reply", "MT": "profile_click"
 DAY = 86_400
 
 
-def _np(table: pa.Table, col: str) -> np.ndarray:
-    return table[col].to_numpy().astype(np.int64, copy=False)
-
 
 def import_higgs(src: Path) -> Dataset:
     """Import the Higgs Twitter activity file in `src` (see the module docstring for the mapping)."""
@@ -71,7 +69,7 @@ def import_higgs(src: Path) -> Dataset:
     counts = {d["values"]: d["counts"] for d in pc.value_counts(raw["k"]).to_pylist()}
     notes.append("events: " + ", ".join(f"{k}→{v} ({counts.get(k, 0):,})" for k, v in KIND_MAP.items()))
     ev = raw.append_column("kind", kinds).filter(mapped)
-    ev = ev.append_column("day", pa.array(np.floor_divide(_np(ev, "t"), DAY), pa.int64()))
+    ev = ev.append_column("day", pa.array(np.floor_divide(column(ev, "t"), DAY), pa.int64()))
 
     # One synthetic post per (author, UTC day) with activity, numbered in (created_at, author) order.
     posts_key = (
@@ -83,27 +81,27 @@ def import_higgs(src: Path) -> Dataset:
     joined = ev.join(posts_key.select(["b", "day", "post_id"]), keys=["b", "day"], join_type="inner")
     eng, n_dup = dedupe_engagements(
         engagements_table(
-            _np(joined, "a"),
-            _np(joined, "post_id"),
+            column(joined, "a"),
+            column(joined, "post_id"),
             joined["kind"].combine_chunks(),
-            _np(joined, "t"),
+            column(joined, "t"),
             np.ones(joined.num_rows, dtype=np.float32),
         )
     )
     notes.append(f"{plural(n_dup, 'exact duplicate engagement')} (user, post, kind, time) dropped")
-    eng_time = _np(eng, "created_at")
+    eng_time = column(eng, "created_at")
     start = int(eng_time.min()) if len(eng_time) else 0
 
-    post_ids, authors = _np(posts_key, "post_id"), _np(posts_key, "b")
-    posts = original_posts(post_ids, authors, _np(posts_key, "t_min"))
+    post_ids, authors = column(posts_key, "post_id"), column(posts_key, "b")
+    posts = original_posts(post_ids, authors, column(posts_key, "t_min"))
     notes.append(
         f"posts are synthetic: one per (author, UTC day) with activity ({posts.num_rows:,}); "
         "RT/RE/MT on userB that day all land on it"
     )
-    n_self = count_self_engagements(post_ids, authors, _np(eng, "user_id"), _np(eng, "post_id"))
+    n_self = count_self_engagements(post_ids, authors, column(eng, "user_id"), column(eng, "post_id"))
     notes.append(f"{plural(n_self, 'self-action')} (userA = userB) kept")
 
-    user_ids = np.unique(np.concatenate([_np(raw, "a"), _np(raw, "b")]))
+    user_ids = np.unique(np.concatenate([column(raw, "a"), column(raw, "b")]))
     users = users_table(user_ids, handles("user", user_ids), "person", np.full(len(user_ids), start))
     notes.append(
         "no follows: the follower graph is not in this copy; build any graph (follows, co-engagement) "

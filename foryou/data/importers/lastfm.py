@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from foryou.data.dataset import Dataset, Manifest, split_by_quantiles
 from foryou.data.importers import (
     catalog_offset,
+    column,
     dedupe_engagements,
     dedupe_follows,
     engagements_table,
@@ -53,9 +54,6 @@ N_TOPICS = 30
 
 I64 = pa.int64()
 
-
-def _np(table: pa.Table, col: str) -> np.ndarray:
-    return table[col].to_numpy().astype(np.int64, copy=False)
 
 
 def _dates_to_unix(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -97,7 +95,7 @@ def import_lastfm(src: Path) -> Dataset:
     notes: list[str] = []
 
     # Tag events: drop bogus dates.
-    year, month, day = _np(tagged, "year"), _np(tagged, "month"), _np(tagged, "day")
+    year, month, day = column(tagged, "year"), column(tagged, "month"), column(tagged, "day")
     ok = (year >= MIN_YEAR) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
     n_bogus = int((~ok).sum())
     bogus_years = sorted(set(year[~ok].tolist()))
@@ -106,7 +104,7 @@ def import_lastfm(src: Path) -> Dataset:
         + (f" (years {', '.join(map(str, bogus_years))})" if n_bogus else "")
     )
     tagged = tagged.filter(pa.array(ok))
-    ev_user, ev_artist, ev_tag = _np(tagged, "userID"), _np(tagged, "artistID"), _np(tagged, "tagID")
+    ev_user, ev_artist, ev_tag = column(tagged, "userID"), column(tagged, "artistID"), column(tagged, "tagID")
     ev_time = _dates_to_unix(year[ok], month[ok], day[ok])
 
     # Topics: the 30 most frequent tags overall (ties: lower tag id).
@@ -138,10 +136,10 @@ def import_lastfm(src: Path) -> Dataset:
     n_no_play = int(joined["weight"].null_count)
     eng, n_dup = dedupe_engagements(
         engagements_table(
-            _np(joined, "user_id"), _np(joined, "post_id"), "like", _np(joined, "created_at"), value
+            column(joined, "user_id"), column(joined, "post_id"), "like", column(joined, "created_at"), value
         )
     )
-    eng_user, eng_post, eng_time = _np(eng, "user_id"), _np(eng, "post_id"), _np(eng, "created_at")
+    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
     start = int(eng_time.min()) if len(eng_time) else 0
     notes.append(
         f"{plural(n_collapsed, 'tag event')} collapsed: one like per (user, artist, date), "
@@ -150,7 +148,7 @@ def import_lastfm(src: Path) -> Dataset:
     notes.append(f"{plural(n_no_play, 'like')} without a play count get value 1.0")
 
     # Play-count pairs never tagged have no date: not imported as events.
-    pair_user, pair_artist = _np(play_pairs, "user_id"), _np(play_pairs, "post_id")
+    pair_user, pair_artist = column(play_pairs, "user_id"), column(play_pairs, "post_id")
     width = int(max(pair_artist.max(initial=0), eng_post.max(initial=0))) + 1
     tagged_keys = np.unique(eng_user * width + eng_post)
     n_untagged = int((~np.isin(pair_user * width + pair_artist, tagged_keys)).sum())
@@ -163,7 +161,7 @@ def import_lastfm(src: Path) -> Dataset:
 
     # Follows.
     follows, n_self, n_fdup = dedupe_follows(
-        _np(friends, "userID"), _np(friends, "friendID"), created_at=start
+        column(friends, "userID"), column(friends, "friendID"), created_at=start
     )
     notes.append(
         f"friends → follows as listed: {plural(n_self, 'self-follow')} and {plural(n_fdup, 'duplicate')} "
@@ -172,18 +170,18 @@ def import_lastfm(src: Path) -> Dataset:
 
     # Users: listeners and one catalog account per artist.
     listeners = np.unique(
-        np.concatenate([pair_user, _np(friends, "userID"), _np(friends, "friendID"), _np(tagged, "userID")])
+        np.concatenate([pair_user, column(friends, "userID"), column(friends, "friendID"), column(tagged, "userID")])
     )
     offset = catalog_offset(int(listeners.max(initial=0)))
     # A listener exists from their first event: a like, or a friendship (dated at the dataset start).
-    f_src, f_dst = _np(follows, "src_id"), _np(follows, "dst_id")
+    f_src, f_dst = column(follows, "src_id"), column(follows, "dst_id")
     listener_created = first_times(
         listeners,
         np.concatenate([eng_user, f_src, f_dst]),
         np.concatenate([eng_time, np.full(len(f_src) + len(f_dst), start, dtype=np.int64)]),
         default=start,
     )
-    known_artist_ids = _np(artists_src, "id")
+    known_artist_ids = column(artists_src, "id")
     artist_ids = np.unique(np.concatenate([known_artist_ids, pair_artist, eng_post]))
     n_unlisted = int((~np.isin(artist_ids, known_artist_ids)).sum())
     if n_unlisted:

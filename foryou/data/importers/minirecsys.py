@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from foryou.data.dataset import Dataset, DatasetError, Manifest, split_by_quantiles
 from foryou.data.importers import (
+    column,
     count_self_engagements,
     dedupe_engagements,
     dedupe_follows,
@@ -95,9 +96,6 @@ def _read(src: Path, name: str) -> pa.Table:
         raise DatasetError(f"{path}: cannot read Parquet: {exc}") from exc
 
 
-def _np(table: pa.Table, col: str, dtype: type = np.int64) -> np.ndarray:
-    return table[col].to_numpy().astype(dtype, copy=False)
-
 
 def import_minirecsys(src: Path) -> Dataset:
     """Import the mini-recsys Parquet files in `src` (see the module docstring for the mapping)."""
@@ -111,7 +109,7 @@ def import_minirecsys(src: Path) -> Dataset:
         "(a generator latent); the source's split column is not kept (split by engagement time quantiles)"
     ]
 
-    user_ids = _np(users_src, "user_id")
+    user_ids = column(users_src, "user_id")
     known_users = pa.array(user_ids, pa.int64())
 
     # Tweets whose author is unknown cannot be posts.
@@ -142,10 +140,10 @@ def import_minirecsys(src: Path) -> Dataset:
         notes.append(f"{plural(n_orphan, 'interaction')} on unknown users or tweets dropped")
     eng, n_dup = dedupe_engagements(
         engagements_table(
-            _np(inter, "user_id"),
-            _np(inter, "tweet_id"),
+            column(inter, "user_id"),
+            column(inter, "tweet_id"),
             inter["kind"].combine_chunks(),
-            _np(inter, "timestamp"),
+            column(inter, "timestamp"),
             np.ones(inter.num_rows, dtype=np.float32),
         )
     )
@@ -159,27 +157,27 @@ def import_minirecsys(src: Path) -> Dataset:
         )
     )
 
-    eng_user = _np(eng, "user_id")
-    eng_post = _np(eng, "post_id")
-    eng_time = _np(eng, "created_at")
+    eng_user = column(eng, "user_id")
+    eng_post = column(eng, "post_id")
+    eng_time = column(eng, "created_at")
     t0 = int(eng_time.min()) if len(eng_time) else 0
     t1 = int(eng_time.max()) if len(eng_time) else 0
 
     # Users.
-    age = _np(users_src, "account_age_days")
+    age = column(users_src, "account_age_days")
     users = users_table(user_ids, handles("user", user_ids), "person", np.maximum(t0 - age * 86400, 0))
 
     # Posts.
-    tweet_ids = _np(tweets, "tweet_id")
+    tweet_ids = column(tweets, "tweet_id")
     categories = sorted(c for c in pc.unique(tweets["category"]).to_pylist() if c is not None)
     topic = pc.fill_null(pc.index_in(tweets["category"], value_set=pa.array(categories, pa.string())), -1)
     first_eng = first_times(tweet_ids, eng_post, eng_time, default=np.iinfo(np.int64).max)
-    hours_old = np.nan_to_num(_np(tweets, "hours_old", np.float64), nan=0.0)
+    hours_old = np.nan_to_num(column(tweets, "hours_old", np.float64), nan=0.0)
     aged = t1 - np.floor(hours_old * 3600).astype(np.int64)
     created = np.maximum(np.minimum(first_eng, aged), 0)
     posts = original_posts(
         tweet_ids,
-        _np(tweets, "author_id"),
+        column(tweets, "author_id"),
         created,
         topic.to_numpy(),
         has_media=pc.fill_null(tweets["has_media"], False).to_numpy(),
@@ -204,14 +202,14 @@ def import_minirecsys(src: Path) -> Dataset:
         follows_src = follows_src.filter(ok_follow)
         notes.append(f"{plural(n_bad_follow, 'follow')} with unknown users dropped")
     follows, n_self, n_fdup = dedupe_follows(
-        _np(follows_src, "follower_id"), _np(follows_src, "followed_id"), created_at=t0
+        column(follows_src, "follower_id"), column(follows_src, "followed_id"), created_at=t0
     )
     notes.append(
         f"follows: {plural(n_self, 'self-follow')} and {plural(n_fdup, 'duplicate')} dropped; "
         "follow times are unknown and set to the first interaction time"
     )
 
-    n_selfeng = count_self_engagements(tweet_ids, _np(tweets, "author_id"), eng_user, eng_post)
+    n_selfeng = count_self_engagements(tweet_ids, column(tweets, "author_id"), eng_user, eng_post)
     if n_selfeng:
         notes.append(f"{plural(n_selfeng, 'engagement')} by authors on their own tweets kept")
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from foryou.data.dataset import Dataset, Manifest, split_by_quantiles
 from foryou.data.importers import (
     catalog_offset,
+    column,
     dedupe_engagements,
     engagements_table,
     first_times,
@@ -52,9 +53,6 @@ LIKE_MIN = 4  # rating >= 4 → like
 DISLIKE_MAX = 2  # rating <= 2 → not_interested
 
 
-def _np(table: pa.Table, col: str, dtype: type = np.int64) -> np.ndarray:
-    return table[col].to_numpy().astype(dtype, copy=False)
-
 
 def import_movielens(src: Path) -> Dataset:
     """Import MovieLens 100K from `src` (see the module docstring for the mapping)."""
@@ -78,8 +76,8 @@ def import_movielens(src: Path) -> Dataset:
     )
     notes: list[str] = []
 
-    user, item = _np(ratings, "user"), _np(ratings, "item")
-    rating, time = _np(ratings, "rating"), _np(ratings, "time")
+    user, item = column(ratings, "user"), column(ratings, "item")
+    rating, time = column(ratings, "rating"), column(ratings, "time")
     value = rating.astype(np.float32)
     like = rating >= LIKE_MIN
     dislike = rating <= DISLIKE_MAX
@@ -108,13 +106,13 @@ def import_movielens(src: Path) -> Dataset:
         f"(rating ≥ {LIKE_MIN}), {int(dislike.sum()):,} not_interested (rating ≤ {DISLIKE_MAX})"
     )
     notes.append(f"{plural(n_dup, 'exact duplicate engagement')} (user, post, kind, time) dropped")
-    eng_user, eng_post, eng_time = _np(eng, "user_id"), _np(eng, "post_id"), _np(eng, "created_at")
+    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
     start = int(eng_time.min()) if len(eng_time) else 0
 
     # Users: raters, then one catalog account per movie.
     user_ids = np.unique(user)
     offset = catalog_offset(int(user_ids.max(initial=0)))
-    listed = _np(items, "item")
+    listed = column(items, "item")
     item_ids = np.unique(np.concatenate([listed, item]))
     n_unlisted = int((~np.isin(item_ids, listed)).sum())
     if n_unlisted:

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from foryou.config import WorldConfig
 from foryou.data.dataset import Dataset, Manifest, SplitTimes
+from foryou.data.lookup import member, searchsorted_many
 from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.world.truth import (
     LATENT_FILE,
@@ -77,26 +78,10 @@ def _rank_within(groups: np.ndarray) -> np.ndarray:
     return np.arange(len(groups)) - np.repeat(starts, counts)
 
 
-def _searchsorted(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """np.searchsorted (left) with the queries sorted first: cache-friendly, ~10× fewer misses."""
-    order = np.argsort(queries, kind="stable")
-    out = np.empty(len(queries), dtype=np.int64)
-    out[order] = np.searchsorted(keys, queries[order])
-    return out
-
-
 def _count_in(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first index, count) of sorted `keys` in [lo, hi), for arrays of windows."""
-    a = _searchsorted(keys, lo)
-    return a, _searchsorted(keys, hi) - a
-
-
-def _member(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(is present, position) of each query in a sorted key array."""
-    if len(sorted_keys) == 0:
-        return np.zeros(len(queries), bool), np.zeros(len(queries), np.int64)
-    pos = np.minimum(_searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
-    return sorted_keys[pos] == queries, pos
+    a = searchsorted_many(keys, lo)
+    return a, searchsorted_many(keys, hi) - a
 
 
 def _unique_sorted(keys: np.ndarray) -> np.ndarray:
@@ -282,7 +267,7 @@ class WorldGenerator:
             ptopic = self.p_topic[post].astype(np.int64)
             prop = g_mass[ss] / g_n[ss]
             prop += pi_t * tau[uu, ptopic] / np.maximum(tc_n[ss, ptopic], 1)
-            follows, fpos = _member(self.f_key, uu * n + pa_)
+            follows, fpos = member(self.f_key, uu * n + pa_)
             an = pf_n[np.where(follows, pair_start[ss] + fpos - self.f_indptr[uu], 0)] if len(pf_n) else 0
             prop += np.where(follows, p_in[ss] / np.maximum(deg[uu], 1) / np.maximum(an, 1), 0.0)
 
@@ -364,7 +349,7 @@ class WorldGenerator:
         # follow_author: only for authors not already followed, once per (user, author).
         fa = kind == ENGAGEMENT_KINDS.index("follow_author")
         fkey = e_user * self.cfg.n_users + self.p_author[e_post]
-        already, _ = _member(self.f_key, fkey)
+        already, _ = member(self.f_key, fkey)
         drop = fa & already
         fa_idx = np.flatnonzero(fa & ~already)
         order = fa_idx[np.lexsort((e_time[fa_idx], fkey[fa_idx]))]

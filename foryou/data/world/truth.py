@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from scipy.special import expit, ndtr, ndtri
 
 from foryou.config import EngagementWeights
+from foryou.data.lookup import rows_of
 
 TRUTH_DIR = "ground_truth"
 LATENT_FILE = "latent.npz"
@@ -175,20 +176,10 @@ class GroundTruth:
     # -- ids <-> rows -------------------------------------------------------------------------
 
     def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(user_ids, dtype=np.int64)
-        rows = np.searchsorted(self.user_ids, ids)
-        rows = np.minimum(rows, len(self.user_ids) - 1)
-        if not np.all(self.user_ids[rows] == ids):
-            raise KeyError(f"unknown user id(s): {ids[self.user_ids[rows] != ids][:5].tolist()}")
-        return rows
+        return rows_of(self.user_ids, user_ids, "user")
 
     def post_rows(self, post_ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(post_ids, dtype=np.int64)
-        sorted_ids = self.posts.post_id[self._post_order]
-        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        if not np.all(sorted_ids[pos] == ids):
-            raise KeyError(f"unknown post id(s): {ids[sorted_ids[pos] != ids][:5].tolist()}")
-        return self._post_order[pos]
+        return self._post_order[rows_of(self.posts.post_id[self._post_order], post_ids, "post")]
 
     # -- the model ----------------------------------------------------------------------------
 

@@ -1,0 +1,136 @@
+"""The serving index (DESIGN §6): immutable numpy structures built once from a History.
+
+- users: sorted ids ↔ rows; the follow graph as CSR over rows;
+- posts: columns by row, plus a per-author time-sorted store for in-network retrieval;
+- engagement counters per post (and the time of each, for velocities);
+- the recent user→post engagement graph that UTEG walks (last `uteg_window_s`);
+- per-user seen posts (impressions) and negative signals (blocked / muted / not-interested authors).
+
+Everything is built from a `History`, so an index for time t never contains an event at or after t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from foryou.data.lookup import rows_of
+from foryou.data.schema import ENGAGEMENT_KINDS, POST_KINDS
+from foryou.data.split import History, follow_graph
+
+KIND_CODE = {k: i for i, k in enumerate(ENGAGEMENT_KINDS)}
+POSITIVE = ("like", "repost", "reply")
+_BIG = np.int64(1 << 40)
+
+
+@dataclass(frozen=True)
+class CSR:
+    """Rows → sorted runs of values (and optional parallel arrays)."""
+
+    indptr: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def build(cls, rows: np.ndarray, values: np.ndarray, n_rows: int) -> CSR:
+        # One int64 sort of row·2⁴⁰ + value is several times faster than lexsort.
+        keys = np.sort(rows.astype(np.int64) * _BIG + values)
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n_rows))].astype(np.int64)
+        return cls(indptr, keys % _BIG)
+
+    def row(self, r: int) -> np.ndarray:
+        return self.values[self.indptr[r]:self.indptr[r + 1]]
+
+    def rows(self, rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, owning position in `rs`) for many rows at once, vectorised."""
+        starts, ends = self.indptr[rs], self.indptr[rs + 1]
+        counts = ends - starts
+        owner = np.repeat(np.arange(len(rs)), counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.values[np.repeat(starts, counts) + offsets], owner
+
+
+class ServingIndex:
+    def __init__(self, h: History, uteg_window_s: int = 48 * 3600):
+        self.as_of = h.as_of
+        self.follows = follow_graph(h)
+        self.user_ids = self.follows.user_ids
+        n_users = len(self.user_ids)
+
+        p = h.posts.sort_by("post_id")
+        self.post_id = p["post_id"].to_numpy()
+        self.author_row = rows_of(self.user_ids, p["author_id"].to_numpy(), "user")
+        self.created_at = p["created_at"].to_numpy()
+        kind = p["kind"].to_numpy(zero_copy_only=False)
+        self.kind = np.select([kind == k for k in POST_KINDS], np.arange(len(POST_KINDS)), 0).astype(np.int8)
+        parent = p["parent_id"].fill_null(-1).to_numpy()
+        self.parent_row = np.full(len(parent), -1, dtype=np.int64)
+        self.parent_row[parent >= 0] = self.post_rows(parent[parent >= 0])
+        self.topic = p["topic"].to_numpy().astype(np.int16)
+        self.has_media = p["has_media"].to_numpy(zero_copy_only=False)
+        self.has_link = p["has_link"].to_numpy(zero_copy_only=False)
+        self.length = p["length"].to_numpy()
+        self.is_nsfw = p["is_nsfw"].to_numpy(zero_copy_only=False)
+        self.is_toxic = p["is_toxic"].to_numpy(zero_copy_only=False)
+        self.is_spam = p["is_spam"].to_numpy(zero_copy_only=False)
+        self.is_misinfo = p["is_misinfo"].to_numpy(zero_copy_only=False)
+        # Per-author time-sorted store: keys author·2⁴⁰ + created_at, sorted.
+        self.by_author = np.lexsort((self.created_at, self.author_row))
+        self.author_keys = self.author_row[self.by_author].astype(np.int64) * _BIG + self.created_at[self.by_author]
+        self.by_time = np.argsort(self.created_at, kind="stable")
+
+        e = h.engagements
+        e_user = rows_of(self.user_ids, e["user_id"].to_numpy(), "user")
+        e_post = self.post_rows(e["post_id"].to_numpy())
+        e_kind = pc.index_in(e["kind"], value_set=pa.array(ENGAGEMENT_KINDS)).to_numpy(zero_copy_only=False)
+        e_time = e["created_at"].to_numpy()
+        n_posts = len(self.post_id)
+        self.counts = {k: np.bincount(e_post[e_kind == KIND_CODE[k]], minlength=n_posts).astype(np.int32)
+                       for k in ENGAGEMENT_KINDS}
+        day = e_time >= self.as_of - 86_400
+        positive = np.isin(e_kind, [KIND_CODE[k] for k in POSITIVE])
+        self.counts_24h = np.bincount(e_post[positive & day], minlength=n_posts).astype(np.int32)
+        # UTEG: recent positive engagements, user row → post rows.
+        recent = positive & (e_time >= self.as_of - uteg_window_s)
+        self.uteg = CSR.build(e_user[recent], e_post[recent], n_users)
+        # Negative signals by author.
+        neg_author = self.author_row[e_post]
+        hard = np.isin(e_kind, [KIND_CODE["block"], KIND_CODE["mute"]])
+        self.blocked_authors = CSR.build(e_user[hard], neg_author[hard], n_users)
+        soft = e_kind == KIND_CODE["not_interested"]
+        self.fatigue_authors = CSR.build(e_user[soft], neg_author[soft], n_users)
+        self.fatigue_time = e_time[soft]
+
+        i = h.impressions
+        self.seen = CSR.build(rows_of(self.user_ids, i["user_id"].to_numpy(), "user"),
+                              self.post_rows(i["post_id"].to_numpy()), n_users)
+        self.author_followers = self.follows.in_degree()
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def user_row(self, user_id: int) -> int | None:
+        r = int(np.searchsorted(self.user_ids, user_id))
+        return r if r < len(self.user_ids) and self.user_ids[r] == user_id else None
+
+    def post_rows(self, post_ids: np.ndarray) -> np.ndarray:
+        return rows_of(self.post_id, post_ids, "post")
+
+    def following_rows(self, user_row: int) -> np.ndarray:
+        a = self.follows.adjacency
+        return a.indices[a.indptr[user_row]:a.indptr[user_row + 1]]
+
+    def recent_posts_by(self, author_rows: np.ndarray, since: int, until: int) -> np.ndarray:
+        """Rows of posts by these authors created in [since, until), vectorised over authors."""
+        a = author_rows.astype(np.int64) * _BIG
+        lo = np.searchsorted(self.author_keys, a + since)
+        hi = np.searchsorted(self.author_keys, a + until)
+        counts = hi - lo
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.by_author[np.repeat(lo, counts) + offsets]
+
+    def recent_posts(self, since: int, until: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.created_at[self.by_time], [since, until])
+        return self.by_time[lo:hi]
+

@@ -54,3 +54,53 @@ def bench_imports(data: Path) -> dict[str, Any]:
         results[name] = {"import_s": round(imported, 2), "import_and_write_s": round(time.perf_counter() - t0, 2),
                          "valid": not problems, "counts": dataset.manifest.counts}
     return {"bench": "import", "datasets": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}
+
+
+def _percentiles(values) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    return {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95, 99)} if len(a) else {}
+
+
+def bench_timeline(dataset: Path, users: int, seed: int, progress=None) -> dict[str, Any]:
+    """Latency of `recommend` for random users, one request at a time on one thread."""
+    import numpy as np
+
+    from foryou.timeline.engine import RecommendationEngine
+
+    progress = progress or (lambda stage, frac: None)
+    progress("build engine", 0.0)
+    t0 = time.perf_counter()
+    engine = RecommendationEngine.open(dataset)
+    build_s = time.perf_counter() - t0
+    progress("build engine", 1.0)
+    ids = engine.state.index.user_ids
+    chosen = np.random.default_rng(seed).choice(ids, size=min(users, len(ids)), replace=False)
+    for u in chosen[:20]:  # warm-up: first-touch page faults, lazy imports
+        engine.recommend(int(u))
+    totals, steps, sources, sizes, cold = [], {}, {}, [], 0
+    for i, u in enumerate(chosen):
+        page = engine.recommend(int(u))
+        totals.append(page.timings_ms["total"])
+        for k, v in page.timings_ms.items():
+            if "/" not in k and k != "total":
+                steps.setdefault(k, []).append(v)
+        for k, v in page.sources.items():
+            sources.setdefault(k, []).append(v)
+        sizes.append(len(page.items))
+        cold += page.cold_start
+        if i % 50 == 0:
+            progress("requests", i / len(chosen))
+    progress("requests", 1.0)
+    engine.close()
+    return {
+        "bench": "timeline", "dataset": str(dataset), "users": len(chosen), "engine_build_s": round(build_s, 2),
+        "request_ms": _percentiles(totals),
+        "candidates_per_source_mean": {k: round(float(np.mean(v)), 1) for k, v in sources.items()},
+        "candidates_total_mean": round(float(np.sum([np.mean(v) for v in sources.values()])), 1),
+        "posts_per_page": {"mean": round(float(np.mean(sizes)), 2), "min": int(np.min(sizes))},
+        "cold_start_users": int(cold),
+        "steps_ms": {k: _percentiles(v) for k, v in steps.items()},
+        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+    }

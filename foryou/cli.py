@@ -202,6 +202,93 @@ def import_(
     _show_stats(out)
 
 
+# -- timeline -----------------------------------------------------------------------------------
+
+
+@app.command()
+def timeline(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    user: Annotated[int, typer.Argument(help="user id")],
+    n: Annotated[int, typer.Option(help="page size", min=1, max=200)] = 35,
+    explain: Annotated[bool, typer.Option(help="show why each post scored what it did")] = False,
+    trace: Annotated[bool, typer.Option(help="show every pipeline step: in, out, removed, time")] = False,
+) -> None:
+    """Build the For You page for one user and print it as a table."""
+    from foryou.timeline.engine import RecommendationEngine
+
+    with console.status("building the serving index"):
+        engine = RecommendationEngine.open(dataset)
+    if len(engine.state.index.post_id) == 0:
+        raise UserError(f"{dataset}: the dataset has no posts")
+    page = engine.recommend(user, n=n, explain=explain, trace=trace)
+    engine.close()
+    _print_page(page, explain)
+    if trace:
+        _print_trace(page)
+
+
+def _print_page(page, explain: bool) -> None:
+    title = f"For You · user {page.user_id} · {len(page.items)} posts"
+    if page.cold_start:
+        title += " · cold start (follows nobody: trending and interest sources)"
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "post", "author", "source", "score", "top reasons"):
+        table.add_column(col, justify="right" if col in ("#", "post", "author", "score") else "left")
+    for it in page.items:
+        table.add_row(str(it.rank), str(it.post_id), str(it.author_id), it.source, f"{it.score:.4f}",
+                      _reasons(it))
+    console.print(table)
+    console.print("sources: " + ", ".join(f"{k} {v}" for k, v in page.sources.items()), highlight=False)
+    for e in page.errors:
+        console.print(f"[yellow]fell back:[/] {e}", highlight=False)
+    console.print("models: " + ", ".join(f"{k}={v}" for k, v in page.models.items()), highlight=False)
+    if explain and len(page.items) >= 2:
+        for it in page.items[:2]:
+            _print_explanation(it)
+
+
+def _reasons(item) -> str:
+    heads = sorted(item.predictions.items(), key=lambda kv: -abs(kv[1]))
+    parts = [f"{'in-network' if item.in_network else 'out-of-network'}"]
+    if item.liked_by:
+        parts.append(f"liked by {', '.join(map(str, item.liked_by[:3]))}")
+    if item.explanation:
+        contrib = sorted(item.explanation["heads"].items(), key=lambda kv: -abs(kv[1]["contribution"]))[:2]
+        parts += [f"{h} {c['p']:.3f}×{c['weight']:g}" for h, c in contrib]
+        parts += [f"{k}×{v:g}" for k, v in item.explanation["factors"].items() if v != 1.0]
+    else:
+        parts.append(f"p(like) {dict(heads)['like']:.3f}")
+    return "; ".join(parts)
+
+
+def _print_explanation(item) -> None:
+    e = item.explanation
+    table = Table(title=f"why post {item.post_id} (rank {item.rank}, {e['source']})", title_justify="left")
+    for col in ("head", "p", "weight", "p × weight"):
+        table.add_column(col, justify="right")
+    for h, c in e["heads"].items():
+        table.add_row(h, f"{c['p']:.4f}", f"{c['weight']:g}", f"{c['contribution']:+.4f}")
+    table.add_row("utility Σ", "", "", f"{e['utility']:+.4f}")
+    table.add_row("heavy score", "", "", f"{e['heavy_score']:.4f}")
+    for k, v in e["factors"].items():
+        table.add_row(f"× {k}", "", "", f"{v:.3f}")
+    table.add_row("final score", "", "", f"{e['score']:.4f}")
+    console.print(table)
+    console.print("features: " + ", ".join(f"{k} {v}" for k, v in e["features"].items()), highlight=False)
+    console.print("filters passed: " + ", ".join(e["filters_passed"]), highlight=False)
+
+
+def _print_trace(page) -> None:
+    table = Table(title="trace", title_justify="left")
+    for col in ("step", "component", "in", "out", "ms", "removed / error"):
+        table.add_column(col)
+    for st in page.trace["steps"]:
+        note = st.get("error") or (", ".join(map(str, st.get("removed_ids", [])[:6])) if st.get("removed_ids") else "")
+        table.add_row(st["kind"], (st.get("pipeline") + "/" if st.get("pipeline") else "") + st["name"],
+                      str(st["n_in"]), str(st["n_out"]), f"{st['duration_ms']:.2f}", note)
+    console.print(table)
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 
@@ -231,6 +318,22 @@ def bench_import(
     result = bench_imports(data)
     _write_json(json_out, result)
     _print_summary("bench import", result)
+
+
+@bench_app.command("timeline")
+def bench_timeline(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    users: Annotated[int, typer.Option(help="how many random users to request for")] = 1000,
+    seed: Annotated[int, typer.Option(help="which users")] = 0,
+    json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/timeline.json"),
+) -> None:
+    """Request latency p50/p95/p99 (total and per step), candidates per source, posts per page."""
+    from foryou.bench import bench_timeline as run
+
+    with progress_bars() as bar:
+        result = run(dataset, users, seed, bar)
+    _write_json(json_out, result)
+    _print_summary(f"bench timeline {dataset}", {k: v for k, v in result.items() if k != "steps_ms"})
 
 
 def _write_json(path: Path, result: dict[str, Any]) -> None:

@@ -81,8 +81,77 @@ def world_config(preset: WorldPreset = "small", **overrides) -> WorldConfig:
     return WorldConfig(**{**WORLD_PRESETS[preset], **overrides})
 
 
+class SourcesConfig(Strict):
+    """Fetch sizes per candidate source (REFERENCE.md, 2023 home-mixer)."""
+
+    in_network: int = Field(600, ge=0)
+    in_network_hours: float = Field(24.0, gt=0, description="look-back for in-network posts")
+    in_network_hours_light: float = Field(48.0, gt=0, description="look-back for light users (< 10 posts found)")
+    in_network_top_follows: int = Field(300, ge=1, description="RealGraph-top follows used for in-network")
+    uteg: int = Field(300, ge=0)
+    uteg_follows: int = Field(100, ge=1, description="RealGraph-top follows whose engagements UTEG walks")
+    uteg_max_proof: int = Field(10, ge=1, description="'liked by' users kept per post")
+    simclusters: int = Field(200, ge=0)
+    embedding_ann: int = Field(200, ge=0)
+    follow_recommendation: int = Field(100, ge=0)
+    follow_recommendation_authors: int = Field(20, ge=1)
+    trending: int = Field(100, ge=0)
+    trending_hours: float = Field(24.0, gt=0)
+    max_age_hours: float = Field(48.0, gt=0, description="TooOldFilter: older posts are dropped")
+
+
+class RankingConfig(Strict):
+    light_ranker_keep: int = Field(500, ge=1, description="per source, into the heavy ranker")
+    max_in_network: int = Field(60, ge=1, description="kept after scoring (REFERENCE: 60 / 60)")
+    max_out_of_network: int = Field(60, ge=1)
+    author_diversity_floor: float = Field(0.25, ge=0, le=1, description="(1−f)·0.5ⁿ + f for the n-th post")
+    author_diversity_decay: float = Field(0.5, gt=0, le=1)
+    out_of_network_factor: float = Field(0.75, gt=0, le=1)
+    reply_factor: float = Field(0.75, gt=0, le=1)
+    fatigue_drop_days: float = Field(14.0, ge=0, description="'see fewer' drops the author for this long")
+    fatigue_recover_days: float = Field(140.0, gt=0, description="then the multiplier climbs 0.2 → 1.0")
+    fatigue_min: float = Field(0.2, ge=0, le=1)
+
+
+class ExplorationConfig(Strict):
+    strategy: Literal["none", "epsilon_greedy", "ucb", "thompson"] = "thompson"
+    epsilon: float = Field(0.05, ge=0, le=1, description="ε-greedy: share of slots given to a random candidate")
+    ucb_c: float = Field(0.5, ge=0)
+    weight: float = Field(0.1, ge=0, description="how strongly the exploration term moves the score")
+    seed: int = 0
+
+
+class SafetyConfig(Strict):
+    drop_out_of_network_nsfw: bool = True
+    toxic_factor: float = Field(0.5, ge=0, le=1, description="downrank toxic posts by this factor")
+    spam_factor: float = Field(0.3, ge=0, le=1)
+    misinfo_factor: float = Field(0.5, ge=0, le=1)
+
+
+class DiversityConfig(Strict):
+    max_per_author: int = Field(3, ge=1)
+    max_per_topic_share: float = Field(0.5, gt=0, le=1, description="at most this share of a page from one topic")
+    mmr_lambda: float | None = Field(None, ge=0, le=1, description="set to re-rank by MMR over topics")
+
+
+class MixingConfig(Strict):
+    page_size: int = Field(35, ge=1, le=200)
+    max_out_of_network_in_a_row: int = Field(2, ge=0)
+    out_of_network_share: float = Field(0.5, ge=0, le=1, description="target share of out-of-network posts")
+
+
+class TimelineConfig(Strict):
+    sources: SourcesConfig = SourcesConfig()
+    ranking: RankingConfig = RankingConfig()
+    exploration: ExplorationConfig = ExplorationConfig()
+    safety: SafetyConfig = SafetyConfig()
+    diversity: DiversityConfig = DiversityConfig()
+    mixing: MixingConfig = MixingConfig()
+
+
 class ForYouConfig(Strict):
-    """The root of the config tree; later stages (funnel, training, serving) add sections here."""
+    """The root of the config tree; later stages (training, serving) add sections here."""
 
     weights: EngagementWeights = EngagementWeights()
     world: WorldConfig = WorldConfig()
+    timeline: TimelineConfig = TimelineConfig()

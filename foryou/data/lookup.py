@@ -39,3 +39,15 @@ def rows_of(sorted_ids: np.ndarray, ids: np.ndarray, what: str = "id") -> np.nda
     if not found.all():
         raise KeyError(f"unknown {what}(s): {np.asarray(ids)[~found][:5].tolist()}")
     return pos
+
+
+def values_at(keys: np.ndarray, values: np.ndarray, queries: np.ndarray, default: float = 0.0) -> np.ndarray:
+    """values[i] where keys[i] == query (keys need not be sorted), else `default`; vectorised."""
+    out = np.full(len(queries), default, dtype=np.result_type(values.dtype, np.asarray(default).dtype))
+    if len(keys) == 0 or len(queries) == 0:
+        return out
+    order = np.argsort(keys, kind="stable")
+    pos = np.minimum(np.searchsorted(keys[order], queries), len(keys) - 1)
+    hit = keys[order][pos] == queries
+    out[hit] = values[order][pos[hit]]
+    return out

@@ -100,13 +100,29 @@ class ServingIndex:
         hard = np.isin(e_kind, [KIND_CODE["block"], KIND_CODE["mute"]])
         self.blocked_authors = CSR.build(e_user[hard], neg_author[hard], n_users)
         soft = e_kind == KIND_CODE["not_interested"]
-        self.fatigue_authors = CSR.build(e_user[soft], neg_author[soft], n_users)
-        self.fatigue_time = e_time[soft]
+        order = np.lexsort((e_time[soft], neg_author[soft], e_user[soft]))
+        indptr = np.r_[0, np.cumsum(np.bincount(e_user[soft], minlength=n_users))].astype(np.int64)
+        self.fatigue_authors = CSR(indptr, neg_author[soft][order])
+        self.fatigue_user_times = e_time[soft][order]
 
         i = h.impressions
-        self.seen = CSR.build(rows_of(self.user_ids, i["user_id"].to_numpy(), "user"),
-                              self.post_rows(i["post_id"].to_numpy()), n_users)
+        i_post = self.post_rows(i["post_id"].to_numpy())
+        self.seen = CSR.build(rows_of(self.user_ids, i["user_id"].to_numpy(), "user"), i_post, n_users)
+        self.impressions_count = np.bincount(i_post, minlength=n_posts).astype(np.int32)
         self.author_followers = self.follows.in_degree()
+        # Author reputation: positive engagements and impressions summed over the author's posts.
+        pos_per_post = sum(self.counts[k] for k in POSITIVE).astype(np.float64)
+        self.author_positive = np.bincount(self.author_row, weights=pos_per_post, minlength=n_users)
+        self.author_impressions = np.bincount(self.author_row, weights=self.impressions_count, minlength=n_users)
+        # Each user's topic profile: positive engagements per topic (dense users × topics).
+        self.n_topics = int(max(self.topic.max(initial=-1) + 1, 1))
+        e_topic = self.topic[e_post].astype(np.int64)
+        ok = positive & (e_topic >= 0)
+        self.user_topic = np.bincount(e_user[ok] * self.n_topics + e_topic[ok], minlength=n_users * self.n_topics
+                                      ).reshape(n_users, self.n_topics).astype(np.float32)
+        # Base rates per head (per impression when impressions exist, else per engagement).
+        denom = max(int(self.impressions_count.sum()), 1) if len(i_post) else max(len(e_post), 1)
+        self.base_rate = {k: float(self.counts[k].sum()) / denom for k in ENGAGEMENT_KINDS}
 
     # -- lookups ----------------------------------------------------------------------------------
 

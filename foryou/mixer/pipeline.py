@@ -55,6 +55,7 @@ class PipelineResult:
     query: Any
     pipeline: str = ""
     skipped: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # candidates out of each step, by timing key
 
 
 @dataclass
@@ -62,6 +63,7 @@ class RunContext:
     """Per-request bookkeeping shared by nested pipelines (framework-internal)."""
 
     timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     trace: Trace | None = None
     id_column: str | None = None
@@ -83,6 +85,7 @@ class RunContext:
         key = f"{kind}:{name}" if pipeline is None else f"{pipeline}/{kind}:{name}"
         timings = self.timings
         timings[key] = timings.get(key, 0.0) + dt
+        self.counts[key] = n_out
         if self.trace is not None:
             self.trace.add(TraceStep(kind, name, n_in, n_out, dt, pipeline, removed_ids or [], reason, error))
 
@@ -293,6 +296,7 @@ class ProductPipeline:
                 query,
                 self.name,
                 skipped=f"gate:{closed.name}",
+                counts=ctx.counts,
             )
 
         for h in self.query_hydrators:
@@ -325,7 +329,7 @@ class ProductPipeline:
             batch = _apply_columns(d, query, batch, ctx, None)
 
         ctx.timings["total"] = (perf_counter() - t_start) * 1000.0
-        result = PipelineResult(batch, ctx.timings, ctx.errors, ctx.trace, query, self.name)
+        result = PipelineResult(batch, ctx.timings, ctx.errors, ctx.trace, query, self.name, counts=ctx.counts)
         if self.side_effects:
             self._submit_side_effects(query, result)
         return result

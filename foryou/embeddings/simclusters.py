@@ -1,0 +1,403 @@
+"""SimClusters (REFERENCE.md): sparse community embeddings for users and posts.
+
+1. KnownFor — the `max_producers` most-followed accounts (≥ `min_followers`) are compared by the
+   cosine similarity of their follower sets (S = ÂᵀÂ with Â the users×producers follow matrix,
+   columns L2-normalised), computed in row blocks keeping each producer's `top_k` neighbours
+   above `min_similarity`. Leiden (leidenalg, seeded) partitions that weighted graph; each producer
+   is in at most one community, communities smaller than `min_cluster_size` are dropped. A
+   producer's KnownFor weight is the share of its pruned similarity that stays in its community.
+2. InterestedIn = follows × KnownFor, rows L1-normalised, weights < `min_interest` dropped, at most
+   `interested_in_top` clusters per user.
+3. Post vectors start empty; every like (and repost, weighted) adds the liker's InterestedIn vector
+   decayed with an 8 h half-life. Weights are stored relative to a reference time t_ref:
+   w·2^((t − t_ref)/half_life), so decaying everything to `now` is one global factor and a
+   real-time like needs no rescan. Each cluster keeps its top posts by weight for retrieval.
+
+Retrieval: the user's top `retrieval_clusters` clusters → their top posts → keep the
+`retrieval_dot_top` best by dot product → exact cosine, threshold `min_cosine`.
+
+Rows: users by position in sorted user ids (`follow_graph(h).user_ids`), posts by position in
+posts sorted by post_id — the same rows as `ServingIndex`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+from scipy import sparse
+
+from foryou.config import Strict
+from foryou.data.lookup import rows_of
+from foryou.data.split import History, _require_history, follow_graph
+
+HOUR = 3600
+
+
+class SimClustersConfig(Strict):
+    """Defaults sized so that the 100k-user world builds in seconds on two cores."""
+
+    min_followers: int = Field(5, ge=1, description="a producer has at least this many followers")
+    max_producers: int = Field(20_000, ge=2, description="most-followed producers kept")
+    max_follows_per_consumer: int = Field(
+        50, ge=2, description="a consumer's producer follows counted for similarity (seeded sample above it): "
+        "the cost of ÂᵀÂ is Σ degree², dominated by heavy followers")
+    similarity_block: int = Field(2_000, ge=1, description="producer rows per block of ÂᵀÂ (memory bound)")
+    min_similarity: float = Field(0.02, ge=0, lt=1, description="weaker producer–producer edges are pruned")
+    top_k: int = Field(20, ge=1, description="neighbours kept per producer")
+    partition: Literal["modularity", "cpm"] = Field(
+        "modularity", description="Leiden quality: modularity (RBConfiguration) is invariant to the scale of the "
+        "cosine weights; CPM's resolution is an absolute density and needs tuning per dataset")
+    resolution: float = Field(1.0, gt=0, description="Leiden resolution (higher = more, smaller clusters)")
+    min_cluster_size: int = Field(3, ge=1, description="smaller communities are dropped")
+    interested_in_top: int = Field(20, ge=1, description="clusters kept per user")
+    min_interest: float = Field(0.02, ge=0, lt=1, description="InterestedIn weights below this are dropped")
+    half_life_hours: float = Field(8.0, gt=0, description="post-vector decay")
+    like_weight: float = Field(1.0, ge=0)
+    repost_weight: float = Field(1.0, ge=0)
+    posts_per_cluster: int = Field(300, ge=1, description="top posts kept per cluster for retrieval")
+    retrieval_clusters: int = Field(50, ge=1, description="top clusters of the user vector probed")
+    retrieval_dot_top: int = Field(200, ge=1, description="candidates kept by dot product before cosine")
+    min_cosine: float = Field(0.1, ge=0, le=1, description="cosine threshold of retrieval")
+    compact_every: int = Field(200_000, ge=1, description="real-time overlay entries before merging")
+    seed: int = 0
+
+
+def _top_per_row(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the k largest values of each row (ties broken by column), vectorised."""
+    order = np.lexsort((cols, -vals, rows))
+    r = rows[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(r)) + 1]
+    rank = np.arange(len(r)) - np.repeat(starts, np.diff(np.r_[starts, len(r)]))
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[order[rank < k]] = True
+    return keep
+
+
+def _gather(indptr: np.ndarray, values: np.ndarray, rs: np.ndarray) -> np.ndarray:
+    starts, ends = indptr[rs], indptr[rs + 1]
+    counts = ends - starts
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return values[np.repeat(starts, counts) + offsets]
+
+
+class SimClusters:
+    def __init__(self, config: SimClustersConfig, t_ref: int, known_for: sparse.csr_matrix,
+                 interested_in: sparse.csr_matrix, post_vectors: sparse.csr_matrix, created_at: np.ndarray,
+                 n_producers: int):
+        self.config = config
+        self.t_ref = int(t_ref)
+        self.known_for = known_for  # users × K (nonzero rows: producers in a community)
+        self.interested_in = interested_in  # users × K, rows L1-normalised
+        self._pv = post_vectors  # posts × K, weights relative to t_ref (float64)
+        self.created_at = created_at
+        self.n_producers = n_producers
+        self._half_life = config.half_life_hours * HOUR
+        self._ov_post = np.empty(0, np.int64)
+        self._ov_cluster = np.empty(0, np.int64)
+        self._ov_w = np.empty(0, np.float64)
+        self._ov_n = 0
+        self._new_created: list[int] = []
+        self._rebuild_top_lists()
+
+    # -- build ------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, h: History, config: SimClustersConfig | None = None) -> SimClusters:
+        h = _require_history(h)
+        cfg = config or SimClustersConfig()
+        graph = follow_graph(h)
+        follows = graph.adjacency
+        n_users = len(graph.user_ids)
+        known_for, n_producers = _known_for(follows, graph.in_degree(), cfg)
+        interested_in = _interested_in(follows, known_for, cfg)
+        posts = h.posts.sort_by("post_id")
+        post_ids = posts["post_id"].to_numpy()
+        post_vectors = _post_vectors(h, graph.user_ids, post_ids, interested_in, cfg)
+        assert interested_in.shape[0] == n_users
+        return cls(cfg, h.as_of, known_for, interested_in, post_vectors, posts["created_at"].to_numpy(),
+                   n_producers)
+
+    # -- properties -------------------------------------------------------------------------------
+
+    @property
+    def n_clusters(self) -> int:
+        return self.known_for.shape[1]
+
+    @property
+    def n_posts(self) -> int:
+        return len(self.created_at) + len(self._new_created)
+
+    def stats(self) -> dict[str, int]:
+        self.compact()
+        return {
+            "producers": int(self.n_producers),
+            "producers_known_for": int(np.count_nonzero(np.diff(self.known_for.indptr))),
+            "clusters": int(self.n_clusters),
+            "users_with_interested_in": int(np.count_nonzero(np.diff(self.interested_in.indptr))),
+            "posts_with_vectors": int(np.count_nonzero(np.diff(self._pv.indptr))),
+        }
+
+    def cluster_of(self, user_rows: np.ndarray) -> np.ndarray:
+        """KnownFor cluster of each user row (−1 when not a clustered producer)."""
+        kf = self.known_for[np.asarray(user_rows)]
+        out = np.full(kf.shape[0], -1, dtype=np.int64)
+        has = np.diff(kf.indptr) > 0
+        out[has] = kf.indices[kf.indptr[:-1][has]]
+        return out
+
+    # -- vectors ----------------------------------------------------------------------------------
+
+    def user_vector(self, user_row: int) -> np.ndarray:
+        """The user's InterestedIn vector, dense (K,)."""
+        return self.interested_in[int(user_row)].toarray().ravel()
+
+    def _decay(self, now: int | None) -> float:
+        return 1.0 if now is None else float(2.0 ** (-(now - self.t_ref) / self._half_life))
+
+    def post_vector(self, post_rows: np.ndarray, now: int | None = None) -> sparse.csr_matrix:
+        """Post vectors (len(post_rows) × K), decayed to `now` (default: the build time)."""
+        rows = np.atleast_1d(np.asarray(post_rows, dtype=np.int64))
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_posts):
+            raise IndexError("unknown post row")
+        base_n = self._pv.shape[0]
+        inside = rows < base_n
+        base = self._pv[np.where(inside, rows, 0)]
+        base = sparse.diags(inside.astype(np.float64)) @ base
+        if self._ov_n:
+            p, c, w = self._ov_post[:self._ov_n], self._ov_cluster[:self._ov_n], self._ov_w[:self._ov_n]
+            uniq, inverse = np.unique(rows, return_inverse=True)
+            hit = np.isin(p, uniq)
+            if hit.any():
+                extra = sparse.csr_matrix((w[hit], (np.searchsorted(uniq, p[hit]), c[hit])),
+                                          shape=(len(uniq), self.n_clusters))
+                base = base + extra[inverse]
+        out = sparse.csr_matrix(base)
+        out.sum_duplicates()
+        return out * self._decay(now) if now is not None else out
+
+    def score(self, user_row: int, post_rows: np.ndarray) -> np.ndarray:
+        """Cosine between the user's InterestedIn and each post's vector (0 when either is empty)."""
+        u = self.user_vector(user_row)
+        v = self.post_vector(post_rows)
+        return _cosine(v, u)
+
+    # -- real time --------------------------------------------------------------------------------
+
+    def add_post(self, created_at: int) -> int:
+        """Register a post created after the build; returns its row (posts are appended in id order)."""
+        self._new_created.append(int(created_at))
+        return self.n_posts - 1
+
+    def add_like(self, user_row: int, post_row: int, t: int, weight: float | None = None) -> None:
+        """A like at time t adds the liker's InterestedIn (decayed) to the post vector; O(clusters)."""
+        if not 0 <= post_row < self.n_posts:
+            raise IndexError(f"unknown post row {post_row}")
+        ii = self.interested_in
+        lo, hi = ii.indptr[user_row], ii.indptr[user_row + 1]
+        if hi == lo:
+            return
+        w = (self.config.like_weight if weight is None else weight) * 2.0 ** ((t - self.t_ref) / self._half_life)
+        n = hi - lo
+        if self._ov_n + n > len(self._ov_post):
+            cap = max(2 * len(self._ov_post), self._ov_n + n, 1024)
+            self._ov_post = np.resize(self._ov_post, cap)
+            self._ov_cluster = np.resize(self._ov_cluster, cap)
+            self._ov_w = np.resize(self._ov_w, cap)
+        s = slice(self._ov_n, self._ov_n + n)
+        self._ov_post[s] = post_row
+        self._ov_cluster[s] = ii.indices[lo:hi]
+        self._ov_w[s] = w * ii.data[lo:hi]
+        self._ov_n += n
+        if self._ov_n >= self.config.compact_every:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the real-time overlay (and new posts) into the base matrix and top lists."""
+        if not self._ov_n and not self._new_created:
+            return
+        n, k = self.n_posts, self.n_clusters
+        pv = self._pv.tocoo()
+        p = np.r_[pv.row, self._ov_post[:self._ov_n]]
+        c = np.r_[pv.col, self._ov_cluster[:self._ov_n]]
+        w = np.r_[pv.data, self._ov_w[:self._ov_n]]
+        self._pv = sparse.csr_matrix((w, (p, c)), shape=(n, k))
+        self._pv.sum_duplicates()
+        self.created_at = np.r_[self.created_at, np.asarray(self._new_created, dtype=np.int64)]
+        self._new_created = []
+        self._ov_n = 0
+        self._rebuild_top_lists()
+
+    def _rebuild_top_lists(self) -> None:
+        coo = self._pv.tocoo()
+        keep = _top_per_row(coo.col.astype(np.int64), coo.row.astype(np.int64), coo.data,
+                            self.config.posts_per_cluster) if coo.nnz else np.zeros(0, bool)
+        cl, posts = coo.col[keep].astype(np.int64), coo.row[keep].astype(np.int64)
+        order = np.argsort(cl, kind="stable")
+        self._top_posts = posts[order]
+        self._top_indptr = np.r_[0, np.cumsum(np.bincount(cl, minlength=self.n_clusters))].astype(np.int64)
+
+    # -- retrieval --------------------------------------------------------------------------------
+
+    def retrieve(self, user_row: int, now: int, k: int = 200,
+                 min_created: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(post rows, cosine scores), best first, of posts created in [min_created, now)."""
+        cfg = self.config
+        ii = self.interested_in
+        lo, hi = ii.indptr[user_row], ii.indptr[user_row + 1]
+        empty = np.empty(0, np.int64), np.empty(0, np.float64)
+        if hi == lo:
+            return empty
+        clusters, weights = ii.indices[lo:hi], ii.data[lo:hi]
+        top = clusters[np.argsort(-weights, kind="stable")[:cfg.retrieval_clusters]].astype(np.int64)
+        cands = _gather(self._top_indptr, self._top_posts, top)
+        if self._ov_n:
+            hit = np.isin(self._ov_cluster[:self._ov_n], top)
+            cands = np.r_[cands, self._ov_post[:self._ov_n][hit]]
+        cands = np.unique(cands)
+        created = self._created(cands)
+        ok = created < now
+        if min_created is not None:
+            ok &= created >= min_created
+        cands = cands[ok]
+        if not len(cands):
+            return empty
+        u = np.zeros(self.n_clusters)
+        u[clusters] = weights
+        v = self.post_vector(cands)
+        dot = v @ u
+        if len(cands) > cfg.retrieval_dot_top:
+            best = np.argpartition(-dot, cfg.retrieval_dot_top - 1)[:cfg.retrieval_dot_top]
+            cands, v = cands[best], v[best]
+        cos = _cosine(v, u)
+        keep = cos >= cfg.min_cosine
+        cands, cos = cands[keep], cos[keep]
+        order = np.lexsort((cands, -cos))[:k]
+        return cands[order], cos[order]
+
+    def _created(self, rows: np.ndarray) -> np.ndarray:
+        if not self._new_created:
+            return self.created_at[rows]
+        return np.r_[self.created_at, np.asarray(self._new_created, dtype=np.int64)][rows]
+
+
+def _cosine(v: sparse.csr_matrix, u: np.ndarray) -> np.ndarray:
+    un = float(np.linalg.norm(u))
+    vn = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
+    dot = v @ u
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = dot / (vn * un)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0)
+
+
+# -- build stages ---------------------------------------------------------------------------------
+
+def _known_for(follows: sparse.csr_matrix, in_degree: np.ndarray, cfg: SimClustersConfig
+               ) -> tuple[sparse.csr_matrix, int]:
+    import igraph as ig
+    import leidenalg
+
+    n_users = follows.shape[0]
+    eligible = np.flatnonzero(in_degree >= cfg.min_followers)
+    order = np.lexsort((eligible, -in_degree[eligible]))
+    producers = np.sort(eligible[order[:cfg.max_producers]])
+    n_p = len(producers)
+    if n_p < 2:
+        return sparse.csr_matrix((n_users, 0)), n_p
+    a = follows[:, producers].tocsr()
+    # Cap each consumer's producer follows (seeded sample) so ÂᵀÂ costs Σ min(d, cap)².
+    cap = cfg.max_follows_per_consumer
+    deg = np.diff(a.indptr)
+    if deg.max(initial=0) > cap:
+        rows = np.repeat(np.arange(n_users), deg)
+        key = np.random.default_rng(cfg.seed).random(a.nnz)
+        keep = _top_per_row(rows, np.arange(a.nnz), key, cap)
+        a = sparse.csr_matrix((a.data[keep], (rows[keep], a.indices[keep])), shape=a.shape)
+    norm = np.sqrt(np.asarray(a.multiply(a).sum(axis=0)).ravel())
+    norm[norm == 0] = 1.0
+    a = (a @ sparse.diags((1.0 / norm).astype(np.float32))).tocsc()
+    at = a.T.tocsr()
+    src, dst, sim = [], [], []
+    k = min(cfg.top_k, n_p - 1)
+    for start in range(0, n_p, cfg.similarity_block):
+        stop = min(start + cfg.similarity_block, n_p)
+        block = (at[start:stop] @ a).toarray()
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        nb = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        w = np.take_along_axis(block, nb, axis=1)
+        r = np.repeat(np.arange(start, stop), k)
+        keep = w.ravel() > cfg.min_similarity
+        src.append(r[keep])
+        dst.append(nb.ravel()[keep])
+        sim.append(w.ravel()[keep])
+    src, dst, sim = np.concatenate(src), np.concatenate(dst), np.concatenate(sim).astype(np.float64)
+    # Undirected: one edge per pair (S is symmetric, so both directions carry the same weight).
+    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+    pair, first = np.unique(lo.astype(np.int64) * n_p + hi, return_index=True)
+    lo, hi, w = pair // n_p, pair % n_p, sim[first]
+    g = ig.Graph(n=n_p, edges=np.column_stack([lo, hi]).tolist(), directed=False)
+    g.es["weight"] = w.tolist()
+    if cfg.partition == "cpm":
+        part = leidenalg.find_partition(g, leidenalg.CPMVertexPartition, weights="weight",
+                                        resolution_parameter=cfg.resolution, seed=cfg.seed)
+    else:
+        part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights="weight",
+                                        resolution_parameter=cfg.resolution, seed=cfg.seed)
+    membership = np.asarray(part.membership, dtype=np.int64)
+    sizes = np.bincount(membership)
+    big = np.flatnonzero(sizes >= cfg.min_cluster_size)
+    big = big[np.lexsort((big, -sizes[big]))]  # clusters numbered largest first
+    remap = np.full(len(sizes), -1, dtype=np.int64)
+    remap[big] = np.arange(len(big))
+    cluster = remap[membership]
+    # KnownFor weight: the share of a producer's pruned similarity that stays inside its cluster.
+    ends = np.r_[lo, hi]
+    other = np.r_[hi, lo]
+    ww = np.r_[w, w]
+    total = np.bincount(ends, weights=ww, minlength=n_p)
+    inside = np.bincount(ends, weights=ww * (cluster[ends] == cluster[other]), minlength=n_p)
+    score = np.divide(inside, total, out=np.zeros(n_p), where=total > 0)
+    keep = (cluster >= 0) & (score > 0)
+    kf = sparse.csr_matrix((score[keep].astype(np.float32), (producers[keep], cluster[keep])),
+                           shape=(n_users, len(big)))
+    return kf, n_p
+
+
+def _interested_in(follows: sparse.csr_matrix, known_for: sparse.csr_matrix, cfg: SimClustersConfig
+                   ) -> sparse.csr_matrix:
+    n_users, k = known_for.shape
+    if k == 0:
+        return sparse.csr_matrix((n_users, 0), dtype=np.float64)
+    m = (follows @ known_for).tocoo()
+    rows, cols, vals = m.row.astype(np.int64), m.col.astype(np.int64), m.data.astype(np.float64)
+    rows, cols, vals = _normalised(rows, cols, vals, n_users)
+    keep = (vals >= cfg.min_interest) & _top_per_row(rows, cols, vals, cfg.interested_in_top)
+    rows, cols, vals = _normalised(rows[keep], cols[keep], vals[keep], n_users)
+    out = sparse.csr_matrix((vals, (rows, cols)), shape=(n_users, k))
+    out.sort_indices()
+    return out
+
+
+def _normalised(rows, cols, vals, n_rows):
+    sums = np.bincount(rows, weights=vals, minlength=n_rows)
+    return rows, cols, vals / sums[rows]
+
+
+def _post_vectors(h: History, user_ids: np.ndarray, post_ids: np.ndarray, interested_in: sparse.csr_matrix,
+                  cfg: SimClustersConfig) -> sparse.csr_matrix:
+    e = h.engagements
+    kinds = pa.array(["like", "repost"])
+    e = e.filter(pc.is_in(e["kind"], kinds))
+    kind = pc.index_in(e["kind"], value_set=kinds).to_numpy(zero_copy_only=False)
+    t = e["created_at"].to_numpy()
+    w = np.where(kind == 0, cfg.like_weight, cfg.repost_weight) * 2.0 ** ((t - h.as_of) / (cfg.half_life_hours * HOUR))
+    users = rows_of(user_ids, e["user_id"].to_numpy(), "user")
+    posts = rows_of(post_ids, e["post_id"].to_numpy(), "post")
+    likes = sparse.csr_matrix((w, (posts, users)), shape=(len(post_ids), len(user_ids)))
+    pv = (likes @ interested_in).tocsr()
+    pv.eliminate_zeros()
+    pv.sort_indices()
+    return pv

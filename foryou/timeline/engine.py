@@ -1,0 +1,189 @@
+"""`RecommendationEngine`: the Python API agent simulations call (sync and async).
+
+    engine = RecommendationEngine.open("runs/default")
+    page = engine.recommend(user_id, n=35)
+    engine.record_interaction(user_id, post_id, "like")   # changes the very next page
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foryou.config import ForYouConfig
+from foryou.data.dataset import Dataset
+from foryou.data.split import history
+from foryou.graph.index import KIND_CODE, ServingIndex
+from foryou.graph.overlay import RealtimeOverlay
+from foryou.logs import Timer
+from foryou.timeline.pipeline import for_you_pipeline
+from foryou.timeline.query import TimelineQuery
+from foryou.timeline.scorers import HEADS
+from foryou.timeline.state import TimelineState
+
+log = logging.getLogger("foryou.timeline")
+INTERACTIONS = ("impression", *KIND_CODE)
+
+
+class UnknownUser(KeyError):
+    def __str__(self) -> str:
+        return f"unknown user {self.args[0]}"
+
+
+class UnknownPost(KeyError):
+    def __str__(self) -> str:
+        return f"unknown post {self.args[0]}"
+
+
+@dataclass
+class TimelineItem:
+    rank: int
+    post_id: int
+    author_id: int
+    source: str
+    score: float
+    in_network: bool
+    created_at: int
+    predictions: dict[str, float]
+    liked_by: list[int] = field(default_factory=list)
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass
+class TimelineResponse:
+    user_id: int
+    items: list[TimelineItem]
+    cold_start: bool
+    cursor: str | None
+    timings_ms: dict[str, float]
+    sources: dict[str, int]  # candidates each source contributed (after its light ranker)
+    errors: list[str]
+    models: dict[str, str]
+    trace: dict[str, Any] | None = None
+
+
+class RecommendationEngine:
+    """Serving index + real-time overlay + the For You pipeline, built once from a dataset."""
+
+    def __init__(self, dataset: Dataset, config: ForYouConfig | None = None, as_of: int | None = None):
+        self.config = config or ForYouConfig()
+        self.dataset = dataset
+        as_of = dataset.manifest.time_range[1] + 1 if as_of is None else as_of
+        with Timer() as t:
+            h = history(dataset, as_of)
+            index = ServingIndex(h)
+            state = TimelineState(index=index, overlay=RealtimeOverlay(index), config=self.config)
+            state.realgraph, state.simclusters = _graph_models(h)
+        self.state = state
+        self.now = as_of
+        self.build_seconds = t.seconds
+        self.pipeline = for_you_pipeline(state)
+        self._served: OrderedDict[str, frozenset[int]] = OrderedDict()
+        self._cursor_ids = itertools.count(1)
+        self._lock = threading.Lock()
+        log.info("engine built", extra={"as_of": as_of, "seconds": round(t.seconds, 3),
+                                        "users": len(index.user_ids), "posts": len(index.post_id)})
+
+    @classmethod
+    def open(cls, path: str | Path, config: ForYouConfig | None = None, as_of: int | None = None
+             ) -> RecommendationEngine:
+        return cls(Dataset.load(path), config, as_of)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def recommend(self, user_id: int, n: int = 35, context: dict[str, Any] | None = None, cursor: str | None = None,
+                  explain: bool = False, trace: bool = False, now: int | None = None) -> TimelineResponse:
+        idx = self.state.index
+        row = idx.user_row(int(user_id))
+        if row is None:
+            raise UnknownUser(user_id)
+        served = self._served.get(cursor, frozenset()) if cursor else frozenset()
+        query = TimelineQuery(user_id=int(user_id), user_row=row, now=int(now or self.now), n=int(n),
+                              explain=explain, served=served, params=dict(context or {}))
+        result = self.pipeline.run(query, trace=trace)
+        b = result.batch
+        items = []
+        if len(b):
+            liked_by = b.get("liked_by", np.empty(len(b), dtype=object))
+            expl = b.get("explanation", np.full(len(b), None, dtype=object))
+            for i in range(len(b)):  # the returned page only
+                row_i = int(b["post_row"][i])
+                items.append(TimelineItem(
+                    rank=i + 1, post_id=int(b["post_id"][i]), author_id=int(idx.user_ids[b["author_row"][i]]),
+                    source=str(b["source"][i]), score=float(b["score"][i]), in_network=bool(b["in_network"][i]),
+                    created_at=int(idx.created_at[row_i]),
+                    predictions={h: round(float(b[f"p_{h}"][i]), 5) for h in HEADS},
+                    liked_by=list(liked_by[i] or []), explanation=expl[i]))
+        next_cursor = self._remember(served | frozenset(b["post_row"].tolist()) if len(b) else served)
+        sources = {k.split(":", 1)[1]: n for k, n in result.counts.items() if k.startswith("candidate_pipeline:")}
+        return TimelineResponse(
+            user_id=int(user_id), items=items, cold_start=len(idx.following_rows(row)) == 0, cursor=next_cursor,
+            timings_ms=result.timings_ms, sources=sources, errors=result.errors, models=self.model_versions(),
+            trace=result.trace.to_dict() if result.trace is not None else None)
+
+    def model_versions(self) -> dict[str, str]:
+        s = self.state
+        versions = {name: getattr(m, "version", "loaded") for name, m in s.models.items()}
+        versions.setdefault("heavy_ranker", "heuristic (no trained model)")
+        versions.setdefault("light_ranker", "heuristic (no trained model)")
+        versions["realgraph"] = "decayed counts" if s.realgraph is not None else "absent (uniform follows)"
+        versions["simclusters"] = "built at startup" if s.simclusters is not None else "absent"
+        return versions
+
+    def _remember(self, served: frozenset[int]) -> str:
+        with self._lock:
+            token = f"c{next(self._cursor_ids):x}"
+            self._served[token] = served
+            while len(self._served) > 10_000:
+                self._served.popitem(last=False)
+        return token
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def record_interaction(self, user_id: int, post_id: int, kind: str, t: int | None = None, **details: Any) -> None:
+        """Apply one interaction to the real-time overlay (seen, counters, UTEG, blocks, fatigue,
+        RealGraph, SimClusters). `details` (e.g. dwell_time) are kept for the event log."""
+        if kind not in INTERACTIONS:
+            raise ValueError(f"unknown interaction {kind!r}; one of {', '.join(INTERACTIONS)}")
+        idx = self.state.index
+        u = idx.user_row(int(user_id))
+        if u is None:
+            raise UnknownUser(user_id)
+        p = int(np.searchsorted(idx.post_id, int(post_id)))
+        if p >= len(idx.post_id) or idx.post_id[p] != int(post_id):
+            raise UnknownPost(post_id)
+        t = int(t if t is not None else self.now)
+        with self._lock:
+            self.state.overlay.record(u, p, kind, t)
+            if self.state.realgraph is not None and kind != "impression":
+                self.state.realgraph.record(u, int(idx.author_row[p]), kind, t)
+            if self.state.simclusters is not None and kind == "like":
+                self.state.simclusters.add_like(u, p, t)
+
+    # -- async twins --------------------------------------------------------------------------------
+
+    async def arecommend(self, user_id: int, n: int = 35, context: dict[str, Any] | None = None,
+                         **kwargs: Any) -> TimelineResponse:
+        return await asyncio.to_thread(self.recommend, user_id, n, context, **kwargs)
+
+    async def arecord_interaction(self, user_id: int, post_id: int, kind: str, **details: Any) -> None:
+        await asyncio.to_thread(self.record_interaction, user_id, post_id, kind, **details)
+
+    def close(self) -> None:
+        self.pipeline.close()
+
+
+def _graph_models(h):
+    """RealGraph and SimClusters built from the same History as the index."""
+    from foryou.embeddings.simclusters import SimClusters, SimClustersConfig
+    from foryou.graph.realgraph import RealGraph
+
+    return RealGraph.build(h), SimClusters.build(h, SimClustersConfig())

@@ -1,0 +1,90 @@
+"""Query hydrators: everything about the viewer that the request needs, fetched once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from foryou.mixer import QueryHydrator
+from foryou.timeline.query import TimelineQuery
+from foryou.timeline.state import TimelineState
+
+
+class _StateHydrator(QueryHydrator):
+    def __init__(self, state: TimelineState):
+        self.state = state
+
+
+class FollowsHydrator(_StateHydrator):
+    """Follows, and the RealGraph-top follows with their weights (uniform until RealGraph exists)."""
+
+    name = "follows"
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        s = self.state
+        follows = np.sort(s.index.following_rows(query.user_row))
+        k = s.config.timeline.sources.in_network_top_follows
+        if s.realgraph is not None and len(follows):
+            top, weights = s.realgraph.top_follows(query.user_row, k)
+        else:
+            top, weights = follows[:k], np.ones(min(k, len(follows)), dtype=np.float32)
+        return {"follows": follows, "top_follows": np.asarray(top, np.int64),
+                "top_follow_weights": np.asarray(weights, np.float32)}
+
+
+class SeenHydrator(_StateHydrator):
+    """Posts the viewer was already shown (impression store ∪ this session's overlay)."""
+
+    name = "seen"
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        return {"seen": self.state.overlay.seen_rows(query.user_row)}
+
+
+class NegativeFeedbackHydrator(_StateHydrator):
+    """Blocked/muted authors and 'see fewer' (not interested) authors with when it was said."""
+
+    name = "negative_feedback"
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        authors, times = self.state.overlay.fatigue(query.user_row)
+        return {"blocked_authors": self.state.overlay.blocked_authors(query.user_row),
+                "fatigue_authors": authors, "fatigue_times": times}
+
+
+class SocialProofHydrator(_StateHydrator):
+    """UTEG's graph walk: posts the viewer's top follows engaged with recently, weighted by RealGraph."""
+
+    name = "uteg_social_proof"
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        s = self.state
+        k = s.config.timeline.sources.uteg_follows
+        follows = query.features["top_follows"][:k]
+        weights = query.features["top_follow_weights"][:k]
+        posts, owner = s.overlay.uteg_rows(follows)
+        if len(posts) == 0:
+            empty = np.empty(0, np.int64)
+            return {"proof_posts": empty, "proof_count": empty, "proof_score": np.empty(0, np.float32),
+                    "proof_edges": (empty, empty)}
+        uniq, inv = np.unique(posts, return_inverse=True)
+        # One engager counts once per post, however many ways they engaged.
+        pair = np.unique(inv.astype(np.int64) * len(follows) + owner)
+        p_idx, o_idx = pair // len(follows), pair % len(follows)
+        count = np.bincount(p_idx, minlength=len(uniq))
+        score = np.bincount(p_idx, weights=weights[o_idx], minlength=len(uniq)).astype(np.float32)
+        return {"proof_posts": uniq, "proof_count": count, "proof_score": score,
+                "proof_edges": (uniq[p_idx], follows[o_idx])}
+
+
+class InterestHydrator(_StateHydrator):
+    """The viewer's topic profile (smoothed share of positive engagements per topic)."""
+
+    name = "interests"
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        counts = self.state.overlay.user_topic[query.user_row]
+        k = len(counts)
+        profile = (counts + 1.0 / k) / (counts.sum() + 1.0)
+        return {"topic_profile": profile.astype(np.float32), "topic_engagements": float(counts.sum())}

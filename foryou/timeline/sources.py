@@ -1,0 +1,131 @@
+"""Candidate sources (REFERENCE.md fetch sizes). Each returns a columnar batch and may fail open."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from foryou.data.lookup import values_at
+from foryou.mixer import CandidateBatch, CandidateSource
+from foryou.timeline.query import TimelineQuery
+from foryou.timeline.state import TimelineState
+
+HOUR = 3600
+
+
+class SourceUnavailable(RuntimeError):
+    """A source whose model or data is missing; the request is served without it."""
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first (argpartition, then a small sort)."""
+    if len(values) <= k:
+        return np.argsort(-values, kind="stable")
+    part = np.argpartition(-values, k - 1)[:k]
+    return part[np.argsort(-values[part], kind="stable")]
+
+
+class _Source(CandidateSource):
+    def __init__(self, state: TimelineState):
+        self.state = state
+        self.cfg = state.config.timeline.sources
+
+    def batch(self, rows: np.ndarray, score: np.ndarray) -> CandidateBatch:
+        idx = self.state.index
+        rows = np.asarray(rows, dtype=np.int64)
+        return CandidateBatch({"post_row": rows, "post_id": idx.post_id[rows], "author_row": idx.author_row[rows],
+                               "retrieval_score": np.asarray(score, dtype=np.float32)})
+
+
+class InNetworkSource(_Source):
+    """Recent posts of the viewer's RealGraph-top follows (24 h; 48 h for light users)."""
+
+    name = "in_network"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        follows = query.features["top_follows"]
+        idx = self.state.index
+        rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours * HOUR), query.now)
+        if len(rows) < 10:
+            rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours_light * HOUR), query.now)
+        keep = top_k(idx.created_at[rows].astype(np.float64), self.cfg.in_network)
+        rows = rows[keep]
+        weight = values_at(follows, query.features["top_follow_weights"], idx.author_row[rows], 0.0)
+        return self.batch(rows, weight)
+
+
+class UtegSource(_Source):
+    """Posts the viewer's top follows engaged with (GraphJet's UTEG), scored by RealGraph weight."""
+
+    name = "uteg"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        posts, score = query.features["proof_posts"], query.features["proof_score"]
+        recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
+        posts, score = posts[recent], score[recent]
+        keep = top_k(score, self.cfg.uteg)
+        return self.batch(posts[keep], score[keep])
+
+
+class SimClustersSource(_Source):
+    """SimClusters ANN: the viewer's InterestedIn communities → their top recent posts."""
+
+    name = "simclusters"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        sc = self.state.simclusters
+        if sc is None:
+            raise SourceUnavailable("SimClusters not built")
+        rows, scores = sc.retrieve(query.user_row, query.now, k=self.cfg.simclusters,
+                                   min_created=query.now - int(self.cfg.max_age_hours * HOUR))
+        return self.batch(rows, scores)
+
+
+class EmbeddingAnnSource(_Source):
+    """TwHIN / two-tower nearest neighbours; falls back (empty, said in the trace) until trained."""
+
+    name = "embedding_ann"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        model = self.state.models.get("two_tower") or self.state.models.get("twhin")
+        if model is None:
+            raise SourceUnavailable("no trained two-tower/TwHIN vectors yet: served from the other sources")
+        rows, scores = model.retrieve(query.user_row, query.now, k=self.cfg.embedding_ann)
+        return self.batch(rows, scores)
+
+
+class FollowRecommendationSource(_Source):
+    """Recent posts of accounts many of the viewer's follows follow (who-to-follow authors)."""
+
+    name = "follow_recommendation"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        idx = self.state.index
+        adj = idx.follows.adjacency
+        follows = query.features["top_follows"]
+        if len(follows) == 0:
+            return CandidateBatch.empty()
+        starts, ends = adj.indptr[follows], adj.indptr[follows + 1]
+        counts = ends - starts
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        two_hop = adj.indices[np.repeat(starts, counts) + offsets]
+        authors, votes = np.unique(two_hop, return_counts=True)
+        fresh = ~np.isin(authors, query.features["follows"]) & (authors != query.user_row)
+        authors, votes = authors[fresh], votes[fresh]
+        authors = authors[top_k(votes.astype(np.float64), self.cfg.follow_recommendation_authors)]
+        rows = idx.recent_posts_by(authors, query.now - int(self.cfg.max_age_hours * HOUR), query.now)
+        score = self.state.overlay.counts_24h[rows].astype(np.float32)
+        keep = top_k(score, self.cfg.follow_recommendation)
+        return self.batch(rows[keep], score[keep])
+
+
+class TrendingSource(_Source):
+    """The most engaged posts of the last day: the cold-start path for users with no follows."""
+
+    name = "trending"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        idx = self.state.index
+        rows = idx.recent_posts(query.now - int(self.cfg.trending_hours * HOUR), query.now)
+        score = self.state.overlay.counts_24h[rows].astype(np.float32)
+        keep = top_k(score, self.cfg.trending)
+        return self.batch(rows[keep], score[keep])

@@ -138,6 +138,8 @@ class MixingConfig(Strict):
     page_size: int = Field(35, ge=1, le=200)
     max_out_of_network_in_a_row: int = Field(2, ge=0)
     out_of_network_share: float = Field(0.5, ge=0, le=1, description="target share of out-of-network posts")
+    backfill: bool = Field(True, description="once in-network posts run out, fill the rest of the page with "
+                           "out-of-network posts (X's backfill) instead of ending it short")
 
 
 class TimelineConfig(Strict):

@@ -100,3 +100,34 @@ def test_readme_documents_the_schema_and_importers_from_code():
     for mapping in MAPPINGS.values():
         assert mapping in readme
     assert "./dev run" in readme and "./dev test" in readme
+
+
+def test_timeline_prints_the_page_explains_and_traces(tmp_path, tiny_world_dir):
+    r = foryou("timeline", str(tiny_world_dir), "7", "--n", "10", "--explain", "--trace", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "For You · user 7 · 10 posts" in out
+    assert "why post" in out and "utility Σ" in out and "final score" in out
+    assert "filter" in out and "previously_seen" in out  # the trace lists every step
+    assert "fell back" in out and "embedding_ann" in out  # no trained vectors yet: said so
+    assert "heavy_ranker=heuristic" in out
+
+
+def test_timeline_cold_start_and_mistakes(tmp_path, tiny_world, tiny_world_dir):
+    follows = set(tiny_world.dataset.follows["src_id"].to_pylist())
+    cold = next(u for u in tiny_world.dataset.users["user_id"].to_pylist() if u not in follows)
+    r = foryou("timeline", str(tiny_world_dir), str(cold), cwd=tmp_path)
+    assert r.returncode == 0 and "cold start" in r.stdout
+    assert_one_line_error(foryou("timeline", str(tiny_world_dir), "99999999", cwd=tmp_path), "unknown user 99999999")
+    assert_one_line_error(foryou("timeline", "nowhere", "1", cwd=tmp_path), "no such dataset")
+
+
+def test_bench_timeline_writes_json(tmp_path, tiny_world_dir):
+    r = foryou("bench", "timeline", str(tiny_world_dir), "--users", "30", "--json", "t.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["users"] == 30 and result["request_ms"]["p50"] > 0
+    assert set(result["candidates_per_source_mean"]) >= {"in_network", "uteg", "simclusters", "trending"}
+    assert "filter:previously_seen" in result["steps_ms"]

@@ -52,7 +52,8 @@ class NetworkCapSelector(_StateSelector):
 
 
 class DiversitySelector(_StateSelector):
-    """Author cap, topic cap (a share of the page), content-type mix, and optional MMR over topics."""
+    """Author cap (hard), then topic cap and content-type mix (soft: posts over a cap move behind
+    the rest, so they only fill a page that would otherwise be short), and optional MMR over topics."""
 
     name = "diversity"
 
@@ -61,15 +62,15 @@ class DiversitySelector(_StateSelector):
         score = batch["score"]
         topic = self.state.index.topic[batch["post_row"]].astype(np.int64)
         page = max(query.n, 1)
-        ok = rank_within(batch["author_row"], score) < cfg.max_per_author
+        keep = np.flatnonzero(rank_within(batch["author_row"], score) < cfg.max_per_author)
         topic_cap = max(1, math.ceil(cfg.max_per_topic_share * page))
-        ok &= (topic < 0) | (rank_within(topic, score) < topic_cap)
-        # Content-type mix: at most half the page without media when media posts are available.
-        media = batch["has_media"]
+        diverse = (topic[keep] < 0) | (rank_within(topic[keep], score[keep]) < topic_cap)
+        # Content-type mix: at most three quarters of a page without media when media posts exist.
+        media = batch["has_media"][keep]
         if media.any() and (~media).any():
-            ok &= media | (rank_within(media.astype(np.int8), score) < max(1, math.ceil(0.75 * page)))
-        keep = np.flatnonzero(ok)
-        keep = keep[np.argsort(-score[keep], kind="stable")]
+            diverse &= media | (rank_within(media.astype(np.int8), score[keep]) < max(1, math.ceil(0.75 * page)))
+        order = np.lexsort((-score[keep], ~diverse))  # diverse first, each part best first
+        keep = keep[order]
         if cfg.mmr_lambda is not None:
             keep = self._mmr(keep, score, topic, cfg.mmr_lambda, page)
         return keep
@@ -92,35 +93,46 @@ class DiversitySelector(_StateSelector):
 
 
 class MixSelector(_StateSelector):
-    """The page: best first, at most 2 out-of-network posts in a row, at most a share of out-of-network.
-
-    When in-network posts run out and the run cap is reached, the page ends short rather than
-    break the rule (pages for users with no in-network candidates at all are not capped)."""
+    """The page, in the incoming order: at most 2 out-of-network posts in a row while in-network posts
+    remain (scarce in-network posts are spread out to keep the page full), out-of-network share as a
+    soft target. After the last in-network post the page is backfilled with out-of-network posts, or
+    ends short when `mixing.backfill` is off."""
 
     name = "mix"
 
     def select(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
         cfg = self.state.config.timeline.mixing
-        score, in_net = batch["score"], batch["in_network"]
+        # The incoming order is the preference (best first, diversity already applied upstream).
+        in_net = batch["in_network"]
         inn = np.flatnonzero(in_net)
         oon = np.flatnonzero(~in_net)
-        inn = inn[np.argsort(-score[inn], kind="stable")]
-        oon = oon[np.argsort(-score[oon], kind="stable")]
         n = min(query.n, len(batch))
         if len(inn) == 0:  # cold start: nothing in-network to interleave, so no run cap applies
             return oon[:n]
         max_oon = cfg.max_out_of_network_in_a_row
+        # The share target yields when there is too little in-network to fill the rest of the page.
+        share_cap = max(math.ceil(cfg.out_of_network_share * n), n - len(inn))
         page: list[int] = []
         i = j = run = n_oon = 0
-        while len(page) < n and (i < len(inn) or j < len(oon)):
-            oon_ok = j < len(oon) and run < max_oon and n_oon < math.ceil(cfg.out_of_network_share * n)
-            take_oon = oon_ok and (i >= len(inn) or score[oon[j]] > score[inn[i]])
-            if take_oon:
+        while len(page) < n:
+            have_in, have_oon = i < len(inn), j < len(oon)
+            can_oon = have_oon and run < max_oon
+            # Out-of-network wins on score while under the share target; it also fills in when
+            # in-network runs out, but never more than `max_oon` in a row.
+            # Taking in-network now resets the run; if that would leave too few slots fillable,
+            # in-network is the scarce resource and is spread out instead.
+            in_left = len(inn) - i
+            fill_if_in = 1 + (in_left - 1) * (1 + max_oon) + max_oon
+            scarce = have_in and fill_if_in < n - len(page)
+            if can_oon and (not have_in or scarce or (oon[j] < inn[i] and n_oon < share_cap)):
                 page.append(int(oon[j]))
                 j, run, n_oon = j + 1, run + 1, n_oon + 1
-            elif i < len(inn):
+            elif have_in:
                 page.append(int(inn[i]))
                 i, run = i + 1, 0
+            elif have_oon and cfg.backfill:
+                page.append(int(oon[j]))  # backfill: in-network is exhausted
+                j, n_oon = j + 1, n_oon + 1
             else:
                 break  # only out-of-network left and the run cap is reached: the page ends here
         return np.asarray(page, dtype=np.int64)

@@ -45,7 +45,7 @@ class InNetworkSource(_Source):
         follows = query.features["top_follows"]
         idx = self.state.index
         rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours * HOUR), query.now)
-        if len(rows) < 10:
+        if len(rows) < query.n:  # light users: look back further (REFERENCE: 48 h)
             rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours_light * HOUR), query.now)
         keep = top_k(idx.created_at[rows].astype(np.float64), self.cfg.in_network)
         rows = rows[keep]

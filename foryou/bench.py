@@ -63,7 +63,8 @@ def _percentiles(values) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95, 99)} if len(a) else {}
 
 
-def bench_timeline(dataset: Path, users: int, seed: int, progress=None) -> dict[str, Any]:
+def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=None,
+                   overrides: list[str] | None = None) -> dict[str, Any]:
     """Latency of `recommend` for random users, one request at a time on one thread."""
     import numpy as np
 
@@ -72,7 +73,7 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None) -> dict[
     progress = progress or (lambda stage, frac: None)
     progress("build engine", 0.0)
     t0 = time.perf_counter()
-    engine = RecommendationEngine.open(dataset)
+    engine = RecommendationEngine.open(dataset, config)
     build_s = time.perf_counter() - t0
     progress("build engine", 1.0)
     ids = engine.state.index.user_ids
@@ -95,7 +96,8 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None) -> dict[
     progress("requests", 1.0)
     engine.close()
     return {
-        "bench": "timeline", "dataset": str(dataset), "users": len(chosen), "engine_build_s": round(build_s, 2),
+        "bench": "timeline", "dataset": str(dataset), "users": len(chosen), "config_overrides": overrides or [],
+        "engine_open_s": round(build_s, 2), "from_snapshot": engine.loaded_from is not None,
         "request_ms": _percentiles(totals),
         "candidates_per_source_mean": {k: round(float(np.mean(v)), 1) for k, v in sources.items()},
         "candidates_total_mean": round(float(np.sum([np.mean(v) for v in sources.values()])), 1),

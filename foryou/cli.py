@@ -212,12 +212,14 @@ def timeline(
     n: Annotated[int, typer.Option(help="page size", min=1, max=200)] = 35,
     explain: Annotated[bool, typer.Option(help="show why each post scored what it did")] = False,
     trace: Annotated[bool, typer.Option(help="show every pipeline step: in, out, removed, time")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override, e.g. "
+                                                   "timeline.exploration.strategy=ucb (repeatable)")] = None,
 ) -> None:
     """Build the For You page for one user and print it as a table."""
     from foryou.timeline.engine import RecommendationEngine
 
-    with console.status("building the serving index"):
-        engine = RecommendationEngine.open(dataset)
+    with console.status("opening the serving index (built and snapshotted on first use)"):
+        engine = RecommendationEngine.open(dataset, _config(set_))
     if len(engine.state.index.post_id) == 0:
         raise UserError(f"{dataset}: the dataset has no posts")
     page = engine.recommend(user, n=n, explain=explain, trace=trace)
@@ -326,14 +328,21 @@ def bench_timeline(
     users: Annotated[int, typer.Option(help="how many random users to request for")] = 1000,
     seed: Annotated[int, typer.Option(help="which users")] = 0,
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/timeline.json"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
 ) -> None:
     """Request latency p50/p95/p99 (total and per step), candidates per source, posts per page."""
     from foryou.bench import bench_timeline as run
 
     with progress_bars() as bar:
-        result = run(dataset, users, seed, bar)
+        result = run(dataset, users, seed, bar, _config(set_), set_ or [])
     _write_json(json_out, result)
     _print_summary(f"bench timeline {dataset}", {k: v for k, v in result.items() if k != "steps_ms"})
+
+
+def _config(overrides: list[str] | None):
+    from foryou.config import ForYouConfig, parse_overrides
+
+    return ForYouConfig.model_validate(parse_overrides(overrides or []))
 
 
 def _write_json(path: Path, result: dict[str, Any]) -> None:

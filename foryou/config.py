@@ -91,7 +91,7 @@ class SourcesConfig(Strict):
     uteg: int = Field(300, ge=0)
     uteg_follows: int = Field(100, ge=1, description="RealGraph-top follows whose engagements UTEG walks")
     uteg_max_proof: int = Field(10, ge=1, description="'liked by' users kept per post")
-    simclusters: int = Field(200, ge=0)
+    simclusters: int = Field(400, ge=0, description="tweet-mixer's share (400) until embedding ANN is trained")
     embedding_ann: int = Field(200, ge=0)
     follow_recommendation: int = Field(100, ge=0)
     follow_recommendation_authors: int = Field(20, ge=1)
@@ -157,3 +157,24 @@ class ForYouConfig(Strict):
     weights: EngagementWeights = EngagementWeights()
     world: WorldConfig = WorldConfig()
     timeline: TimelineConfig = TimelineConfig()
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`["timeline.sources.simclusters=800", ...]` → a nested dict for ForYouConfig.model_validate."""
+    import json
+
+    tree: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree

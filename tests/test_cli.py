@@ -109,7 +109,8 @@ def test_timeline_prints_the_page_explains_and_traces(tmp_path, tiny_world_dir):
     assert "For You · user 7 · 10 posts" in out
     assert "why post" in out and "utility Σ" in out and "final score" in out
     assert "filter" in out and "previously_seen" in out  # the trace lists every step
-    assert "fell back" in out and "embedding_ann" in out  # no trained vectors yet: said so
+    assert "embedding_ann=not trained" in out  # no trained vectors yet: said so...
+    assert "embedding_vectors_trained" in out  # ...and the trace shows the closed gate
     assert "heavy_ranker=heuristic" in out
 
 

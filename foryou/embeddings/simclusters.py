@@ -269,8 +269,9 @@ class SimClusters:
         u[clusters] = weights
         v = self.post_vector(cands)
         dot = v @ u
-        if len(cands) > cfg.retrieval_dot_top:
-            best = np.argpartition(-dot, cfg.retrieval_dot_top - 1)[:cfg.retrieval_dot_top]
+        keep_dot = max(cfg.retrieval_dot_top, k)  # a caller asking for more than 200 gets them
+        if len(cands) > keep_dot:
+            best = np.argpartition(-dot, keep_dot - 1)[:keep_dot]
             cands, v = cands[best], v[best]
         cos = _cosine(v, u)
         keep = cos >= cfg.min_cosine

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import threading
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from foryou.config import ForYouConfig
-from foryou.data.dataset import Dataset
+from foryou.data import snapshot
+from foryou.data.dataset import Dataset, read_manifest
 from foryou.data.split import history
 from foryou.graph.index import KIND_CODE, ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
@@ -30,6 +32,7 @@ from foryou.timeline.scorers import HEADS
 from foryou.timeline.state import TimelineState
 
 log = logging.getLogger("foryou.timeline")
+SNAPSHOT_VERSION = "1"  # bump when the serving structures change shape
 INTERACTIONS = ("impression", *KIND_CODE)
 
 
@@ -74,28 +77,55 @@ class RecommendationEngine:
     """Serving index + real-time overlay + the For You pipeline, built once from a dataset."""
 
     def __init__(self, dataset: Dataset, config: ForYouConfig | None = None, as_of: int | None = None):
-        self.config = config or ForYouConfig()
-        self.dataset = dataset
         as_of = dataset.manifest.time_range[1] + 1 if as_of is None else as_of
         with Timer() as t:
             h = history(dataset, as_of)
             index = ServingIndex(h)
-            state = TimelineState(index=index, overlay=RealtimeOverlay(index), config=self.config)
-            state.realgraph, state.simclusters = _graph_models(h)
-        self.state = state
+            realgraph, simclusters = _graph_models(h)
+        self._assemble(index, realgraph, simclusters, config, as_of, t.seconds)
+
+    def _assemble(self, index: ServingIndex, realgraph: Any, simclusters: Any, config: ForYouConfig | None,
+                  as_of: int, seconds: float) -> None:
+        self.config = config or ForYouConfig()
+        self.state = TimelineState(index=index, overlay=RealtimeOverlay(index), config=self.config,
+                                   realgraph=realgraph, simclusters=simclusters)
         self.now = as_of
-        self.build_seconds = t.seconds
-        self.pipeline = for_you_pipeline(state)
+        self.build_seconds = seconds
+        self.pipeline = for_you_pipeline(self.state)
         self._served: OrderedDict[str, frozenset[int]] = OrderedDict()
         self._cursor_ids = itertools.count(1)
         self._lock = threading.Lock()
-        log.info("engine built", extra={"as_of": as_of, "seconds": round(t.seconds, 3),
+        log.info("engine ready", extra={"as_of": as_of, "seconds": round(seconds, 3),
                                         "users": len(index.user_ids), "posts": len(index.post_id)})
 
     @classmethod
-    def open(cls, path: str | Path, config: ForYouConfig | None = None, as_of: int | None = None
-             ) -> RecommendationEngine:
-        return cls(Dataset.load(path), config, as_of)
+    def open(cls, path: str | Path, config: ForYouConfig | None = None, as_of: int | None = None,
+             cache: bool = True) -> RecommendationEngine:
+        """Open a dataset directory. The built serving structures are snapshotted beside it
+        (`DATASET/.serving/`, memory-mapped on the next open) unless `cache` is off."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        as_of = manifest.time_range[1] + 1 if as_of is None else as_of
+        snap, tag = path / ".serving" / f"as_of-{as_of}", _fingerprint(path, as_of)
+        if cache:
+            try:
+                with Timer() as t:
+                    parts = snapshot.load(snap, tag)
+                engine = object.__new__(cls)
+                engine._assemble(parts["index"], parts["realgraph"], parts["simclusters"], config, as_of, t.seconds)
+                engine.loaded_from = snap
+                return engine
+            except snapshot.SnapshotError as exc:
+                log.info("no usable serving snapshot; building", extra={"reason": str(exc)})
+        engine = cls(Dataset.load(path), config, as_of)
+        engine.loaded_from = None
+        if cache:
+            try:
+                snapshot.save({"index": engine.state.index, "realgraph": engine.state.realgraph,
+                               "simclusters": engine.state.simclusters}, snap, tag)
+            except OSError as exc:  # a read-only dataset directory: serve without a snapshot
+                log.warning("could not write serving snapshot", extra={"path": str(snap), "error": str(exc)})
+        return engine
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -111,17 +141,19 @@ class RecommendationEngine:
         result = self.pipeline.run(query, trace=trace)
         b = result.batch
         items = []
-        if len(b):
-            liked_by = b.get("liked_by", np.empty(len(b), dtype=object))
+        if len(b):  # the returned page only: columns → Python lists once, then zip
+            cols = {c: b[c].tolist() for c in ("post_id", "source", "score", "in_network", "post_row")}
+            preds = {h: np.round(b[f"p_{h}"], 5).tolist() for h in HEADS}
+            authors = idx.user_ids[b["author_row"]].tolist()
+            created = idx.created_at[b["post_row"]].tolist()
+            liked_by = b.get("liked_by", np.full(len(b), None, dtype=object))
             expl = b.get("explanation", np.full(len(b), None, dtype=object))
-            for i in range(len(b)):  # the returned page only
-                row_i = int(b["post_row"][i])
+            for i in range(len(b)):
                 items.append(TimelineItem(
-                    rank=i + 1, post_id=int(b["post_id"][i]), author_id=int(idx.user_ids[b["author_row"][i]]),
-                    source=str(b["source"][i]), score=float(b["score"][i]), in_network=bool(b["in_network"][i]),
-                    created_at=int(idx.created_at[row_i]),
-                    predictions={h: round(float(b[f"p_{h}"][i]), 5) for h in HEADS},
-                    liked_by=list(liked_by[i] or []), explanation=expl[i]))
+                    rank=i + 1, post_id=cols["post_id"][i], author_id=authors[i], source=str(cols["source"][i]),
+                    score=cols["score"][i], in_network=cols["in_network"][i], created_at=created[i],
+                    predictions={h: preds[h][i] for h in HEADS}, liked_by=list(liked_by[i] or []),
+                    explanation=expl[i]))
         next_cursor = self._remember(served | frozenset(b["post_row"].tolist()) if len(b) else served)
         sources = {k.split(":", 1)[1]: n for k, n in result.counts.items() if k.startswith("candidate_pipeline:")}
         return TimelineResponse(
@@ -135,7 +167,10 @@ class RecommendationEngine:
         versions.setdefault("heavy_ranker", "heuristic (no trained model)")
         versions.setdefault("light_ranker", "heuristic (no trained model)")
         versions["realgraph"] = "decayed counts" if s.realgraph is not None else "absent (uniform follows)"
-        versions["simclusters"] = "built at startup" if s.simclusters is not None else "absent"
+        versions["simclusters"] = "absent" if s.simclusters is None else (
+            "snapshot" if getattr(self, "loaded_from", None) else "built at startup")
+        if "two_tower" not in s.models and "twhin" not in s.models:
+            versions["embedding_ann"] = "not trained: source skipped (fallback)"
         return versions
 
     def _remember(self, served: frozenset[int]) -> str:
@@ -179,6 +214,16 @@ class RecommendationEngine:
 
     def close(self) -> None:
         self.pipeline.close()
+
+
+def _fingerprint(path: Path, as_of: int) -> str:
+    """What a snapshot was built from: the manifest, every table file's size and mtime, the cut."""
+    h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|".encode())
+    h.update((path / "manifest.json").read_bytes())
+    for name in sorted(p.name for p in path.glob("*.parquet")):
+        st = (path / name).stat()
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]
 
 
 def _graph_models(h):

@@ -27,9 +27,10 @@ SOURCES = (src.InNetworkSource, src.UtegSource, src.SimClustersSource, src.Embed
 
 def for_you_pipeline(state: TimelineState) -> ProductPipeline:
     keep = state.config.timeline.ranking.light_ranker_keep
+    gates = {src.EmbeddingAnnSource: (src.EmbeddingVectorsGate(state),)}
     candidate_pipelines = [
         CandidatePipeline(name=source.name, source=source(state), scorers=(s.LightRanker(state),),
-                          selector=TopKSelector(keep))
+                          selector=TopKSelector(keep), gates=gates.get(source, ()))
         for source in SOURCES
     ]
     global_filters = (f.OwnPostsFilter(state), f.TooOldFilter(state), f.RepostDedupFilter(state),

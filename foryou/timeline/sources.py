@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from foryou.data.lookup import values_at
-from foryou.mixer import CandidateBatch, CandidateSource
+from foryou.mixer import CandidateBatch, CandidateSource, Gate
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 
@@ -80,8 +80,21 @@ class SimClustersSource(_Source):
         return self.batch(rows, scores)
 
 
+class EmbeddingVectorsGate(Gate):
+    """Skips the embedding-ANN pipeline until TwHIN / two-tower vectors are trained (issue 4);
+    the trace shows the closed gate and the response's `models` says the source fell back."""
+
+    name = "embedding_vectors_trained"
+
+    def __init__(self, state: TimelineState):
+        self.state = state
+
+    def should_run(self, query: TimelineQuery) -> bool:
+        return "two_tower" in self.state.models or "twhin" in self.state.models
+
+
 class EmbeddingAnnSource(_Source):
-    """TwHIN / two-tower nearest neighbours; falls back (empty, said in the trace) until trained."""
+    """TwHIN / two-tower nearest neighbours (behind EmbeddingVectorsGate)."""
 
     name = "embedding_ann"
 
@@ -119,13 +132,25 @@ class FollowRecommendationSource(_Source):
 
 
 class TrendingSource(_Source):
-    """The most engaged posts of the last day: the cold-start path for users with no follows."""
+    """The most engaged posts of the last day: the cold-start path for users with no follows.
+
+    The same for every viewer, so it is computed once per (time, ~1,000 overlay events) and reused."""
 
     name = "trending"
+    REFRESH_EVENTS = 1_000
+
+    def __init__(self, state: TimelineState):
+        super().__init__(state)
+        self._cache: tuple[tuple[int, int], CandidateBatch] | None = None
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        key = (query.now, self.state.overlay.events // self.REFRESH_EVENTS)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         idx = self.state.index
         rows = idx.recent_posts(query.now - int(self.cfg.trending_hours * HOUR), query.now)
         score = self.state.overlay.counts_24h[rows].astype(np.float32)
         keep = top_k(score, self.cfg.trending)
-        return self.batch(rows[keep], score[keep])
+        batch = self.batch(rows[keep], score[keep])
+        self._cache = (key, batch)
+        return batch

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -146,6 +147,22 @@ def quickstart(
     else:
         _build_world(preset, seed, out, force=True)
     _show_stats(out)
+    _show_example_timeline(out)
+
+
+def _show_example_timeline(path: Path) -> None:
+    """The For You page of the most active user, explained, and how to ask for any other."""
+    from foryou.timeline.engine import RecommendationEngine
+
+    with console.status("opening the serving index (built and snapshotted on first use)"):
+        engine = RecommendationEngine.open(path)
+    idx = engine.state.index
+    user = int(idx.user_ids[int(np.argmax(idx.follows.out_degree()))])
+    page = engine.recommend(user, n=10, explain=True)
+    engine.close()
+    _print_page(page, explain=True)
+    console.print(f"next: [bold]foryou timeline {path} USER --explain --trace[/] for any user; "
+                  f"[bold]foryou bench timeline {path}[/] for latency", highlight=False)
 
 
 # -- data ---------------------------------------------------------------------------------------

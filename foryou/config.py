@@ -96,6 +96,7 @@ class SourcesConfig(Strict):
     follow_recommendation: int = Field(100, ge=0)
     follow_recommendation_authors: int = Field(20, ge=1)
     trending: int = Field(100, ge=0)
+    topic_trending: int = Field(150, ge=0, description="most engaged recent posts of the viewer's top topics")
     trending_hours: float = Field(24.0, gt=0)
     max_age_hours: float = Field(48.0, gt=0, description="TooOldFilter: older posts are dropped")
 

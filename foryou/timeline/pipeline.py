@@ -22,7 +22,7 @@ from foryou.timeline.side_effects import ServedLogSideEffect
 from foryou.timeline.state import TimelineState
 
 SOURCES = (src.InNetworkSource, src.UtegSource, src.SimClustersSource, src.EmbeddingAnnSource,
-           src.FollowRecommendationSource, src.TrendingSource)
+           src.FollowRecommendationSource, src.TopicTrendingSource, src.TrendingSource)
 
 
 def for_you_pipeline(state: TimelineState) -> ProductPipeline:

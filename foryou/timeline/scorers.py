@@ -80,8 +80,9 @@ class HeavyRanker(_StateScorer):
              + 0.6 * np.log(batch["post_rate"] / r0)
              + 0.4 * np.log(batch["author_rate"] / r0)
              + 1.0 * batch["realgraph"]
-             + 0.3 * np.log1p(batch["social_proof"])
+             + 0.1 * np.log1p(batch["social_proof"])
              + 0.5 * batch["simclusters_score"]
+             + 0.3 * batch["has_media"]
              + 0.2 * batch["in_network"]
              - 0.35 * np.log1p(np.maximum(batch["age_h"], 0)))
         unsafe = (1.0 * batch["is_nsfw"] + 1.0 * batch["is_toxic"] + 1.5 * batch["is_spam"]

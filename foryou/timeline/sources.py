@@ -154,3 +154,43 @@ class TrendingSource(_Source):
         batch = self.batch(rows[keep], score[keep])
         self._cache = (key, batch)
         return batch
+
+
+class TopicTrendingSource(_Source):
+    """The most engaged recent posts of the viewer's top topics (from their engagement profile):
+    interest-based out-of-network supply that does not need a follow graph (cold start included).
+    Per-topic lists are shared by all viewers and refreshed like trending."""
+
+    name = "topic_trending"
+    REFRESH_EVENTS = 1_000
+    TOP_TOPICS = 3
+
+    def __init__(self, state: TimelineState):
+        super().__init__(state)
+        self._cache: tuple[tuple[int, int], list[np.ndarray]] | None = None
+
+    def _per_topic(self, now: int) -> list[np.ndarray]:
+        key = (now, self.state.overlay.events // self.REFRESH_EVENTS)
+        if self._cache is None or self._cache[0] != key:
+            idx = self.state.index
+            rows = idx.recent_posts(now - int(self.cfg.max_age_hours * HOUR), now)
+            score = self.state.overlay.counts_24h[rows].astype(np.float64) - 1e-9 * (now - idx.created_at[rows])
+            topic = idx.topic[rows]
+            lists = []
+            for t in range(idx.n_topics):  # a few dozen topics, once per refresh
+                r = rows[topic == t]
+                lists.append(r[top_k(score[topic == t], self.cfg.topic_trending)])
+            self._cache = (key, lists)
+        return self._cache[1]
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        profile = query.features["topic_profile"]
+        if query.features["topic_engagements"] == 0:
+            return CandidateBatch.empty()  # no interests known yet: trending covers it
+        lists = self._per_topic(query.now)
+        topics = top_k(profile.astype(np.float64), self.TOP_TOPICS)
+        topics = topics[profile[topics] >= 1.0 / len(profile)]
+        share = profile[topics] / profile[topics].sum()
+        rows = np.concatenate([lists[t][: int(np.ceil(sh * self.cfg.topic_trending))]
+                               for t, sh in zip(topics, share, strict=True)]) if len(topics) else np.empty(0, np.int64)
+        return self.batch(rows, profile[self.state.index.topic[rows]])

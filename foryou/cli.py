@@ -23,6 +23,7 @@ from rich.table import Table
 
 from foryou import logs
 from foryou.data.dataset import DatasetError
+from foryou.training.registry import RegistryError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="foryou: X's For You timeline, runnable and inspectable.")
@@ -308,6 +309,105 @@ def _print_trace(page) -> None:
     console.print(table)
 
 
+# -- training and the registry ---------------------------------------------------------------------
+
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, show, promote, roll back.")
+app.add_typer(models_app, name="models")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory (needs impressions)")],
+    only: Annotated[str | None, typer.Option(help="train one model: heavy_ranker")] = None,
+    promote: Annotated[bool, typer.Option(help="promote what was trained")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
+) -> None:
+    """Train the models on the train window (early stopping on validation), register and promote them."""
+    from foryou.training.pipeline import train_all
+
+    with progress_bars() as bar:
+        results = train_all(dataset, _config(set_), only=only, promote=promote, progress=bar)
+    for name, r in results.items():
+        _print_model_metrics(name, r)
+
+
+def _print_model_metrics(name: str, r: dict) -> None:
+    fit = r["fit"]
+    console.print(f"[green]{name} v{r['version']}[/]: {fit['epochs']} epochs, {fit['train_rows']:,} rows, "
+                  f"{fit['seconds']:.1f} s, {fit['examples_per_s']:,} examples/s", highlight=False)
+    table = Table(title=f"{name}: test window", title_justify="left")
+    for col in ("head", "AUC", "ceiling AUC", "RCE", "PR-AUC", "ECE", "positives"):
+        table.add_column(col, justify="right")
+    for head, m in r["test"].items():
+        table.add_row(head, f"{m['auc']:.4f}", f"{m.get('ceiling_auc', float('nan')):.4f}", f"{m['rce']:.2f}",
+                      f"{m['pr_auc']:.4f}", f"{m['ece']:.4f}", f"{m['positives']:,}")
+    console.print(table)
+
+
+def _registry(dataset: Path):
+    from foryou.training.pipeline import registry_for
+
+    if not (dataset / "manifest.json").exists():
+        raise UserError(f"{dataset}: no such dataset directory")
+    return registry_for(dataset)
+
+
+@models_app.command("list")
+def models_list(dataset: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """Every model version with its headline metrics; * marks the promoted one."""
+    versions = _registry(dataset).list()
+    if not versions:
+        console.print("no models yet: run [bold]foryou train DATASET[/]")
+        return
+    table = Table(title=f"models in {dataset}", title_justify="left")
+    for col in ("", "model", "version", "created", "code", "AUC like", "AUC click", "RCE like"):
+        table.add_column(col)
+    for v in versions:
+        test = (v.metrics or {}).get("test", {})
+        table.add_row("*" if v.promoted else "", v.name, f"v{v.version}", v.created[:19], v.code_revision,
+                      _metric(test, "like", "auc"), _metric(test, "click", "auc"), _metric(test, "like", "rce"))
+    console.print(table)
+
+
+def _metric(test: dict, head: str, key: str) -> str:
+    value = test.get(head, {}).get(key)
+    return "—" if value is None else f"{value:.4f}"
+
+
+@models_app.command("show")
+def models_show(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int | None, typer.Option(help="version (default: promoted, else latest)")] = None,
+) -> None:
+    """One version's manifest: config, metrics, dataset fingerprint, code revision."""
+    from dataclasses import asdict
+
+    v = _registry(dataset).show(name, version)
+    console.print_json(json.dumps(asdict(v), default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int, typer.Argument(help="version to serve")],
+) -> None:
+    """Serve this version from now on (engines load it on their next open)."""
+    v = _registry(dataset).promote(name, version)
+    console.print(f"promoted {v.label}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    name: Annotated[str, typer.Argument(help="model name")],
+) -> None:
+    """Go back to the previously promoted version."""
+    v = _registry(dataset).rollback(name)
+    console.print(f"rolled back to {v.label}")
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 
@@ -375,7 +475,8 @@ def main() -> None:
     logs.configure()
     try:
         app()
-    except (UserError, DatasetError, ValidationError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (UserError, DatasetError, ValidationError, ValueError, FileNotFoundError, KeyError,
+            RegistryError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, ValidationError):
             message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -23,16 +23,18 @@ from foryou.config import ForYouConfig
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
 from foryou.data.split import history
+from foryou.features import FeatureStore
 from foryou.graph.index import KIND_CODE, ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
 from foryou.logs import Timer
+from foryou.timeline.models import load_models
 from foryou.timeline.pipeline import for_you_pipeline
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.scorers import HEADS
 from foryou.timeline.state import TimelineState
 
 log = logging.getLogger("foryou.timeline")
-SNAPSHOT_VERSION = "1"  # bump when the serving structures change shape
+SNAPSHOT_VERSION = "2"  # bump when the serving structures change shape
 INTERACTIONS = ("impression", *KIND_CODE)
 
 
@@ -82,13 +84,18 @@ class RecommendationEngine:
             h = history(dataset, as_of)
             index = ServingIndex(h)
             realgraph, simclusters = _graph_models(h)
-        self._assemble(index, realgraph, simclusters, config, as_of, t.seconds)
+            store = FeatureStore(h)
+        self._assemble(index, realgraph, simclusters, store, dataset.path, config, as_of, t.seconds)
 
-    def _assemble(self, index: ServingIndex, realgraph: Any, simclusters: Any, config: ForYouConfig | None,
-                  as_of: int, seconds: float) -> None:
+    def _assemble(self, index: ServingIndex, realgraph: Any, simclusters: Any, store: FeatureStore,
+                  path: Path | None, config: ForYouConfig | None, as_of: int, seconds: float) -> None:
         self.config = config or ForYouConfig()
         self.state = TimelineState(index=index, overlay=RealtimeOverlay(index), config=self.config,
-                                   realgraph=realgraph, simclusters=simclusters)
+                                   realgraph=realgraph, simclusters=simclusters, features=store)
+        if path is not None:
+            self.state.models, self.model_status = load_models(path, store)
+        else:
+            self.model_status = {"heavy_ranker": "missing: no dataset directory; heuristic fallback"}
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
@@ -112,7 +119,8 @@ class RecommendationEngine:
                 with Timer() as t:
                     parts = snapshot.load(snap, tag)
                 engine = object.__new__(cls)
-                engine._assemble(parts["index"], parts["realgraph"], parts["simclusters"], config, as_of, t.seconds)
+                engine._assemble(parts["index"], parts["realgraph"], parts["simclusters"], parts["features"], path,
+                                 config, as_of, t.seconds)
                 engine.loaded_from = snap
                 return engine
             except snapshot.SnapshotError as exc:
@@ -122,7 +130,8 @@ class RecommendationEngine:
         if cache:
             try:
                 snapshot.save({"index": engine.state.index, "realgraph": engine.state.realgraph,
-                               "simclusters": engine.state.simclusters}, snap, tag)
+                               "simclusters": engine.state.simclusters, "features": engine.state.features},
+                              snap, tag)
             except OSError as exc:  # a read-only dataset directory: serve without a snapshot
                 log.warning("could not write serving snapshot", extra={"path": str(snap), "error": str(exc)})
         return engine
@@ -162,10 +171,10 @@ class RecommendationEngine:
             trace=result.trace.to_dict() if result.trace is not None else None)
 
     def model_versions(self) -> dict[str, str]:
+        """What each model slot is serving right now (shown by `foryou timeline` and in responses)."""
         s = self.state
-        versions = {name: getattr(m, "version", "loaded") for name, m in s.models.items()}
-        versions.setdefault("heavy_ranker", "heuristic (no trained model)")
-        versions.setdefault("light_ranker", "heuristic (no trained model)")
+        versions = {"heavy_ranker": self.model_status.get("heavy_ranker", "missing: heuristic fallback"),
+                    "light_ranker": "heuristic (no trained model)"}
         versions["realgraph"] = "decayed counts" if s.realgraph is not None else "absent (uniform follows)"
         versions["simclusters"] = "absent" if s.simclusters is None else (
             "snapshot" if getattr(self, "loaded_from", None) else "built at startup")
@@ -198,6 +207,7 @@ class RecommendationEngine:
         t = int(t if t is not None else self.now)
         with self._lock:
             self.state.overlay.record(u, p, kind, t)
+            self.state.features.record(u, p, kind, t)
             if self.state.realgraph is not None and kind != "impression":
                 self.state.realgraph.record(u, int(idx.author_row[p]), kind, t)
             if self.state.simclusters is not None and kind == "like":

@@ -19,6 +19,7 @@ class TimelineState:
     config: ForYouConfig
     realgraph: Any = None  # foryou.graph.realgraph.RealGraph, when built
     simclusters: Any = None  # foryou.embeddings.simclusters.SimClusters, when built
+    features: Any = None  # foryou.features.FeatureStore: the trained models' point-in-time features
     models: dict[str, Any] = field(default_factory=dict)  # trained models by name (issue 4)
 
     def post_ids(self, rows: np.ndarray) -> np.ndarray:

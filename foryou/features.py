@@ -1,0 +1,270 @@
+"""The feature store: every ranking feature declared once, computed by one function for training
+rows (each at its own impression time) and for served candidates (at request time).
+
+Both paths read the same point-in-time `EventCounter`s, built from a `History`: a count is always
+"events of this key strictly before t". Training rows at time t and a candidate served at time t
+from an index built at t therefore get identical features — no training/serving skew (tested).
+Live events recorded after the build are added to the counters' small overlay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from foryou.data.schema import ENGAGEMENT_KINDS
+from foryou.data.split import History, _require_history
+
+POSITIVE = ("like", "repost", "reply")
+NEGATIVE = ("not_interested", "mute", "block", "report")
+PRIOR_IMPRESSIONS = 20.0
+DAY = 86_400
+_SHIFT = np.int64(34)  # key ids in the high bits, seconds since the counter's origin in the low 34
+
+
+class EventCounter:
+    """Counts of events per integer key strictly before any time t, vectorised over queries.
+
+    Keys are mapped to dense ids so that (id, time) packs into one sorted int64; a query is two
+    searchsorted calls. Live events recorded after the build go to a second, small packed array,
+    rebuilt lazily when it has changed.
+    """
+
+    def __init__(self, keys: np.ndarray, times: np.ndarray):
+        self.origin = int(np.min(times)) if len(times) else 0
+        self.uniq, self.packed = self._pack(np.asarray(keys, np.int64), np.asarray(times, np.int64))
+        self.live_keys: list[int] = []
+        self.live_times: list[int] = []
+        self._live_packed: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _pack(self, keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        uniq, dense = np.unique(keys, return_inverse=True)
+        rel = np.clip(times - self.origin, 0, (1 << 34) - 1)
+        return uniq, np.sort((dense.astype(np.int64) << _SHIFT) | rel)
+
+    @staticmethod
+    def _count(uniq: np.ndarray, packed: np.ndarray, keys: np.ndarray, rel: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(keys), dtype=np.float64)
+        if len(uniq):
+            pos = np.minimum(np.searchsorted(uniq, keys), len(uniq) - 1)
+            hit = uniq[pos] == keys
+            base = pos[hit].astype(np.int64) << _SHIFT
+            out[hit] = np.searchsorted(packed, base | rel[hit]) - np.searchsorted(packed, base)
+        return out
+
+    def add(self, key: int, t: int) -> None:
+        self.live_keys.append(int(key))
+        self.live_times.append(int(t))
+        self._live_packed = None
+
+    def count_before(self, keys: np.ndarray, t: np.ndarray | int) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.int64)
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), keys.shape)
+        rel = np.clip(t - self.origin, 0, (1 << 34) - 1)
+        out = self._count(self.uniq, self.packed, keys, rel)
+        if self.live_keys:
+            if self._live_packed is None:
+                self._live_packed = self._pack(np.array(self.live_keys), np.array(self.live_times))
+            out += self._count(*self._live_packed, keys, rel)
+        return out
+
+    def count_between(self, keys: np.ndarray, t0: np.ndarray | int, t1: np.ndarray | int) -> np.ndarray:
+        return self.count_before(keys, t1) - self.count_before(keys, t0)
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    group: str  # user | post | author | user_author | context
+    doc: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("age_log_h", "post", "log1p(hours since the post was created)"),
+    Feature("post_positive_log", "post", "log1p(likes + reposts + replies before t)"),
+    Feature("post_impressions_log", "post", "log1p(impressions before t)"),
+    Feature("post_rate", "post", "positives per impression, smoothed toward the base rate"),
+    Feature("post_positive_24h_log", "post", "log1p(positives in the 24 h before t): velocity"),
+    Feature("post_negative_rate", "post", "negative feedback per impression, smoothed"),
+    Feature("has_media", "post", "image or video"),
+    Feature("has_link", "post", "external link"),
+    Feature("length_log", "post", "log1p(text length)"),
+    Feature("is_reply", "post", "a reply"),
+    Feature("is_repost", "post", "a repost"),
+    Feature("is_nsfw", "post", "safety label"),
+    Feature("is_toxic", "post", "safety label"),
+    Feature("is_spam", "post", "safety label"),
+    Feature("is_misinfo", "post", "safety label"),
+    Feature("author_rate", "author", "positives per impression over the author's posts, smoothed"),
+    Feature("author_impressions_log", "author", "log1p(impressions of the author's posts)"),
+    Feature("author_negative_rate", "author", "negative feedback per impression on the author, smoothed"),
+    Feature("author_followers_log", "author", "log1p(followers before t)"),
+    Feature("user_topic_share", "user", "share of the viewer's positives on this post's topic (smoothed)"),
+    Feature("user_positive_log", "user", "log1p(viewer's positives before t)"),
+    Feature("user_impressions_log", "user", "log1p(viewer's impressions before t)"),
+    Feature("user_negative_rate", "user", "viewer's negative feedback per impression, smoothed"),
+    Feature("user_media_share", "user", "share of the viewer's positives on posts with media (smoothed)"),
+    Feature("user_unsafe_negative_log", "user", "log1p(viewer's negative feedback on posts with a safety label)"),
+    Feature("user_author_positive_log", "user_author", "log1p(viewer's positives on this author)"),
+    Feature("user_author_negative", "user_author", "viewer's negative feedback on this author (count)"),
+    Feature("in_network", "user_author", "the viewer follows the author"),
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+# Schema of the model inputs: a model trained on another feature list or definition is rejected at
+# load time. Bump FEATURE_VERSION whenever a feature's computation changes.
+FEATURE_VERSION = 2
+FEATURE_SCHEMA = hashlib.sha256(f"{FEATURE_VERSION}|{'|'.join(FEATURE_NAMES)}".encode()).hexdigest()[:16]
+
+
+class FeatureStore:
+    """Point-in-time counters over a History plus static post columns; `compute` is the one definition."""
+
+    def __init__(self, h: History):
+        h = _require_history(h)
+        self.as_of = h.as_of
+        self.user_ids = np.sort(h.users["user_id"].to_numpy())
+        p = h.posts.sort_by("post_id")
+        self.post_id = p["post_id"].to_numpy()
+        self.author_row = np.searchsorted(self.user_ids, p["author_id"].to_numpy())
+        self.created_at = p["created_at"].to_numpy()
+        kind = p["kind"].to_numpy(zero_copy_only=False)
+        self.topic = p["topic"].to_numpy().astype(np.int64)
+        self.n_topics = int(max(self.topic.max(initial=-1) + 1, 1))
+        self.static = {
+            "has_media": p["has_media"].to_numpy(zero_copy_only=False).astype(np.float32),
+            "has_link": p["has_link"].to_numpy(zero_copy_only=False).astype(np.float32),
+            "length_log": np.log1p(p["length"].to_numpy()).astype(np.float32),
+            "is_reply": (kind == "reply").astype(np.float32),
+            "is_repost": (kind == "repost").astype(np.float32),
+            **{lb: p[lb].to_numpy(zero_copy_only=False).astype(np.float32)
+               for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")},
+        }
+        n_users = len(self.user_ids)
+        self.n_users = n_users
+
+        e = h.engagements
+        e_user = np.searchsorted(self.user_ids, e["user_id"].to_numpy())
+        e_post = np.searchsorted(self.post_id, e["post_id"].to_numpy())
+        e_time = e["created_at"].to_numpy()
+        code = pc.index_in(e["kind"], value_set=pa.array(ENGAGEMENT_KINDS)).to_numpy(zero_copy_only=False)
+        pos = np.isin(code, [ENGAGEMENT_KINDS.index(k) for k in POSITIVE])
+        neg = np.isin(code, [ENGAGEMENT_KINDS.index(k) for k in NEGATIVE])
+        e_author = self.author_row[e_post]
+        media = self.static["has_media"][e_post] > 0
+        unsafe = np.zeros(len(e_post), dtype=bool)
+        for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo"):
+            unsafe |= self.static[lb][e_post] > 0
+        i = h.impressions
+        i_user = np.searchsorted(self.user_ids, i["user_id"].to_numpy())
+        i_post = np.searchsorted(self.post_id, i["post_id"].to_numpy())
+        i_time = i["created_at"].to_numpy()
+        f = h.follows
+        f_src = np.searchsorted(self.user_ids, f["src_id"].to_numpy())
+        f_dst = np.searchsorted(self.user_ids, f["dst_id"].to_numpy())
+
+        c = EventCounter
+        self.counters = {
+            "post_pos": c(e_post[pos], e_time[pos]),
+            "post_neg": c(e_post[neg], e_time[neg]),
+            "post_imp": c(i_post, i_time),
+            "author_pos": c(e_author[pos], e_time[pos]),
+            "author_neg": c(e_author[neg], e_time[neg]),
+            "author_imp": c(self.author_row[i_post], i_time),
+            "user_pos": c(e_user[pos], e_time[pos]),
+            "user_neg": c(e_user[neg], e_time[neg]),
+            "user_imp": c(i_user, i_time),
+            "user_pos_media": c(e_user[pos & media], e_time[pos & media]),
+            "user_neg_unsafe": c(e_user[neg & unsafe], e_time[neg & unsafe]),
+            "user_topic": c(e_user[pos] * self.n_topics + np.maximum(self.topic[e_post[pos]], 0), e_time[pos]),
+            "user_author_pos": c(e_user[pos] * n_users + e_author[pos], e_time[pos]),
+            "user_author_neg": c(e_user[neg] * n_users + e_author[neg], e_time[neg]),
+            "follow": c(f_src * n_users + f_dst, f["created_at"].to_numpy()),
+            "followers": c(f_dst, f["created_at"].to_numpy()),
+        }
+        # Global rates for smoothing, point-in-time too (a build-time constant would be skew).
+        self.counters["global_pos"] = c(np.zeros(int(pos.sum()), np.int64), e_time[pos])
+        self.counters["global_neg"] = c(np.zeros(int(neg.sum()), np.int64), e_time[neg])
+        self.counters["global_imp"] = c(np.zeros(len(i_time), np.int64), i_time)
+
+    # -- live events ------------------------------------------------------------------------------
+
+    def record(self, user_row: int, post_row: int, kind: str, t: int) -> None:
+        """Feed one live event (served engines call this for every recorded interaction)."""
+        c, author = self.counters, int(self.author_row[post_row])
+        if kind == "impression":
+            c["global_imp"].add(0, t)
+            c["post_imp"].add(post_row, t)
+            c["author_imp"].add(author, t)
+            c["user_imp"].add(user_row, t)
+        elif kind in POSITIVE:
+            if self.static["has_media"][post_row] > 0:
+                c["user_pos_media"].add(user_row, t)
+            c["global_pos"].add(0, t)
+            c["post_pos"].add(post_row, t)
+            c["author_pos"].add(author, t)
+            c["user_pos"].add(user_row, t)
+            c["user_topic"].add(user_row * self.n_topics + max(int(self.topic[post_row]), 0), t)
+            c["user_author_pos"].add(user_row * self.n_users + author, t)
+        elif kind in NEGATIVE:
+            if any(self.static[lb][post_row] > 0 for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")):
+                c["user_neg_unsafe"].add(user_row, t)
+            c["global_neg"].add(0, t)
+            c["post_neg"].add(post_row, t)
+            c["author_neg"].add(author, t)
+            c["user_neg"].add(user_row, t)
+            c["user_author_neg"].add(user_row * self.n_users + author, t)
+        elif kind == "follow_author":
+            c["follow"].add(user_row * self.n_users + author, t)
+            c["followers"].add(author, t)
+
+    def base_rates(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positives and negative feedback per impression before t (defaults until 1,000 impressions)."""
+        zero = np.zeros(len(t), np.int64)
+        imp = self.counters["global_imp"].count_before(zero, t)
+        enough = imp >= 1000
+        r0 = np.where(enough, self.counters["global_pos"].count_before(zero, t) / np.maximum(imp, 1), 0.05)
+        n0 = np.where(enough, self.counters["global_neg"].count_before(zero, t) / np.maximum(imp, 1), 0.01)
+        return np.clip(r0, 1e-4, 0.5), np.clip(n0, 1e-5, 0.5)
+
+    # -- the one definition -----------------------------------------------------------------------
+
+    def compute(self, user_rows: np.ndarray, post_rows: np.ndarray, t: np.ndarray | int) -> np.ndarray:
+        """Feature matrix (rows × len(FEATURES), float32) for (user, post, time) triples."""
+        u = np.asarray(user_rows, dtype=np.int64)
+        p = np.asarray(post_rows, dtype=np.int64)
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), p.shape)
+        c, k = self.counters, PRIOR_IMPRESSIONS
+        r0, n0 = self.base_rates(t)
+        a = self.author_row[p]
+        post_pos, post_imp = c["post_pos"].count_before(p, t), c["post_imp"].count_before(p, t)
+        author_pos, author_imp = c["author_pos"].count_before(a, t), c["author_imp"].count_before(a, t)
+        user_pos, user_imp = c["user_pos"].count_before(u, t), c["user_imp"].count_before(u, t)
+        topic = np.maximum(self.topic[p], 0)
+        user_topic = c["user_topic"].count_before(u * self.n_topics + topic, t)
+        cols = {
+            "age_log_h": np.log1p(np.maximum(t - self.created_at[p], 0) / 3600.0),
+            "post_positive_log": np.log1p(post_pos),
+            "post_impressions_log": np.log1p(post_imp),
+            "post_rate": (post_pos + k * r0) / (post_imp + k),
+            "post_positive_24h_log": np.log1p(c["post_pos"].count_between(p, t - DAY, t)),
+            "post_negative_rate": (c["post_neg"].count_before(p, t) + k * n0) / (post_imp + k),
+            **{name: col[p] for name, col in self.static.items()},
+            "author_rate": (author_pos + k * r0) / (author_imp + k),
+            "author_impressions_log": np.log1p(author_imp),
+            "author_negative_rate": (c["author_neg"].count_before(a, t) + k * n0) / (author_imp + k),
+            "author_followers_log": np.log1p(c["followers"].count_before(a, t)),
+            "user_topic_share": (user_topic + 1.0 / self.n_topics) / (user_pos + 1.0),
+            "user_positive_log": np.log1p(user_pos),
+            "user_impressions_log": np.log1p(user_imp),
+            "user_negative_rate": (c["user_neg"].count_before(u, t) + k * n0) / (user_imp + k),
+            "user_media_share": (c["user_pos_media"].count_before(u, t) + 0.4) / (user_pos + 1.0),
+            "user_unsafe_negative_log": np.log1p(c["user_neg_unsafe"].count_before(u, t)),
+            "user_author_positive_log": np.log1p(c["user_author_pos"].count_before(u * self.n_users + a, t)),
+            "user_author_negative": c["user_author_neg"].count_before(u * self.n_users + a, t),
+            "in_network": (c["follow"].count_before(u * self.n_users + a, t + 1) > 0).astype(np.float64),
+        }
+        return np.stack([cols[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)

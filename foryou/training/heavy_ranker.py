@@ -1,0 +1,176 @@
+"""Train the heavy ranker from logged impressions (real negatives): rows, fit, calibrate, evaluate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from torch import nn
+
+from foryou.config import HeavyRankerConfig
+from foryou.data.dataset import Dataset
+from foryou.data.split import Window
+from foryou.features import FEATURE_NAMES, FeatureStore
+from foryou.models.heavy_ranker import HEADS, HeavyRankerNet
+from foryou.training.metrics import head_metrics
+
+HEAD_KINDS = {"negative_feedback": ("not_interested", "mute", "block")}
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Rows:
+    """Training rows: one per impression, features at the impression time, one label per head."""
+
+    user_row: np.ndarray
+    post_row: np.ndarray
+    time: np.ndarray
+    x: np.ndarray  # rows × features (float32)
+    topic: np.ndarray  # rows (int64, −1 unknown)
+    y: np.ndarray  # rows × heads (float32)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: int | None = None) -> Rows:
+    """Impressions in `window`, labelled by whether the viewer did each head's action on the post."""
+    imp = window.rows(dataset, "impressions")
+    if max_rows is not None and imp.num_rows > max_rows:  # keep the most recent
+        imp = imp.sort_by("created_at").slice(imp.num_rows - max_rows)
+    u = np.searchsorted(store.user_ids, imp["user_id"].to_numpy())
+    p = np.searchsorted(store.post_id, imp["post_id"].to_numpy())
+    t = imp["created_at"].to_numpy()
+    n_posts = len(store.post_id)
+    key = u * n_posts + p
+    e = dataset.engagements
+    e_key = np.searchsorted(store.user_ids, e["user_id"].to_numpy()) * n_posts + np.searchsorted(
+        store.post_id, e["post_id"].to_numpy())
+    e_kind = e["kind"].to_numpy(zero_copy_only=False)
+    y = np.zeros((len(t), len(HEADS)), dtype=np.float32)
+    for j, head in enumerate(HEADS):
+        kinds = HEAD_KINDS.get(head, (head,))
+        y[:, j] = np.isin(key, e_key[np.isin(e_kind, kinds)])
+    return Rows(u, p, t, store.compute(u, p, t), store.topic[p], y)
+
+
+def _batches(n: int, size: int, rng: np.random.Generator | None):
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, size):
+        yield order[i:i + size]
+
+
+def _loss(net: HeavyRankerNet, tensors: tuple[torch.Tensor, ...], idx: torch.Tensor) -> torch.Tensor:
+    x, topic, y = tensors
+    return nn.functional.binary_cross_entropy_with_logits(net.logits(x[idx], topic[idx]), y[idx])
+
+
+def _tensors(rows: Rows) -> tuple[torch.Tensor, ...]:
+    return torch.from_numpy(rows.x), torch.from_numpy(rows.topic), torch.from_numpy(rows.y)
+
+
+@torch.no_grad()
+def predict(net: HeavyRankerNet, x: np.ndarray, topic: np.ndarray, batch: int = 65_536) -> np.ndarray:
+    net.eval()
+    out = [net(torch.from_numpy(x[i:i + batch]), torch.from_numpy(topic[i:i + batch])).numpy()
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.empty((0, len(net.heads)), np.float32)
+
+
+def _calibrate(net: HeavyRankerNet, rows: Rows) -> None:
+    """Platt scaling per head on validation rows: p = σ(a·logit + b)."""
+    with torch.no_grad():
+        logits = torch.cat([net.logits(torch.from_numpy(rows.x[i]), torch.from_numpy(rows.topic[i]))
+                            for i in _batches(len(rows), 65_536, None)])
+    y = torch.from_numpy(rows.y)
+    a = torch.ones(len(net.heads), requires_grad=True)
+    b = torch.zeros(len(net.heads), requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(a * logits + b, y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    net.platt_a.copy_(a.detach())
+    net.platt_b.copy_(b.detach())
+
+
+def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRankerConfig,
+                       progress: Progress | None = None) -> tuple[HeavyRankerNet, dict]:
+    """Fit with early stopping on validation loss, then calibrate. Deterministic for a seed on CPU."""
+    progress = progress or (lambda stage, frac: None)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim, cfg.tower_dim)
+    net.mean.copy_(torch.from_numpy(train.x.mean(0)))
+    net.std.copy_(torch.from_numpy(train.x.std(0) + 1e-6))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    best, best_state, stale, history = float("inf"), None, 0, []
+    t0, seen = time.perf_counter(), 0
+    tr, va = _tensors(train), _tensors(valid)
+    for epoch in range(cfg.epochs):
+        net.train()
+        n_batches = -(-len(train) // cfg.batch_size)
+        for i, idx in enumerate(_batches(len(train), cfg.batch_size, rng)):
+            opt.zero_grad()
+            loss = _loss(net, tr, torch.from_numpy(idx))
+            loss.backward()
+            opt.step()
+            seen += len(idx)
+            if i % 10 == 0:
+                progress("heavy ranker", (epoch + i / n_batches) / cfg.epochs)
+        net.eval()
+        with torch.no_grad():
+            v = float(np.mean([_loss(net, va, torch.from_numpy(idx)).item()
+                               for idx in _batches(len(valid), 65_536, None)]))
+        history.append(round(v, 6))
+        if v < best - 1e-5:
+            best, best_state, stale = v, {k: t.clone() for k, t in net.state_dict().items()}, 0
+        else:
+            stale += 1
+            if stale > cfg.patience:
+                break
+    progress("heavy ranker", 1.0)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    _calibrate(net, valid)
+    seconds = time.perf_counter() - t0
+    return net, {"epochs": len(history), "valid_loss": history, "train_rows": len(train),
+                 "valid_rows": len(valid), "seconds": round(seconds, 2),
+                 "examples_per_s": round(seen / max(seconds, 1e-9))}
+
+
+def evaluate(net: HeavyRankerNet, rows: Rows, truth=None, store: FeatureStore | None = None) -> dict:
+    """Per-head AUC / RCE / PR-AUC / calibration error on `rows`; with a GroundTruth, the AUC of the
+    true probabilities on the same rows (the ceiling any model can reach)."""
+    probs = predict(net, rows.x, rows.topic)
+    out = {}
+    true = None
+    if truth is not None and store is not None:
+        gt = truth.probabilities(store.user_ids[rows.user_row], store.post_id[rows.post_row], rows.time)
+        gt["negative_feedback"] = 1 - (1 - gt["not_interested"]) * (1 - gt["mute"]) * (1 - gt["block"])
+        true = gt
+    for j, head in enumerate(HEADS):
+        m = head_metrics(rows.y[:, j], probs[:, j])
+        if true is not None:
+            m["ceiling_auc"] = head_metrics(rows.y[:, j], true[head])["auc"]
+        out[head] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
+    return out
+
+
+def split_windows(dataset: Dataset) -> tuple[Window, Window, Window]:
+    s = dataset.manifest.split
+    return (Window("train", None, s.train_end), Window("valid", s.train_end, s.valid_end),
+            Window("test", s.valid_end, None))
+
+
+def has_impressions(dataset: Dataset) -> bool:
+    return dataset.impressions.num_rows > 0 and bool(pc.any(pc.greater(dataset.impressions["created_at"], 0)).as_py())

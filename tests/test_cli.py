@@ -112,7 +112,7 @@ def test_timeline_prints_the_page_explains_and_traces(tmp_path, tiny_world_dir):
     assert "filter" in out and "previously_seen" in out  # the trace lists every step
     assert "embedding_ann=not trained" in out  # no trained vectors yet: said so...
     assert "embedding_vectors_trained" in out  # ...and the trace shows the closed gate
-    assert "heavy_ranker=heuristic" in out
+    assert "heavy_ranker=missing: heuristic fallback" in out  # untrained: the documented fallback
 
 
 def test_timeline_cold_start_and_mistakes(tmp_path, tiny_world, tiny_world_dir):

@@ -332,13 +332,20 @@ def train(
 
 
 def _print_model_metrics(name: str, r: dict) -> None:
-    fit = r["fit"]
-    console.print(f"[green]{name} v{r['version']}[/]: {fit['epochs']} epochs, {fit['train_rows']:,} rows, "
-                  f"{fit['seconds']:.1f} s, {fit['examples_per_s']:,} examples/s", highlight=False)
+    fit = r.get("fit", {})
+    parts = [f"{k} {_fmt(len(v) if isinstance(v, list) else v)}" for k, v in fit.items()
+             if k in ("epochs", "train_rows", "edges", "seconds", "examples_per_s")]
+    console.print(f"[green]{name} v{r['version']}[/]: " + ", ".join(parts), highlight=False)
+    test = r.get("test", {})
+    heads = {h: m for h, m in test.items() if isinstance(m, dict)}
+    if not heads:
+        if test:
+            console.print("  test: " + ", ".join(f"{k} {_fmt(v)}" for k, v in test.items()), highlight=False)
+        return
     table = Table(title=f"{name}: test window", title_justify="left")
     for col in ("head", "AUC", "ceiling AUC", "RCE", "PR-AUC", "ECE", "positives"):
         table.add_column(col, justify="right")
-    for head, m in r["test"].items():
+    for head, m in heads.items():
         table.add_row(head, f"{m['auc']:.4f}", f"{m.get('ceiling_auc', float('nan')):.4f}", f"{m['rce']:.2f}",
                       f"{m['pr_auc']:.4f}", f"{m['ece']:.4f}", f"{m['positives']:,}")
     console.print(table)

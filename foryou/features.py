@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from foryou.data.lookup import searchsorted_many
 from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.split import History, _require_history
 
@@ -36,7 +37,11 @@ class EventCounter:
 
     def __init__(self, keys: np.ndarray, times: np.ndarray):
         self.origin = int(np.min(times)) if len(times) else 0
+        self.t_max = int(np.max(times)) if len(times) else -1
         self.uniq, self.packed = self._pack(np.asarray(keys, np.int64), np.asarray(times, np.int64))
+        # Totals per key: a query after the last event (every served request) is one lookup.
+        ids = (self.packed >> _SHIFT).astype(np.int64)
+        self.totals = np.bincount(ids, minlength=len(self.uniq)).astype(np.float64)
         self.live_keys: list[int] = []
         self.live_times: list[int] = []
         self._live_packed: tuple[np.ndarray, np.ndarray] | None = None
@@ -47,13 +52,18 @@ class EventCounter:
         return uniq, np.sort((dense.astype(np.int64) << _SHIFT) | rel)
 
     @staticmethod
-    def _count(uniq: np.ndarray, packed: np.ndarray, keys: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    def _count(uniq: np.ndarray, packed: np.ndarray, keys: np.ndarray, rel: np.ndarray,
+               totals: np.ndarray | None = None, after_all: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(len(keys), dtype=np.float64)
         if len(uniq):
-            pos = np.minimum(np.searchsorted(uniq, keys), len(uniq) - 1)
+            pos = np.minimum(searchsorted_many(uniq, keys), len(uniq) - 1)
             hit = uniq[pos] == keys
+            if totals is not None and after_all is not None:
+                fast = hit & after_all
+                out[fast] = totals[pos[fast]]
+                hit &= ~after_all
             base = pos[hit].astype(np.int64) << _SHIFT
-            out[hit] = np.searchsorted(packed, base | rel[hit]) - np.searchsorted(packed, base)
+            out[hit] = searchsorted_many(packed, base | rel[hit]) - searchsorted_many(packed, base)
         return out
 
     def add(self, key: int, t: int) -> None:
@@ -65,7 +75,7 @@ class EventCounter:
         keys = np.asarray(keys, dtype=np.int64)
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), keys.shape)
         rel = np.clip(t - self.origin, 0, (1 << 34) - 1)
-        out = self._count(self.uniq, self.packed, keys, rel)
+        out = self._count(self.uniq, self.packed, keys, rel, self.totals, t > self.t_max)
         if self.live_keys:
             if self._live_packed is None:
                 self._live_packed = self._pack(np.array(self.live_keys), np.array(self.live_times))

@@ -13,6 +13,8 @@ def searchsorted_many(keys: np.ndarray, queries: np.ndarray, side: str = "left")
     the sort (0.06 s when the queries are already sorted).
     """
     queries = np.asarray(queries)
+    if len(queries) < 20_000:  # small batches (a request's candidates): the sort costs more than it saves
+        return np.searchsorted(keys, queries, side=side)
     order = np.argsort(queries)
     out = np.empty(len(queries), dtype=np.int64)
     out[order] = np.searchsorted(keys, queries[order], side=side)

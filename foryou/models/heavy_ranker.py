@@ -43,14 +43,18 @@ class HeavyRankerNet(nn.Module):
         d_in = n_features + topic_dim
         self.blocks = nn.ModuleList(MaskBlock(d_in, block_dim) for _ in range(blocks))
         self.mlp = nn.Sequential(nn.Linear(blocks * block_dim, mlp_dim), nn.ReLU())
-        self.towers = nn.ModuleList(
-            nn.Sequential(nn.Linear(mlp_dim, tower_dim), nn.ReLU(), nn.Linear(tower_dim, 1)) for _ in heads)
+        # One tower per head (mlp → tower_dim → 1), evaluated for all heads in two batched ops.
+        self.tower_hidden = nn.Linear(mlp_dim, len(heads) * tower_dim)
+        self.tower_out = nn.Parameter(torch.randn(len(heads), tower_dim) / tower_dim**0.5)
+        self.tower_bias = nn.Parameter(torch.zeros(len(heads)))
+        self.tower_dim = tower_dim
 
     def logits(self, x: torch.Tensor, topic: torch.Tensor) -> torch.Tensor:
         """Uncalibrated logits (batch × heads)."""
         z = torch.cat([(x - self.mean) / self.std, self.topic(topic + 1)], dim=1)
         h = self.mlp(torch.cat([b(z) for b in self.blocks], dim=1))
-        return torch.cat([t(h) for t in self.towers], dim=1)
+        t = torch.relu(self.tower_hidden(h)).view(len(h), len(self.heads), self.tower_dim)
+        return (t * self.tower_out).sum(-1) + self.tower_bias
 
     def forward(self, x: torch.Tensor, topic: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities (batch × heads)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from foryou import features as features_module
 from foryou.config import ForYouConfig
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
@@ -95,7 +96,8 @@ class RecommendationEngine:
         if path is not None:
             self.state.models, self.model_status = load_models(path, store)
         else:
-            self.model_status = {"heavy_ranker": "missing: no dataset directory; heuristic fallback"}
+            self.model_status = {"heavy_ranker": "missing: no dataset directory; heuristic fallback",
+                                 "two_tower": "missing: no dataset directory"}
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
@@ -178,8 +180,8 @@ class RecommendationEngine:
         versions["realgraph"] = "decayed counts" if s.realgraph is not None else "absent (uniform follows)"
         versions["simclusters"] = "absent" if s.simclusters is None else (
             "snapshot" if getattr(self, "loaded_from", None) else "built at startup")
-        if "two_tower" not in s.models and "twhin" not in s.models:
-            versions["embedding_ann"] = "not trained: source skipped (fallback)"
+        versions["embedding_ann"] = (self.model_status["two_tower"] if "two_tower" in s.models
+                                     else "not trained: source skipped (fallback)")
         return versions
 
     def _remember(self, served: frozenset[int]) -> str:
@@ -227,8 +229,14 @@ class RecommendationEngine:
 
 
 def _fingerprint(path: Path, as_of: int) -> str:
-    """What a snapshot was built from: the manifest, every table file's size and mtime, the cut."""
+    """What a snapshot was built from: the manifest, every table file's size and mtime, the cut,
+    and the source of the modules whose objects it holds (a code change invalidates it)."""
+    from foryou.embeddings import simclusters
+    from foryou.graph import index, realgraph
+
     h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|".encode())
+    for module in (index, realgraph, simclusters, features_module):
+        h.update(Path(module.__file__).read_bytes())
     h.update((path / "manifest.json").read_bytes())
     for name in sorted(p.name for p in path.glob("*.parquet")):
         st = (path / name).stat()

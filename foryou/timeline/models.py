@@ -48,4 +48,29 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
         except (KeyError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit
             line = f"error: {version.label} does not fit this code ({type(exc).__name__}); heuristic fallback"
     status["heavy_ranker"] = line
+    retriever, status["two_tower"] = _two_tower_retriever(registry, store)
+    if retriever is not None:
+        models["two_tower"] = retriever
     return models, status
+
+
+def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore):
+    """The two-tower's stored serving vectors, re-aligned to this index's user and post rows."""
+    from foryou.embeddings.retriever import EmbeddingRetriever
+
+    tensors, version, line = registry.load_or_fallback("two_tower", schema="two_tower-serving-vectors-1",
+                                                       fallback="embedding ANN skipped")
+    if tensors is None or version is None:
+        return None, line
+    try:
+        uid, pid = tensors["serving.user_ids"].numpy(), tensors["serving.post_ids"].numpy()
+        uv, pv = tensors["serving.user_vectors"].numpy(), tensors["serving.post_vectors"].numpy()
+        users = np.zeros((len(store.user_ids), uv.shape[1]), np.float32)
+        found = np.isin(store.user_ids, uid)
+        users[found] = uv[np.searchsorted(uid, store.user_ids[found])]
+        posts = np.zeros((len(store.post_id), pv.shape[1]), np.float32)
+        found = np.isin(store.post_id, pid)
+        posts[found] = pv[np.searchsorted(pid, store.post_id[found])]
+    except (KeyError, ValueError, IndexError) as exc:
+        return None, f"error: {version.label} has no usable serving vectors ({type(exc).__name__}); skipped"
+    return EmbeddingRetriever(users, posts, store.created_at, version=version.label), line

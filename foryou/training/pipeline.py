@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from foryou.config import ForYouConfig
@@ -18,7 +19,7 @@ from foryou.training.heavy_ranker import build_rows, evaluate, split_windows, tr
 from foryou.training.registry import ModelRegistry
 
 log = logging.getLogger("foryou.training")
-MODELS = ("heavy_ranker",)
+MODELS = ("heavy_ranker", "two_tower", "twhin")
 Progress = Callable[[str, float], None]
 
 
@@ -36,7 +37,8 @@ def registry_for(path: Path) -> ModelRegistry:
 
 def train_all(path: Path, config: ForYouConfig | None = None, only: str | None = None, promote: bool = True,
               progress: Progress | None = None) -> dict[str, Any]:
-    """Train (and register, and by default promote) the models; returns their metrics by name."""
+    """Train (and register, and by default promote) the models in dependency order; returns their
+    metrics by name. Order: heavy ranker (feature store), two-tower (embedding ANN), TwHIN."""
     config = config or ForYouConfig()
     progress = progress or (lambda stage, frac: None)
     if only is not None and only not in MODELS:
@@ -72,7 +74,82 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
             promote=promote)
         log.info("trained", extra={"model": "heavy_ranker", "version": version.version, "fit": fit})
         results["heavy_ranker"] = {"version": version.version, **metrics}
+    if only in (None, "two_tower"):
+        results["two_tower"] = _train_two_tower(dataset, registry, fingerprint, promote, progress)
+    if only in (None, "twhin"):
+        results["twhin"] = _train_twhin(dataset, registry, fingerprint, promote, progress)
     return results
+
+
+def _train_two_tower(dataset: Dataset, registry: ModelRegistry, fingerprint: str, promote: bool,
+                     progress: Progress) -> dict[str, Any]:
+    """Trained on the train window (early stopping on validation); serving vectors computed with
+    every user's history as of the dataset's end and stored with the weights."""
+    from foryou.embeddings.retriever import EmbeddingRetriever
+    from foryou.models.two_tower import train_two_tower, two_tower_vectors
+
+    s = dataset.manifest.split
+    model, fit = train_two_tower(history(dataset, s.valid_end), (s.train_end, s.valid_end),
+                                 progress=lambda stage, f: progress("two-tower", f))
+    fit_h = history(dataset, dataset.manifest.time_range[1] + 1)
+    users, posts, created = two_tower_vectors(model, fit_h)
+    user_ids = np.sort(fit_h.users["user_id"].to_numpy())
+    post_ids = np.sort(fit_h.posts["post_id"].to_numpy())
+    recall = _retrieval_recall(EmbeddingRetriever(users, posts, created), dataset, user_ids, post_ids)
+    metrics = {"fit": _plain(fit), "test": {"recall@200": recall}}
+    tensors = {**{k: v.detach().clone() for k, v in model.state_dict().items()},
+               "serving.user_ids": torch.from_numpy(user_ids), "serving.post_ids": torch.from_numpy(post_ids),
+               "serving.user_vectors": torch.from_numpy(users), "serving.post_vectors": torch.from_numpy(posts),
+               "serving.post_created": torch.from_numpy(np.array(created, dtype=np.int64))}
+    version = registry.register("two_tower", tensors, config={"dim": model.dim}, metrics=metrics,
+                                dataset_fingerprint=fingerprint, schema="two_tower-serving-vectors-1",
+                                promote=promote)
+    return {"version": version.version, **metrics}
+
+
+def _train_twhin(dataset: Dataset, registry: ModelRegistry, fingerprint: str, promote: bool,
+                 progress: Progress) -> dict[str, Any]:
+    from foryou.models.twhin import train_twhin
+
+    model, fit = train_twhin(history(dataset, dataset.manifest.split.train_end),
+                             progress=lambda stage, f: progress("TwHIN", f))
+    version = registry.register("twhin", {k: v.detach().clone() for k, v in model.state_dict().items()},
+                                config={"dim": int(fit.get("dim", 64))}, metrics={"fit": _plain(fit)},
+                                dataset_fingerprint=fingerprint, schema="twhin-1", promote=promote)
+    return {"version": version.version, "fit": _plain(fit)}
+
+
+def _retrieval_recall(retriever, dataset: Dataset, user_ids: np.ndarray, post_ids: np.ndarray,
+                      k: int = 200, sample: int = 300) -> float:
+    """Share of sampled test-window positive engagements whose post the retriever returns in its top k
+    for that user at that moment (posts in the retriever's 48 h window only)."""
+    e = dataset.engagements
+    s = dataset.manifest.split
+    test = (e["created_at"].to_numpy() >= s.valid_end) & np.isin(e["kind"].to_numpy(zero_copy_only=False),
+                                                                 ["like", "repost", "reply"])
+    idx = np.flatnonzero(test)
+    if len(idx) == 0:
+        return float("nan")
+    idx = np.random.default_rng(0).choice(idx, min(sample, len(idx)), replace=False)
+    hits = 0
+    for i in idx:
+        u = int(np.searchsorted(user_ids, e["user_id"][int(i)].as_py()))
+        p = int(np.searchsorted(post_ids, e["post_id"][int(i)].as_py()))
+        rows, _ = retriever.retrieve(u, int(e["created_at"][int(i)].as_py()), k=k)
+        hits += int(p in set(rows.tolist()))
+    return round(hits / len(idx), 4)
+
+
+def _plain(d: dict) -> dict:
+    """JSON-able copy of a metrics dict (numpy scalars and arrays to Python)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
 
 
 def _truth(path: Path, dataset: Dataset):

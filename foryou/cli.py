@@ -136,7 +136,8 @@ def quickstart(
     preset: Annotated[str, typer.Option(help="world preset")] = "small",
     seed: Annotated[int, typer.Option(help="world seed")] = 0,
 ) -> None:
-    """The main job on the embedded default: build (or reuse) the default world, then summarise it."""
+    """The main job on the embedded default: build (or reuse) the default world, summarise it, train
+    the models (once), and show an explained For You page."""
     from foryou.data.dataset import read_manifest
 
     reuse = False
@@ -148,7 +149,23 @@ def quickstart(
     else:
         _build_world(preset, seed, out, force=True)
     _show_stats(out)
+    _train_unless_trained(out)
     _show_example_timeline(out)
+
+
+def _train_unless_trained(path: Path) -> None:
+    """Train the models for this world once; later runs reuse the promoted versions."""
+    from foryou.training.pipeline import dataset_fingerprint, registry_for, train_all
+
+    registry = registry_for(path)
+    current = registry.promoted("heavy_ranker")
+    if current is not None and current.dataset_fingerprint == dataset_fingerprint(path):
+        console.print(f"[green]reusing[/] trained models ({current.label}); `foryou train {path}` retrains")
+        return
+    with progress_bars() as bar:
+        results = train_all(path, progress=bar)
+    for name, r in results.items():
+        _print_model_metrics(name, r)
 
 
 def _show_example_timeline(path: Path) -> None:

@@ -133,3 +133,27 @@ def test_bench_timeline_writes_json(tmp_path, tiny_world_dir):
     assert result["users"] == 30 and result["request_ms"]["p50"] > 0
     assert set(result["candidates_per_source_mean"]) >= {"in_network", "uteg", "simclusters", "trending"}
     assert "filter:previously_seen" in result["steps_ms"]
+
+
+def test_train_then_models_list_show_promote_rollback(tmp_path, tiny_world_dir):
+    import shutil
+
+    shutil.copytree(tiny_world_dir, tmp_path / "w", ignore=shutil.ignore_patterns(".serving", "models"))
+    args = ("--set", "training.heavy_ranker.epochs=1")
+    r = foryou("train", "w", "--only", "heavy_ranker", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "heavy_ranker v1" in r.stdout and "ceiling AUC" in r.stdout
+    assert foryou("train", "w", "--only", "heavy_ranker", *args, cwd=tmp_path).returncode == 0  # v2, promoted
+    r = foryou("models", "list", "w", cwd=tmp_path)
+    assert r.returncode == 0 and "v1" in r.stdout and "v2" in r.stdout
+    assert next(ln for ln in r.stdout.splitlines() if "v2" in ln).split("│")[1].strip() == "*"
+    r = foryou("models", "show", "w", "heavy_ranker", cwd=tmp_path)
+    assert r.returncode == 0 and '"version": 2' in r.stdout and "code_revision" in r.stdout
+    r = foryou("models", "rollback", "w", "heavy_ranker", cwd=tmp_path)
+    assert r.returncode == 0 and "heavy_ranker v1" in r.stdout
+    r = foryou("timeline", "w", "7", "--trace", cwd=tmp_path)
+    assert "heavy_ranker=v1 (promoted)" in r.stdout  # the trace output names the served version
+    assert foryou("models", "promote", "w", "heavy_ranker", "2", cwd=tmp_path).returncode == 0
+    assert_one_line_error(foryou("models", "promote", "w", "heavy_ranker", "9", cwd=tmp_path), "heavy_ranker")
+    assert_one_line_error(foryou("models", "list", "nowhere", cwd=tmp_path), "no such dataset")
+    assert_one_line_error(foryou("train", "w", "--only", "nonsense", cwd=tmp_path), "unknown model")

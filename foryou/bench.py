@@ -106,3 +106,36 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=N
         "steps_ms": {k: _percentiles(v) for k, v in steps.items()},
         "peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }
+
+
+def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300) -> dict[str, Any]:
+    """The promoted heavy ranker on `candidates` rows, one thread: feature hydration and inference."""
+    import numpy as np
+    import torch
+
+    from foryou.timeline.engine import RecommendationEngine
+
+    engine = RecommendationEngine.open(dataset)
+    model = engine.state.models.get("heavy_ranker")
+    if model is None:
+        raise ValueError(f"{dataset}: no promoted heavy ranker ({engine.model_status['heavy_ranker']}); "
+                         "run `foryou train` first")
+    torch.set_num_threads(1)
+    store, net = model.store, model.net
+    rng = np.random.default_rng(0)
+    feats, infer = [], []
+    with torch.inference_mode():
+        for i in range(repeats + 20):
+            rows = rng.choice(len(store.post_id), candidates, replace=False)
+            t0 = time.perf_counter()
+            x = store.compute(np.full(candidates, rng.integers(len(store.user_ids))), rows, engine.now)
+            t1 = time.perf_counter()
+            net(torch.from_numpy(x), torch.from_numpy(store.topic[rows]))
+            t2 = time.perf_counter()
+            if i >= 20:
+                feats.append((t1 - t0) * 1000)
+                infer.append((t2 - t1) * 1000)
+    engine.close()
+    return {"bench": "ranker", "dataset": str(dataset), "model": model.version, "candidates": candidates,
+            "threads": 1, "features_ms": _percentiles(feats), "inference_ms": _percentiles(infer),
+            "machine": machine()}

@@ -480,6 +480,20 @@ def bench_timeline(
     _print_summary(f"bench timeline {dataset}", {k: v for k, v in result.items() if k != "steps_ms"})
 
 
+@bench_app.command("ranker")
+def bench_ranker(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory with a promoted heavy ranker")],
+    candidates: Annotated[int, typer.Option(help="candidates per request")] = 500,
+    json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/ranker.json"),
+) -> None:
+    """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
+    from foryou.bench import bench_ranker as run
+
+    result = run(dataset, candidates)
+    _write_json(json_out, result)
+    _print_summary(f"bench ranker {dataset}", result)
+
+
 def _config(overrides: list[str] | None):
     from foryou.config import ForYouConfig, parse_overrides
 

@@ -28,6 +28,8 @@ def trained(tiny_world_dir, tmp_path_factory):
 
 def test_training_registers_a_model_that_beats_chance(trained):
     path, results = trained
+    assert set(results) == {"realgraph", "light_ranker_in_network", "light_ranker_out_of_network", "safety_nsfw",
+                            "safety_toxic", "safety_spam", "safety_misinfo", "heavy_ranker", "two_tower", "twhin"}
     r = results["heavy_ranker"]
     assert r["version"] == 1
     for head in ("like", "click", "dwell"):
@@ -52,7 +54,14 @@ def test_same_seed_gives_the_same_metrics(trained, tmp_path):
 def test_engine_serves_the_promoted_model(trained):
     path, _ = trained
     engine = RecommendationEngine.open(path)
-    assert engine.model_versions()["heavy_ranker"] == "v1 (promoted)"
+    versions = engine.model_versions()
+    assert versions["heavy_ranker"] == "v1 (promoted)"
+    assert versions["embedding_ann"] == "v1 (promoted)" and "two_tower" in engine.state.models
+    assert versions["realgraph"] == "v1 (promoted)"
+    assert versions["light_ranker"] == "v1 (promoted) / v1 (promoted)"
+    # the learned RealGraph replaced the heuristic coefficients, with negative actions kept negative
+    rg = engine.state.realgraph.coefficients
+    assert rg != type(rg)() and rg.block <= 0 and rg.mute <= 0
     page = engine.recommend(7, explain=True)
     assert page.models["heavy_ranker"] == "v1 (promoted)" and len(page.items) > 0
     engine.close()

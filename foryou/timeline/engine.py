@@ -95,6 +95,9 @@ class RecommendationEngine:
                                    realgraph=realgraph, simclusters=simclusters, features=store)
         if path is not None:
             self.state.models, self.model_status = load_models(path, store)
+            coefficients = self.state.models.pop("realgraph", None)
+            if coefficients is not None and realgraph is not None:
+                realgraph.coefficients = coefficients  # the learned RealGraph weighs follows from now on
         else:
             self.model_status = {"heavy_ranker": "missing: no dataset directory; heuristic fallback",
                                  "two_tower": "missing: no dataset directory"}
@@ -175,9 +178,12 @@ class RecommendationEngine:
     def model_versions(self) -> dict[str, str]:
         """What each model slot is serving right now (shown by `foryou timeline` and in responses)."""
         s = self.state
-        versions = {"heavy_ranker": self.model_status.get("heavy_ranker", "missing: heuristic fallback"),
-                    "light_ranker": "heuristic (no trained model)"}
-        versions["realgraph"] = "decayed counts" if s.realgraph is not None else "absent (uniform follows)"
+        status = self.model_status
+        versions = {"heavy_ranker": status.get("heavy_ranker", "missing: heuristic fallback"),
+                    "light_ranker": (f"{status['light_ranker_in_network']} / {status['light_ranker_out_of_network']}"
+                                     if "light_ranker_in_network" in s.models else "heuristic (no trained model)")}
+        versions["realgraph"] = ("absent (uniform follows)" if s.realgraph is None
+                                 else status.get("realgraph", "decayed-count heuristic"))
         versions["simclusters"] = "absent" if s.simclusters is None else (
             "snapshot" if getattr(self, "loaded_from", None) else "built at startup")
         versions["embedding_ann"] = (self.model_status["two_tower"] if "two_tower" in s.models

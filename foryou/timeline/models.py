@@ -8,8 +8,10 @@ import numpy as np
 import torch
 
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
+from foryou.graph.realgraph import RealGraphCoefficients
 from foryou.mixer import CandidateBatch
 from foryou.models.heavy_ranker import HeavyRankerNet
+from foryou.models.logistic import logistic_from_tensors
 from foryou.timeline.query import TimelineQuery
 from foryou.training.registry import ModelRegistry
 
@@ -51,7 +53,45 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
     retriever, status["two_tower"] = _two_tower_retriever(registry, store)
     if retriever is not None:
         models["two_tower"] = retriever
+    for name in ("light_ranker_in_network", "light_ranker_out_of_network"):
+        tensors, version, status[name] = registry.load_or_fallback(name, schema=FEATURE_SCHEMA)
+        if tensors is not None and version is not None:
+            models[name] = TrainedLightRanker(logistic_from_tensors(tensors), store,
+                                              tuple(version.config["features"]), version.label)
+    tensors, version, status["realgraph"] = registry.load_or_fallback(
+        "realgraph", schema="realgraph-features-1", fallback="decayed-count heuristic")
+    if tensors is not None:
+        models["realgraph"] = realgraph_coefficients(tensors)
     return models, status
+
+
+class TrainedLightRanker:
+    """Logistic regression over the feature store's cheap columns (REFERENCE's light ranker)."""
+
+    def __init__(self, model, store: FeatureStore, features: tuple[str, ...], version: str):
+        self.model = model.eval()
+        self.store = store
+        self.columns = [FEATURE_NAMES.index(f) for f in features]
+        self.version = version
+
+    def score(self, query: TimelineQuery, rows: np.ndarray) -> np.ndarray:
+        x = self.store.compute(np.full(len(rows), query.user_row), rows, query.now)[:, self.columns]
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x)).numpy()[:, 0]
+
+
+def realgraph_coefficients(tensors: dict) -> RealGraphCoefficients:
+    """The learned RealGraph classifier as coefficients, with signs held to their meaning: rare,
+    collinear negative actions can come out positive in the fit, and a block must never raise a weight."""
+    from foryou.training.light_models import realgraph_coefficients as learned
+
+    c = learned(tensors).model_dump()
+    for kind in ("not_interested", "mute", "block", "report"):
+        c[kind] = min(c[kind], 0.0)
+    for kind in ("like", "repost", "reply", "profile_click", "click", "follow_author", "follows"):
+        if kind in c:
+            c[kind] = max(c[kind], 0.0)
+    return RealGraphCoefficients(**c)
 
 
 def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore):

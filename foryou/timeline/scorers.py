@@ -44,6 +44,13 @@ class LightRanker(_StateScorer):
     def score(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
         idx, ov = self.state.index, self.state.overlay
         rows = batch["post_row"]
+        # The trained logistic regressions (one per network side) run only when the cut binds: below
+        # `light_ranker_keep` every candidate goes through and the order is irrelevant.
+        if len(rows) > self.state.config.timeline.ranking.light_ranker_keep:
+            side = "in_network" if str(batch["source"][0]) == "in_network" else "out_of_network"
+            model = self.state.models.get(f"light_ranker_{side}")
+            if model is not None:
+                return {"light_score": model.score(query, rows).astype(np.float32)}
         age_h = (query.now - idx.created_at[rows]) / 3600.0
         retrieval = batch["retrieval_score"]
         spread = retrieval.std() or 1.0

@@ -16,10 +16,11 @@ from foryou.data.dataset import Dataset
 from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
 from foryou.training.heavy_ranker import build_rows, evaluate, split_windows, train_heavy_ranker
+from foryou.training.light_models import train_light_ranker, train_realgraph, train_safety
 from foryou.training.registry import ModelRegistry
 
 log = logging.getLogger("foryou.training")
-MODELS = ("heavy_ranker", "two_tower", "twhin")
+MODELS = ("realgraph", "light_ranker", "heavy_ranker", "safety", "two_tower", "twhin")
 Progress = Callable[[str, float], None]
 
 
@@ -38,7 +39,8 @@ def registry_for(path: Path) -> ModelRegistry:
 def train_all(path: Path, config: ForYouConfig | None = None, only: str | None = None, promote: bool = True,
               progress: Progress | None = None) -> dict[str, Any]:
     """Train (and register, and by default promote) the models in dependency order; returns their
-    metrics by name. Order: heavy ranker (feature store), two-tower (embedding ANN), TwHIN."""
+    metrics by name. Order: RealGraph classifier, light rankers, heavy ranker (all on the feature
+    store's rows), safety classifiers, two-tower (embedding ANN), TwHIN."""
     config = config or ForYouConfig()
     progress = progress or (lambda stage, frac: None)
     if only is not None and only not in MODELS:
@@ -57,12 +59,35 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
     progress("feature store", 1.0)
     train_w, valid_w, test_w = split_windows(dataset)
     truth = _truth(path, dataset)
-    if only in (None, "heavy_ranker"):
+    windows = (train_w, valid_w, test_w)
+
+    def register(name: str, tensors, cfg: dict, metrics: dict, schema: str) -> None:
+        version = registry.register(name, tensors, config=cfg, metrics=metrics, dataset_fingerprint=fingerprint,
+                                    schema=schema, promote=promote)
+        results[name] = {"version": version.version, **metrics}
+
+    if only in (None, "realgraph"):
+        progress("RealGraph classifier", 0.0)
+        register("realgraph", *train_realgraph(dataset, windows), schema="realgraph-features-1")
+        progress("RealGraph classifier", 1.0)
+    rows = None
+    if only in (None, "light_ranker", "heavy_ranker"):
         cfg = config.training.heavy_ranker
         progress("training rows", 0.0)
-        rows = [build_rows(dataset, store, w, cfg.max_train_rows if w is train_w else None)
-                for w in (train_w, valid_w, test_w)]
+        rows = [build_rows(dataset, store, w, cfg.max_train_rows if w is train_w else None) for w in windows]
         progress("training rows", 1.0)
+    if only in (None, "light_ranker"):
+        progress("light rankers", 0.0)
+        for name, (tensors, cfg_, metrics) in train_light_ranker(*rows, store).items():
+            register(name, tensors, cfg_, metrics, schema=FEATURE_SCHEMA)
+        progress("light rankers", 1.0)
+    if only in (None, "safety"):
+        progress("safety classifiers", 0.0)
+        for name, (tensors, cfg_, metrics) in train_safety(dataset, store, windows).items():
+            register(name, tensors, cfg_, metrics, schema=FEATURE_SCHEMA)
+        progress("safety classifiers", 1.0)
+    if only in (None, "heavy_ranker"):
+        cfg = config.training.heavy_ranker
         net, fit = train_heavy_ranker(rows[0], rows[1], store.n_topics, cfg, progress)
         progress("evaluation", 0.0)
         metrics = {"fit": fit, "test": evaluate(net, rows[2], truth, store)}

@@ -1,0 +1,178 @@
+"""Logistic regression, the light ranker, the safety classifiers and the learned RealGraph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from foryou.data.split import history
+from foryou.features import FEATURE_NAMES, FeatureStore
+from foryou.graph.realgraph import RealGraph
+from foryou.models.heavy_ranker import HEADS
+from foryou.models.logistic import LogisticRegression, fit_logistic, logistic_from_tensors, predict_proba
+from foryou.training.heavy_ranker import build_rows, split_windows
+from foryou.training.light_models import (
+    LIGHT_FEATURES,
+    SAFETY_FEATURES,
+    author_label_history,
+    light_labels,
+    realgraph_coefficients,
+    train_light_ranker,
+    train_realgraph,
+    train_safety,
+)
+from foryou.training.metrics import auc
+
+ENOUGH = 20  # positives needed before an AUC is asserted on the tiny world
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_world):
+    ds = tiny_world.dataset
+    windows = split_windows(ds)
+    store = FeatureStore(history(ds, ds.manifest.time_range[1] + 1))
+    rows = [build_rows(ds, store, w) for w in windows]
+    return ds, store, windows, rows
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    ds, store, windows, rows = setup
+    return {**train_light_ranker(*rows, store), **train_safety(ds, store, windows),
+            "realgraph": train_realgraph(ds, windows)}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _check_auc(m: dict) -> None:
+    assert "auc" in m and "positives" in m
+    if m["positives"] >= ENOUGH and m["rows"] - m["positives"] >= ENOUGH:
+        assert m["auc"] > 0.55, m
+    elif m["positives"] == 0:
+        assert np.isnan(m["auc"])
+
+
+# -- the module ------------------------------------------------------------------------------------
+
+
+def test_fit_logistic_learns_weights_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 4)).astype(np.float32) * [1, 10, 0.1, 1] + [0, 5, -2, 0]
+    x[:, 3] = 1.0  # a constant column must not break standardisation
+    z = 1.5 * x[:, 0] - 0.2 * x[:, 1] - 1.0
+    y = (rng.random(5000) < 1 / (1 + np.exp(-z))).astype(np.float32)
+    m1, info = fit_logistic(x, y, l2=0.0)
+    m2, _ = fit_logistic(x, y, l2=0.0)
+    assert _same(m1.state_dict(), m2.state_dict())
+    assert info["rows"] == 5000 and info["iterations"] > 0
+    w, b = m1.raw_coefficients()
+    assert w[0, 0] == pytest.approx(1.5, abs=0.2) and w[0, 1] == pytest.approx(-0.2, abs=0.05)
+    assert b[0] + 5 * w[0, 1] - 2 * w[0, 2] + w[0, 3] == pytest.approx(-1.0 + 5 * -0.2, abs=0.3)
+    assert auc(y, predict_proba(m1, x)) > 0.75
+
+
+def test_sample_weight_equals_duplicated_rows():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (rng.random(400) < 0.3).astype(np.float32)
+    w = rng.integers(1, 4, size=400)
+    weighted, _ = fit_logistic(x, y, w.astype(np.float32), l2=1e-3)
+    dup, _ = fit_logistic(np.repeat(x, w, axis=0), np.repeat(y, w), l2=1e-3)
+    # the standardisation differs (duplicates move mean/std); predictions must agree
+    np.testing.assert_allclose(predict_proba(weighted, x), predict_proba(dup, x), atol=2e-3)
+
+
+def test_empty_fit_and_round_trip():
+    m, info = fit_logistic(np.empty((0, 3), np.float32), np.empty(0, np.float32))
+    assert info["rows"] == 0 and predict_proba(m, np.zeros((2, 3), np.float32)).tolist() == [0.5, 0.5]
+    m2 = LogisticRegression(3, 2)
+    assert logistic_from_tensors(m2.state_dict()).n_outputs == 2
+
+
+# -- labels and the author history -----------------------------------------------------------------
+
+
+def test_light_labels_weighted_positive():
+    y = np.zeros((4, len(HEADS)), np.float32)
+    y[1, HEADS.index("click")] = 1
+    y[2, HEADS.index("click")] = y[2, HEADS.index("reply")] = 1
+    y[3, HEADS.index("dwell")] = 1  # not a light-ranker head
+    target, weight = light_labels(y)
+    assert target.tolist() == [0, 1, 1, 0]
+    assert weight.tolist() == pytest.approx([1, 0.3, 9, 1])
+
+
+def test_author_history_uses_only_strictly_earlier_posts():
+    # author 7: t=10 (spam), 20 (clean), 20 (spam, same second), 30 (clean); author 3: t=5 (spam), t=15 (clean)
+    author = np.array([7, 3, 7, 7, 3, 7])
+    t = np.array([20, 15, 10, 30, 5, 20])
+    spam = np.array([1, 0, 1, 0, 1, 0], float)
+    share, prev = author_label_history(author, t, spam[:, None], prior=0.1, pseudo_count=2.0)
+    assert prev.tolist() == [1, 1, 0, 3, 0, 1]
+    expected_labelled = np.array([1, 1, 0, 2, 0, 1], float)  # the same-second pair sees only t=10
+    np.testing.assert_allclose(share[:, 0], (expected_labelled + 0.2) / (prev + 2.0))
+    # changing a post's own label, or any later post's, never changes its feature
+    flipped = spam.copy()
+    flipped[3] = 1 - flipped[3]
+    share2, _ = author_label_history(author, t, flipped[:, None], prior=0.1, pseudo_count=2.0)
+    np.testing.assert_array_equal(share2, share)
+
+
+def test_author_history_matches_brute_force():
+    rng = np.random.default_rng(3)
+    author, t = rng.integers(0, 5, 300), rng.integers(0, 40, 300)
+    lab = (rng.random((300, 2)) < 0.3).astype(float)
+    share, prev = author_label_history(author, t, lab, prior=[0.2, 0.05])
+    for i in range(300):
+        earlier = (author == author[i]) & (t < t[i])
+        assert prev[i] == earlier.sum()
+        np.testing.assert_allclose(share[i], (lab[earlier].sum(0) + 2 * np.array([0.2, 0.05])) / (earlier.sum() + 2))
+
+
+# -- trainers on the tiny world --------------------------------------------------------------------
+
+
+def test_trainers_return_loadable_tensors_and_metrics(trained):
+    assert set(trained) == {"light_ranker_in_network", "light_ranker_out_of_network", "safety_nsfw",
+                            "safety_toxic", "safety_spam", "safety_misinfo", "realgraph"}
+    for name, (tensors, config, metrics) in trained.items():
+        module = LogisticRegression(len(config["features"]))
+        module.load_state_dict(tensors)
+        assert logistic_from_tensors(tensors).n_features == len(config["features"])
+        m = metrics["test"]
+        _check_auc(m)
+        assert "fit" in metrics and metrics["fit"]["seconds"] >= 0, name
+    for name in ("light_ranker_in_network", "light_ranker_out_of_network"):
+        cfg = trained[name][1]
+        assert cfg["features"] == list(LIGHT_FEATURES) and set(cfg["features"]) <= set(FEATURE_NAMES)
+        assert "in_network" not in cfg["features"]
+    for name in ("safety_nsfw", "safety_toxic", "safety_spam", "safety_misinfo"):
+        cfg = trained[name][1]
+        assert cfg["features"] == list(SAFETY_FEATURES)
+        assert not {"is_nsfw", "is_toxic", "is_spam", "is_misinfo"} & set(cfg["features"])
+        assert "pr_auc" in trained[name][2]["test"]
+    assert "heuristic_auc" in trained["realgraph"][2]["test"]
+
+
+def test_trainers_are_deterministic(setup, trained):
+    ds, store, windows, rows = setup
+    again = {**train_light_ranker(*rows, store), **train_safety(ds, store, windows),
+             "realgraph": train_realgraph(ds, windows)}
+    for name, (tensors, _, _) in trained.items():
+        assert _same(tensors, again[name][0]), name
+
+
+def test_realgraph_coefficients_plug_into_realgraph(setup, trained):
+    ds, _, windows, _ = setup
+    tensors, config, _ = trained["realgraph"]
+    t_end = windows[0].end
+    coef = realgraph_coefficients(tensors)
+    assert coef.model_dump() == pytest.approx(config["coefficients"])
+    rg = RealGraph.build(history(ds, t_end), config["half_life_days"], coefficients=coef)
+    user = int(np.argmax(np.diff(rg._f_indptr)))
+    targets = rg.follows(user)
+    expected = predict_proba(logistic_from_tensors(tensors), rg.features(user, targets, t_end).astype(np.float32))
+    np.testing.assert_allclose(rg.weights(user, targets, t_end), expected, atol=1e-5)

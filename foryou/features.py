@@ -119,14 +119,16 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_negative_rate", "user", "viewer's negative feedback per impression, smoothed"),
     Feature("user_media_share", "user", "share of the viewer's positives on posts with media (smoothed)"),
     Feature("user_unsafe_negative_log", "user", "log1p(viewer's negative feedback on posts with a safety label)"),
+    Feature("user_topic_rate", "user", "viewer's positives per impression on this post's topic, smoothed"),
     Feature("user_author_positive_log", "user_author", "log1p(viewer's positives on this author)"),
+    Feature("user_author_rate", "user_author", "viewer's positives per impression of this author, smoothed"),
     Feature("user_author_negative", "user_author", "viewer's negative feedback on this author (count)"),
     Feature("in_network", "user_author", "the viewer follows the author"),
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 # Schema of the model inputs: a model trained on another feature list or definition is rejected at
 # load time. Bump FEATURE_VERSION whenever a feature's computation changes.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 FEATURE_SCHEMA = hashlib.sha256(f"{FEATURE_VERSION}|{'|'.join(FEATURE_NAMES)}".encode()).hexdigest()[:16]
 
 
@@ -187,6 +189,8 @@ class FeatureStore:
             "user_pos": c(e_user[pos], e_time[pos]),
             "user_neg": c(e_user[neg], e_time[neg]),
             "user_imp": c(i_user, i_time),
+            "user_topic_imp": c(i_user * self.n_topics + np.maximum(self.topic[i_post], 0), i_time),
+            "user_author_imp": c(i_user * n_users + self.author_row[i_post], i_time),
             "user_pos_media": c(e_user[pos & media], e_time[pos & media]),
             "user_neg_unsafe": c(e_user[neg & unsafe], e_time[neg & unsafe]),
             "user_topic": c(e_user[pos] * self.n_topics + np.maximum(self.topic[e_post[pos]], 0), e_time[pos]),
@@ -207,6 +211,8 @@ class FeatureStore:
         c, author = self.counters, int(self.author_row[post_row])
         if kind == "impression":
             c["global_imp"].add(0, t)
+            c["user_topic_imp"].add(user_row * self.n_topics + max(int(self.topic[post_row]), 0), t)
+            c["user_author_imp"].add(user_row * self.n_users + author, t)
             c["post_imp"].add(post_row, t)
             c["author_imp"].add(author, t)
             c["user_imp"].add(user_row, t)
@@ -255,6 +261,7 @@ class FeatureStore:
         user_pos, user_imp = c["user_pos"].count_before(u, t), c["user_imp"].count_before(u, t)
         topic = np.maximum(self.topic[p], 0)
         user_topic = c["user_topic"].count_before(u * self.n_topics + topic, t)
+        user_author = c["user_author_pos"].count_before(u * self.n_users + a, t)
         cols = {
             "age_log_h": np.log1p(np.maximum(t - self.created_at[p], 0) / 3600.0),
             "post_positive_log": np.log1p(post_pos),
@@ -273,7 +280,11 @@ class FeatureStore:
             "user_negative_rate": (c["user_neg"].count_before(u, t) + k * n0) / (user_imp + k),
             "user_media_share": (c["user_pos_media"].count_before(u, t) + 0.4) / (user_pos + 1.0),
             "user_unsafe_negative_log": np.log1p(c["user_neg_unsafe"].count_before(u, t)),
-            "user_author_positive_log": np.log1p(c["user_author_pos"].count_before(u * self.n_users + a, t)),
+            "user_topic_rate": (user_topic + 5 * r0)
+            / (c["user_topic_imp"].count_before(u * self.n_topics + topic, t) + 5),
+            "user_author_positive_log": np.log1p(user_author),
+            "user_author_rate": (user_author + 5 * r0)
+            / (c["user_author_imp"].count_before(u * self.n_users + a, t) + 5),
             "user_author_negative": c["user_author_neg"].count_before(u * self.n_users + a, t),
             "in_network": (c["follow"].count_before(u * self.n_users + a, t + 1) > 0).astype(np.float64),
         }

@@ -108,7 +108,8 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=N
     }
 
 
-def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300) -> dict[str, Any]:
+def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
+                 compare_int8: bool = False) -> dict[str, Any]:
     """The promoted heavy ranker on `candidates` rows, one thread: feature hydration and inference."""
     import numpy as np
     import torch
@@ -136,6 +137,40 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300) -> di
                 feats.append((t1 - t0) * 1000)
                 infer.append((t2 - t1) * 1000)
     engine.close()
-    return {"bench": "ranker", "dataset": str(dataset), "model": model.version, "candidates": candidates,
-            "threads": 1, "features_ms": _percentiles(feats), "inference_ms": _percentiles(infer),
-            "machine": machine()}
+    result = {"bench": "ranker", "dataset": str(dataset), "model": model.version, "candidates": candidates,
+              "threads": 1, "features_ms": _percentiles(feats), "inference_ms": _percentiles(infer),
+              "machine": machine()}
+    if compare_int8:
+        result["int8_vs_fp32"] = _int8_comparison(dataset, store, net, candidates)
+    return result
+
+
+def _int8_comparison(dataset: Path, store, net, candidates: int) -> dict[str, Any]:
+    """Dynamic int8 quantisation of the Linear layers: test-window AUC and latency beside fp32."""
+    import warnings
+
+    import torch
+
+    from foryou.data.dataset import Dataset
+    from foryou.training.heavy_ranker import build_rows, predict, split_windows
+    from foryou.training.metrics import auc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notice for the eager quantisation API
+        q = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+    ds = Dataset.load(dataset, validate=False)
+    test = build_rows(ds, store, split_windows(ds)[2])
+    out: dict[str, Any] = {}
+    for name, model in (("fp32", net), ("int8", q)):
+        p = predict(model, test.x, test.topic)
+        x, t = torch.from_numpy(test.x[:candidates]), torch.from_numpy(test.topic[:candidates])
+        times = []
+        with torch.inference_mode():
+            for i in range(330):
+                t0 = time.perf_counter()
+                model(x, t)
+                if i >= 30:
+                    times.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"auc": {h: round(auc(test.y[:, j], p[:, j]), 4) for j, h in enumerate(net.heads)},
+                     "inference_ms": _percentiles(times)}
+    return out

@@ -485,11 +485,12 @@ def bench_ranker(
     dataset: Annotated[Path, typer.Argument(help="dataset directory with a promoted heavy ranker")],
     candidates: Annotated[int, typer.Option(help="candidates per request")] = 500,
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/ranker.json"),
+    int8: Annotated[bool, typer.Option(help="also measure dynamic int8 quantisation (AUC and latency)")] = False,
 ) -> None:
     """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
     from foryou.bench import bench_ranker as run
 
-    result = run(dataset, candidates)
+    result = run(dataset, candidates, compare_int8=int8)
     _write_json(json_out, result)
     _print_summary(f"bench ranker {dataset}", result)
 

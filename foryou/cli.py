@@ -337,13 +337,17 @@ def train(
     dataset: Annotated[Path, typer.Argument(help="dataset directory (needs impressions)")],
     only: Annotated[str | None, typer.Option(help="train one model: heavy_ranker")] = None,
     promote: Annotated[bool, typer.Option(help="promote what was trained")] = True,
+    tune: Annotated[int, typer.Option(help="heavy-ranker hyperparameter trials (optuna) on validation", min=0)] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
 ) -> None:
     """Train the models on the train window (early stopping on validation), register and promote them."""
     from foryou.training.pipeline import train_all
 
     with progress_bars() as bar:
-        results = train_all(dataset, _config(set_), only=only, promote=promote, progress=bar)
+        results = train_all(dataset, _config(set_), only=only, promote=promote, progress=bar, tune=tune)
+    tuning = results.pop("tuning", None)
+    if tuning:
+        console.print(f"tuning: best of {len(tuning['trials'])} trials: {tuning['best']}", highlight=False)
     for name, r in results.items():
         _print_model_metrics(name, r)
 

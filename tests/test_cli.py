@@ -157,3 +157,6 @@ def test_train_then_models_list_show_promote_rollback(tmp_path, tiny_world_dir):
     assert_one_line_error(foryou("models", "promote", "w", "heavy_ranker", "9", cwd=tmp_path), "heavy_ranker")
     assert_one_line_error(foryou("models", "list", "nowhere", cwd=tmp_path), "no such dataset")
     assert_one_line_error(foryou("train", "w", "--only", "nonsense", cwd=tmp_path), "unknown model")
+    r = foryou("train", "w", "--only", "heavy_ranker", "--tune", "2", "--no-promote", *args, cwd=tmp_path)
+    assert r.returncode == 0 and "best of 2 trials" in r.stdout, r.stderr
+    assert "heavy_ranker v3" in r.stdout

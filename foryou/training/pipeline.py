@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from foryou.config import ForYouConfig
+from foryou.config import ForYouConfig, HeavyRankerConfig
 from foryou.data.dataset import Dataset
 from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
@@ -37,7 +37,7 @@ def registry_for(path: Path) -> ModelRegistry:
 
 
 def train_all(path: Path, config: ForYouConfig | None = None, only: str | None = None, promote: bool = True,
-              progress: Progress | None = None) -> dict[str, Any]:
+              progress: Progress | None = None, tune: int = 0) -> dict[str, Any]:
     """Train (and register, and by default promote) the models in dependency order; returns their
     metrics by name. Order: RealGraph classifier, light rankers, heavy ranker (all on the feature
     store's rows), safety classifiers, two-tower (embedding ANN), TwHIN."""
@@ -88,6 +88,8 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
         progress("safety classifiers", 1.0)
     if only in (None, "heavy_ranker"):
         cfg = config.training.heavy_ranker
+        if tune:
+            cfg, results["tuning"] = tune_heavy_ranker(rows[0], rows[1], store.n_topics, cfg, tune, progress)
         net, fit = train_heavy_ranker(rows[0], rows[1], store.n_topics, cfg, progress)
         progress("evaluation", 0.0)
         metrics = {"fit": fit, "test": evaluate(net, rows[2], truth, store)}
@@ -104,6 +106,36 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
     if only in (None, "twhin"):
         results["twhin"] = _train_twhin(dataset, registry, fingerprint, promote, progress)
     return results
+
+
+def tune_heavy_ranker(train, valid, n_topics: int, cfg: HeavyRankerConfig, trials: int,
+                      progress: Progress) -> tuple[HeavyRankerConfig, dict[str, Any]]:
+    """Optuna (seeded TPE) over learning rate, weight decay, mask blocks and widths, minimising the
+    validation loss; returns the best config and the trials."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ValueError("--tune needs optuna: pip install 'foryou[tune]'") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial_cfg = cfg.model_copy(update={
+            "lr": trial.suggest_float("lr", 5e-4, 1e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
+            "blocks": trial.suggest_int("blocks", 1, 3),
+            "block_dim": trial.suggest_categorical("block_dim", [32, 64, 128]),
+            "mlp_dim": trial.suggest_categorical("mlp_dim", [64, 128, 256]),
+        })
+        _, fit = train_heavy_ranker(train, valid, n_topics, trial_cfg)
+        progress("tuning", (trial.number + 1) / trials)
+        return min(fit["valid_loss"])
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+    progress("tuning", 0.0)
+    study.optimize(objective, n_trials=trials)
+    best = cfg.model_copy(update=study.best_params)
+    return best, {"trials": [{"params": t.params, "valid_loss": round(t.value, 6)} for t in study.trials],
+                  "best": study.best_params}
 
 
 def _train_two_tower(dataset: Dataset, registry: ModelRegistry, fingerprint: str, promote: bool,

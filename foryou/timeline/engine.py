@@ -35,7 +35,7 @@ from foryou.timeline.scorers import HEADS
 from foryou.timeline.state import TimelineState
 
 log = logging.getLogger("foryou.timeline")
-SNAPSHOT_VERSION = "2"  # bump when the serving structures change shape
+SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
 INTERACTIONS = ("impression", *KIND_CODE)
 
 

@@ -11,11 +11,10 @@ from scipy.special import expit, logit
 
 from foryou.config import EngagementWeights
 from foryou.mixer import CandidateBatch, Scorer
+from foryou.models.heavy_ranker import HEADS
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 
-HEADS = ("click", "like", "repost", "reply", "profile_click", "dwell", "follow_author",
-         "negative_feedback", "report")
 DAY = 86_400
 
 

@@ -161,3 +161,28 @@ def test_async_api_matches_sync(engine):
     u = users(engine, 1, seed=10)[0]
     page = asyncio.run(engine.arecommend(u, n=5))
     assert len(page.items) == 5 and page.user_id == u
+
+
+def test_concurrent_reads_and_writes_do_not_break(tiny_world_dir):
+    """Agent simulations call recommend and record_interaction from many threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    e = RecommendationEngine(Dataset.load(tiny_world_dir))
+    people = users(e, 8, seed=11)
+    posts = e.state.index.post_id[-200:].tolist()
+
+    def reader(u):
+        return sum(len(e.recommend(u, n=10).items) for _ in range(5))
+
+    def writer(i):
+        for j in range(40):
+            e.record_interaction(people[(i + j) % len(people)], posts[(i * 40 + j) % len(posts)],
+                                 ("like", "impression", "not_interested", "mute")[j % 4])
+        return 40
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(reader, u) for u in people] + [pool.submit(writer, i) for i in range(4)]
+        results = [f.result(timeout=120) for f in futures]
+    assert all(r > 0 for r in results)
+    assert e.state.overlay.events == 160
+    e.close()

@@ -106,7 +106,7 @@ class RecommendationEngine:
         self.pipeline = for_you_pipeline(self.state)
         self._served: OrderedDict[str, frozenset[int]] = OrderedDict()
         self._cursor_ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         log.info("engine ready", extra={"as_of": as_of, "seconds": round(seconds, 3),
                                         "users": len(index.user_ids), "posts": len(index.post_id)})
 
@@ -152,7 +152,8 @@ class RecommendationEngine:
         served = self._served.get(cursor, frozenset()) if cursor else frozenset()
         query = TimelineQuery(user_id=int(user_id), user_row=row, now=int(now or self.now), n=int(n),
                               explain=explain, served=served, params=dict(context or {}))
-        result = self.pipeline.run(query, trace=trace)
+        with self._lock:  # writes mutate the overlay and counters: a request reads one consistent state
+            result = self.pipeline.run(query, trace=trace)
         b = result.batch
         items = []
         if len(b):  # the returned page only: columns → Python lists once, then zip

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from foryou.features import PRIOR_IMPRESSIONS
 from foryou.graph.index import POSITIVE
 from foryou.mixer import CandidateBatch
-from foryou.timeline.features import PRIOR_IMPRESSIONS
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.scorers import _Factor
 

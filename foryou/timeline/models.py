@@ -26,7 +26,8 @@ class TrainedHeavyRanker:
 
     def predict(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
         rows = batch["post_row"]
-        x = self.store.compute(np.full(len(rows), query.user_row), rows, query.now)
+        x = batch["features"] if "features" in batch else self.store.compute(
+            np.full(len(rows), query.user_row), rows, query.now)  # hydrated once per request
         with torch.inference_mode():
             p = self.net(torch.from_numpy(x), torch.from_numpy(self.store.topic[rows])).numpy()
         return {h: p[:, j] for j, h in enumerate(self.net.heads)}

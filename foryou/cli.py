@@ -33,7 +33,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal
 log = logging.getLogger("foryou.cli")
 
 PRESETS = ("tiny", "small", "medium", "large")

@@ -6,14 +6,13 @@ import numpy as np
 
 from foryou.mixer import CandidateBatch, Filter
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.state import TimelineState
+from foryou.timeline.state import UsesState
 
 DAY = 86_400
 
 
-class _StateFilter(Filter):
-    def __init__(self, state: TimelineState):
-        self.state = state
+class _StateFilter(UsesState, Filter):
+    pass
 
 
 class OwnPostsFilter(_StateFilter):

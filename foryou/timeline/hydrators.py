@@ -8,12 +8,11 @@ import numpy as np
 
 from foryou.mixer import QueryHydrator
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.state import TimelineState
+from foryou.timeline.state import UsesState
 
 
-class _StateHydrator(QueryHydrator):
-    def __init__(self, state: TimelineState):
-        self.state = state
+class _StateHydrator(UsesState, QueryHydrator):
+    pass
 
 
 class FollowsHydrator(_StateHydrator):

@@ -13,7 +13,7 @@ from foryou.config import EngagementWeights
 from foryou.mixer import CandidateBatch, Scorer
 from foryou.models.heavy_ranker import HEADS
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.state import TimelineState
+from foryou.timeline.state import UsesState
 
 DAY = 86_400
 
@@ -29,9 +29,8 @@ def weighted_score(probs: dict[str, np.ndarray], weights: EngagementWeights) -> 
     return utility, score.astype(np.float32)
 
 
-class _StateScorer(Scorer):
-    def __init__(self, state: TimelineState):
-        self.state = state
+class _StateScorer(UsesState, Scorer):
+    pass
 
 
 class LightRanker(_StateScorer):

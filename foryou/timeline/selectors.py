@@ -9,7 +9,7 @@ import numpy as np
 from foryou.mixer import CandidateBatch, Selector
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.sources import top_k
-from foryou.timeline.state import TimelineState
+from foryou.timeline.state import UsesState
 
 
 def rank_within(groups: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -33,9 +33,8 @@ class TopKSelector(Selector):
         return top_k(batch[self.column], self.k)
 
 
-class _StateSelector(Selector):
-    def __init__(self, state: TimelineState):
-        self.state = state
+class _StateSelector(UsesState, Selector):
+    pass
 
 
 class NetworkCapSelector(_StateSelector):

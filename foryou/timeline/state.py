@@ -24,3 +24,10 @@ class TimelineState:
 
     def post_ids(self, rows: np.ndarray) -> np.ndarray:
         return self.index.post_id[rows]
+
+
+class UsesState:
+    """Mixin for For You components that read the shared state (index, overlay, models, config)."""
+
+    def __init__(self, state: TimelineState):
+        self.state = state

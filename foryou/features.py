@@ -248,44 +248,53 @@ class FeatureStore:
 
     # -- the one definition -----------------------------------------------------------------------
 
-    def compute(self, user_rows: np.ndarray, post_rows: np.ndarray, t: np.ndarray | int) -> np.ndarray:
-        """Feature matrix (rows × len(FEATURES), float32) for (user, post, time) triples."""
+    def compute(self, user_rows: np.ndarray, post_rows: np.ndarray, t: np.ndarray | int,
+                names: tuple[str, ...] = FEATURE_NAMES) -> np.ndarray:
+        """Feature matrix (rows × len(names), float32) for (user, post, time) triples; only the
+        counters the requested features need are read (the heuristic ranker asks for a few)."""
         u = np.asarray(user_rows, dtype=np.int64)
         p = np.asarray(post_rows, dtype=np.int64)
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), p.shape)
-        c, k = self.counters, PRIOR_IMPRESSIONS
-        r0, n0 = self.base_rates(t)
-        a = self.author_row[p]
-        post_pos, post_imp = c["post_pos"].count_before(p, t), c["post_imp"].count_before(p, t)
-        author_pos, author_imp = c["author_pos"].count_before(a, t), c["author_imp"].count_before(a, t)
-        user_pos, user_imp = c["user_pos"].count_before(u, t), c["user_imp"].count_before(u, t)
+        c, k, a = self.counters, PRIOR_IMPRESSIONS, self.author_row[p]
         topic = np.maximum(self.topic[p], 0)
-        user_topic = c["user_topic"].count_before(u * self.n_topics + topic, t)
-        user_author = c["user_author_pos"].count_before(u * self.n_users + a, t)
-        cols = {
-            "age_log_h": np.log1p(np.maximum(t - self.created_at[p], 0) / 3600.0),
-            "post_positive_log": np.log1p(post_pos),
-            "post_impressions_log": np.log1p(post_imp),
-            "post_rate": (post_pos + k * r0) / (post_imp + k),
-            "post_positive_24h_log": np.log1p(c["post_pos"].count_between(p, t - DAY, t)),
-            "post_negative_rate": (c["post_neg"].count_before(p, t) + k * n0) / (post_imp + k),
-            **{name: col[p] for name, col in self.static.items()},
-            "author_rate": (author_pos + k * r0) / (author_imp + k),
-            "author_impressions_log": np.log1p(author_imp),
-            "author_negative_rate": (c["author_neg"].count_before(a, t) + k * n0) / (author_imp + k),
-            "author_followers_log": np.log1p(c["followers"].count_before(a, t)),
-            "user_topic_share": (user_topic + 1.0 / self.n_topics) / (user_pos + 1.0),
-            "user_positive_log": np.log1p(user_pos),
-            "user_impressions_log": np.log1p(user_imp),
-            "user_negative_rate": (c["user_neg"].count_before(u, t) + k * n0) / (user_imp + k),
-            "user_media_share": (c["user_pos_media"].count_before(u, t) + 0.4) / (user_pos + 1.0),
-            "user_unsafe_negative_log": np.log1p(c["user_neg_unsafe"].count_before(u, t)),
-            "user_topic_rate": (user_topic + 5 * r0)
-            / (c["user_topic_imp"].count_before(u * self.n_topics + topic, t) + 5),
-            "user_author_positive_log": np.log1p(user_author),
-            "user_author_rate": (user_author + 5 * r0)
-            / (c["user_author_imp"].count_before(u * self.n_users + a, t) + 5),
-            "user_author_negative": c["user_author_neg"].count_before(u * self.n_users + a, t),
-            "in_network": (c["follow"].count_before(u * self.n_users + a, t + 1) > 0).astype(np.float64),
+        memo: dict[str, np.ndarray] = {}
+
+        def n(counter: str, keys: np.ndarray, at: np.ndarray = t) -> np.ndarray:
+            """count_before, memoised per (counter, key kind) within this call."""
+            key = f"{counter}:{id(keys)}:{id(at)}"
+            if key not in memo:
+                memo[key] = c[counter].count_before(keys, at)
+            return memo[key]
+
+        def rates() -> tuple[np.ndarray, np.ndarray]:
+            if "rates" not in memo:
+                memo["r0"], memo["n0"] = self.base_rates(t)
+                memo["rates"] = memo["r0"]
+            return memo["r0"], memo["n0"]
+
+        ut, ua = u * self.n_topics + topic, u * self.n_users + a
+        defs = {
+            "age_log_h": lambda: np.log1p(np.maximum(t - self.created_at[p], 0) / 3600.0),
+            "post_positive_log": lambda: np.log1p(n("post_pos", p)),
+            "post_impressions_log": lambda: np.log1p(n("post_imp", p)),
+            "post_rate": lambda: (n("post_pos", p) + k * rates()[0]) / (n("post_imp", p) + k),
+            "post_positive_24h_log": lambda: np.log1p(n("post_pos", p) - c["post_pos"].count_before(p, t - DAY)),
+            "post_negative_rate": lambda: (n("post_neg", p) + k * rates()[1]) / (n("post_imp", p) + k),
+            **{name: (lambda col=col: col[p]) for name, col in self.static.items()},
+            "author_rate": lambda: (n("author_pos", a) + k * rates()[0]) / (n("author_imp", a) + k),
+            "author_impressions_log": lambda: np.log1p(n("author_imp", a)),
+            "author_negative_rate": lambda: (n("author_neg", a) + k * rates()[1]) / (n("author_imp", a) + k),
+            "author_followers_log": lambda: np.log1p(n("followers", a)),
+            "user_topic_share": lambda: (n("user_topic", ut) + 1.0 / self.n_topics) / (n("user_pos", u) + 1.0),
+            "user_positive_log": lambda: np.log1p(n("user_pos", u)),
+            "user_impressions_log": lambda: np.log1p(n("user_imp", u)),
+            "user_negative_rate": lambda: (n("user_neg", u) + k * rates()[1]) / (n("user_imp", u) + k),
+            "user_media_share": lambda: (n("user_pos_media", u) + 0.4) / (n("user_pos", u) + 1.0),
+            "user_unsafe_negative_log": lambda: np.log1p(n("user_neg_unsafe", u)),
+            "user_topic_rate": lambda: (n("user_topic", ut) + 5 * rates()[0]) / (n("user_topic_imp", ut) + 5),
+            "user_author_positive_log": lambda: np.log1p(n("user_author_pos", ua)),
+            "user_author_rate": lambda: (n("user_author_pos", ua) + 5 * rates()[0]) / (n("user_author_imp", ua) + 5),
+            "user_author_negative": lambda: n("user_author_neg", ua),
+            "in_network": lambda: (c["follow"].count_before(ua, t + 1) > 0).astype(np.float64),
         }
-        return np.stack([cols[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
+        return np.stack([defs[name]() for name in names], axis=1).astype(np.float32)

@@ -11,7 +11,8 @@ from foryou.mixer import CandidateBatch, FeatureHydrator
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 
-FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+HEURISTIC_FEATURES = ("post_rate", "author_rate", "has_media", "has_link", "is_reply", "is_nsfw", "is_toxic",
+                      "is_spam", "is_misinfo")
 
 
 class PostFeatureHydrator(FeatureHydrator):
@@ -26,10 +27,13 @@ class PostFeatureHydrator(FeatureHydrator):
         rows, authors = batch["post_row"], batch["author_row"]
         # The feature store's matrix: the trained models' inputs, computed once per request; the
         # heuristic ranker reads the same columns, so there is one definition of every rate.
-        x = s.features.compute(np.full(len(rows), query.user_row), rows, query.now)
+        # With a trained heavy ranker every feature is needed; the heuristic reads a few columns.
+        names = FEATURE_NAMES if "heavy_ranker" in s.models else HEURISTIC_FEATURES
+        x = s.features.compute(np.full(len(rows), query.user_row), rows, query.now, names)
+        index = {name: i for i, name in enumerate(names)}
 
         def col(name: str) -> np.ndarray:
-            return x[:, FEATURE_INDEX[name]]
+            return x[:, index[name]]
 
         realgraph = values_at(f["top_follows"], f["top_follow_weights"], authors, 0.0)
         social = values_at(f["proof_posts"], f["proof_count"], rows, 0)
@@ -37,8 +41,8 @@ class PostFeatureHydrator(FeatureHydrator):
         topic = idx.topic[rows].astype(np.int64)
         topic_affinity = np.where(topic >= 0, profile[np.maximum(topic, 0)], 1.0 / len(profile))
         sc = s.simclusters.score(query.user_row, rows) if s.simclusters is not None else np.zeros(len(rows))
-        return {
-            "features": x,
+        out = {"features": x} if names is FEATURE_NAMES else {}
+        return out | {
             "age_h": ((query.now - idx.created_at[rows]) / 3600.0).astype(np.float32),
             "in_network": np.isin(authors, f["follows"]),
             "realgraph": np.asarray(realgraph, dtype=np.float32),

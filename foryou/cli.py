@@ -135,9 +135,11 @@ def quickstart(
     out: Annotated[Path, typer.Option(help="where the default world lives")] = Path("runs/default"),
     preset: Annotated[str, typer.Option(help="world preset")] = "small",
     seed: Annotated[int, typer.Option(help="world seed")] = 0,
+    serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="end by serving it over HTTP")] = True,
+    port: Annotated[int, typer.Option(help="port for the service")] = 8000,
 ) -> None:
     """The main job on the embedded default: build (or reuse) the default world, summarise it, train
-    the models (once), and show an explained For You page."""
+    the models (once), show an explained For You page, then serve it on 127.0.0.1."""
     from foryou.data.dataset import read_manifest
 
     reuse = False
@@ -151,6 +153,8 @@ def quickstart(
     _show_stats(out)
     _train_unless_trained(out)
     _show_example_timeline(out)
+    if serve_:
+        _serve(out, "127.0.0.1", port, 1, None, [], Path("runs/logs/trace.jsonl"), None)
 
 
 def _train_unless_trained(path: Path) -> None:
@@ -181,6 +185,99 @@ def _show_example_timeline(path: Path) -> None:
     _print_page(page, explain=True)
     console.print(f"next: [bold]foryou timeline {path} USER --explain --trace[/] for any user; "
                   f"[bold]foryou bench timeline {path}[/] for latency", highlight=False)
+
+
+# -- service ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    host: Annotated[str, typer.Option(help="interface to listen on (non-loopback needs --token)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes (they share the event store)", min=1, max=64)] = 1,
+    token: Annotated[str | None, typer.Option(envvar="FORYOU_TOKEN", help="bearer token for writes",
+                                              show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
+    trace_log: Annotated[Path, typer.Option(help="JSON-lines trace log (rotated)")] = Path("runs/logs/trace.jsonl"),
+    store: Annotated[Path | None, typer.Option(help="event store file (default DATASET/.service/events.sqlite)",
+                                               show_default=False)] = None,
+) -> None:
+    """Serve the For You timeline over HTTP (OpenAPI docs at /docs): pages, durable real-time writes,
+    /metrics. Writes are acknowledged after they are committed to the event store."""
+    _serve(dataset, host, port, workers, token, set_ or [], trace_log, store)
+
+
+def _serve(dataset: Path, host: str, port: int, workers: int, token: str | None, overrides: list[str],
+           trace_log: Path, store: Path | None) -> None:
+    import os
+    import socket
+    import tempfile
+
+    import uvicorn
+
+    from foryou.config import parse_overrides
+    from foryou.data.dataset import read_manifest
+    from foryou.service.app import SETTINGS_ENV, ServeSettings, create_app
+    from foryou.service.security import check_bind
+    from foryou.service.service import Service, ServiceOptions
+
+    read_manifest(dataset)  # a missing or broken dataset is a one-line error
+    check_bind(host, token)
+    config = _config(overrides)
+    with socket.socket() as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pass --port") from None
+    settings = ServeSettings(dataset=dataset, config=parse_overrides(overrides), token=token, trace_log=trace_log,
+                             store=store)
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    if workers == 1:
+        with console.status("opening the serving index and replaying the event store"):
+            svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store))
+        app_ = create_app(settings, service=svc)
+        user = int(svc.engine.state.index.user_ids[0])
+        target: Any = app_
+        extra: dict[str, Any] = {}
+    else:
+        from foryou.timeline.engine import RecommendationEngine
+
+        with console.status("building the serving snapshot the workers will share"):
+            RecommendationEngine.open(dataset, config).close()
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        os.environ["FORYOU_WORKER_SUFFIX"] = "1"
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="foryou-metrics-")
+        user = int(np.sort(_user_ids(dataset))[0])
+        target, extra = "foryou.service.app:app_from_env", {"factory": True, "workers": workers}
+    console.print(f"serving [bold]{dataset}[/] on [bold]{url}[/] ({workers} worker{'s' * (workers > 1)}); "
+                  f"API docs {url}/docs; writes {'need the bearer token' if token else 'open (loopback only)'}; "
+                  "Ctrl-C stops", highlight=False)
+    console.print(f"try: curl '{url}/v1/users/{user}/timeline?n=5'", highlight=False, soft_wrap=True)
+    uvicorn.run(target, host=host, port=port, log_level="warning", access_log=False, **extra)
+
+
+def _user_ids(dataset: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(dataset / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
+
+
+@app.command()
+def compact(dataset: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """Fold the service's event store into the dataset's Parquet tables (atomic) for the next
+    `foryou train`. Stop the server first."""
+    from foryou.data.dataset import read_manifest
+    from foryou.service.compact import ServerRunning
+    from foryou.service.compact import compact as run
+
+    read_manifest(dataset)
+    try:
+        result = run(dataset)
+    except ServerRunning as exc:
+        raise UserError(str(exc)) from None
+    _print_summary(f"compact {dataset}", result)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -439,6 +536,68 @@ def models_rollback(
 # -- bench --------------------------------------------------------------------------------------
 
 
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    report: Annotated[Path, typer.Option(help="directory for metrics.json and index.html")],
+    baselines: Annotated[str, typer.Option(help="all, none, or a comma list of random,popularity,reverse_chron,"
+                                                "als,bpr,item_knn")] = "all",
+    protocol: Annotated[str, typer.Option(help="temporal (page served at the test window's start) or minirecsys "
+                                               "(the reference mimic's protocol)")] = "temporal",
+    users: Annotated[int | None, typer.Option(help="sample this many test users (temporal)", min=1)] = None,
+    seed: Annotated[int, typer.Option(help="seed of the user sample, bootstrap and random baseline")] = 0,
+    oracle: Annotated[bool, typer.Option(help="compare with the oracle (synthetic worlds)")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
+) -> None:
+    """Offline evaluation: our pages vs baselines (and the oracle) on one split → JSON + HTML report."""
+    from foryou.eval import PROTOCOLS, evaluate
+    from foryou.eval.baselines import BASELINES
+    from foryou.eval.report import write_report
+
+    if not (dataset / "manifest.json").exists():
+        raise UserError(f"{dataset}: no such dataset directory")
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+    chosen = BASELINES if baselines == "all" else () if baselines == "none" else tuple(
+        b.strip() for b in baselines.split(",") if b.strip())
+    unknown = [b for b in chosen if b not in BASELINES]
+    if unknown:
+        raise UserError(f"unknown baseline {unknown[0]!r}; one of all, none, {', '.join(BASELINES)}")
+    with progress_bars() as bar:
+        result = evaluate(dataset, protocol, chosen, _config(set_), max_users=users, seed=seed, oracle=oracle,
+                          progress=bar)
+        bar("report", 0.0)
+        json_path, html_path = write_report(result, report)
+        bar("report", 1.0)
+    _print_eval(result)
+    console.print(f"report → {html_path}  ·  metrics → {json_path}  ({result['seconds']['total']:.0f} s)")
+
+
+def _print_eval(r: dict[str, Any]) -> None:
+    k = 10 if 10 in r["k_values"] else r["k_values"][0]
+    cols = [f"ndcg@{k}", f"recall@{r['k_values'][-1]}", f"hit_rate@{k}", "mrr"]
+    table = Table(title=f"{r['dataset_name']} · {r['protocol']} · {r['users']:,} users · 95 % intervals",
+                  title_justify="left")
+    table.add_column("method")
+    for c in cols:
+        table.add_column(c, justify="right")
+    if "oracle" in r:
+        table.add_column("utility ÷ oracle", justify="right")
+    for name, m in r["methods"].items():
+        cells = [f"{m['ranking'][c]['mean']:.4f} [{m['ranking'][c]['lo']:.4f}, {m['ranking'][c]['hi']:.4f}]"
+                 for c in cols]
+        if "oracle" in r:
+            o = r["oracle"]["methods"][name]["ratio"]
+            cells.append(f"{o['mean']:.3f} [{o['lo']:.3f}, {o['hi']:.3f}]")
+        table.add_row(name, *cells, style="bold" if name == "foryou" else None)
+    console.print(table)
+    for key, value in r["targets"].items():
+        console.print(f"  {key}: {_fmt(value)}", highlight=False)
+
+
 @bench_app.command("world")
 def bench_world(
     preset: Annotated[str, typer.Option(help="world preset")] = "large",
@@ -497,6 +656,46 @@ def bench_ranker(
     result = run(dataset, candidates, compare_int8=int8)
     _write_json(json_out, result)
     _print_summary(f"bench ranker {dataset}", result)
+
+
+@bench_app.command("http")
+def bench_http(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    workers: Annotated[int, typer.Option(help="server worker processes")] = 2,
+    connections: Annotated[int, typer.Option(help="concurrent keep-alive connections")] = 16,
+    seconds: Annotated[float, typer.Option(help="measured duration")] = 20.0,
+    users: Annotated[int, typer.Option(help="distinct users requested (random, fixed by --seed)")] = 2000,
+    warmup: Annotated[float, typer.Option(help="unmeasured seconds first (fills the cache)")] = 5.0,
+    seed: Annotated[int, typer.Option(help="which users")] = 0,
+    json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/http.json"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="server config override (repeatable)")] = None,
+) -> None:
+    """Timeline requests/s and latency p50/p99 over HTTP on loopback (wrk when installed)."""
+    from foryou.service.bench import bench_http as run
+
+    _config(set_)
+    with console.status(f"serving {dataset} and driving it for {warmup + seconds:.0f} s"):
+        result = run(dataset, workers, connections, seconds, users, seed, warmup, overrides=set_ or [])
+    _write_json(json_out, result)
+    _print_summary(f"bench http {dataset}", {k: v for k, v in result.items() if k != "machine"})
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    batch: Annotated[int, typer.Option(help="engagements per POST")] = 1000,
+    clients: Annotated[int, typer.Option(help="concurrent clients posting batches")] = 2,
+    seconds: Annotated[float, typer.Option(help="how long to post batches")] = 10.0,
+    singles: Annotated[int, typer.Option(help="single-event writes timed one at a time afterwards")] = 500,
+    json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/ingest.json"),
+) -> None:
+    """Durable ingestion over HTTP: events/s in batches, then single-event write latency."""
+    from foryou.service.bench import bench_ingest as run
+
+    with console.status(f"serving {dataset} and posting engagements"):
+        result = run(dataset, batch, clients, seconds, singles)
+    _write_json(json_out, result)
+    _print_summary(f"bench ingest {dataset}", {k: v for k, v in result.items() if k != "machine"})
 
 
 def _config(overrides: list[str] | None):

@@ -115,8 +115,9 @@ class RankingConfig(Strict):
 
 
 class ExplorationConfig(Strict):
-    strategy: Literal["none", "epsilon_greedy", "ucb", "thompson"] = "thompson"
-    epsilon: float = Field(0.05, ge=0, le=1, description="ε-greedy: share of slots given to a random candidate")
+    # "random" replaces the ranking by a random order: the deliberately bad arm of an A/B test.
+    strategy: Literal["none", "epsilon_greedy", "ucb", "thompson", "random"] = "thompson"
+    epsilon: float = Field(0.05, ge=0, le=1, description="ε-greedy: share of page slots given to a random candidate")
     ucb_c: float = Field(0.5, ge=0)
     weight: float = Field(0.1, ge=0, description="how strongly the exploration term moves the score")
     seed: int = 0
@@ -170,6 +171,19 @@ class TrainingConfig(Strict):
     heavy_ranker: HeavyRankerConfig = HeavyRankerConfig()
 
 
+class ServiceConfig(Strict):
+    """The HTTP service (`foryou serve`)."""
+
+    cache_ttl_s: float = Field(180.0, ge=0, description="scored-candidate cache per user (X: 3 minutes); 0 = off")
+    cache_depth: int = Field(105, ge=1, le=1000, description="ranked candidates kept per user (several pages)")
+    cache_users: int = Field(200_000, ge=1, description="most users held in the cache (least recent evicted)")
+    max_body_bytes: int = Field(4 * 2**20, ge=1024, description="larger request bodies get 413")
+    max_batch: int = Field(10_000, ge=1, description="most events in one POST")
+    max_page: int = Field(200, ge=1, le=1000, description="largest n a timeline request may ask for")
+    trace_log_bytes: int = Field(50 * 2**20, ge=2**16, description="trace log rotates at this size")
+    trace_log_backups: int = Field(5, ge=0)
+
+
 class ForYouConfig(Strict):
     """The root of the config tree; later stages (training, serving) add sections here."""
 
@@ -177,6 +191,19 @@ class ForYouConfig(Strict):
     world: WorldConfig = WorldConfig()
     timeline: TimelineConfig = TimelineConfig()
     training: TrainingConfig = TrainingConfig()
+    service: ServiceConfig = ServiceConfig()
+
+
+def apply_overrides(config: ForYouConfig, overrides: dict) -> ForYouConfig:
+    """`config` with a nested override tree merged in (validated: unknown keys are errors)."""
+
+    def merge(base: dict, tree: dict) -> dict:
+        out = dict(base)
+        for key, value in tree.items():
+            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return out
+
+    return ForYouConfig.model_validate(merge(config.model_dump(), overrides))
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -84,11 +84,11 @@ def test_user_mistakes_are_one_line(tmp_path, args, message):
 
 
 def test_quickstart_builds_then_reuses_the_default_world(tmp_path):
-    r = foryou("quickstart", "--preset", "tiny", "--out", "d", cwd=tmp_path)
+    r = foryou("quickstart", "--preset", "tiny", "--out", "d", "--no-serve", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "signal" in r.stdout and "impressions" in r.stdout
     assert "For You · user" in r.stdout and "why post" in r.stdout  # ends with an explained page
-    r = foryou("quickstart", "--preset", "tiny", "--out", "d", cwd=tmp_path)
+    r = foryou("quickstart", "--preset", "tiny", "--out", "d", "--no-serve", cwd=tmp_path)
     assert r.returncode == 0 and "reusing" in r.stdout
 
 

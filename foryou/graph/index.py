@@ -80,6 +80,9 @@ class ServingIndex:
         self.by_author = np.lexsort((self.created_at, self.author_row))
         self.author_keys = self.author_row[self.by_author].astype(np.int64) * _BIG + self.created_at[self.by_author]
         self.by_time = np.argsort(self.created_at, kind="stable")
+        # Posts added after the build by the real-time overlay (same key scheme, kept sorted; small).
+        self.live_keys = np.empty(0, np.int64)
+        self.live_rows = np.empty(0, np.int64)
 
         e = h.engagements
         e_user = rows_of(self.user_ids, e["user_id"].to_numpy(), "user")
@@ -138,15 +141,35 @@ class ServingIndex:
         return a.indices[a.indptr[user_row]:a.indptr[user_row + 1]]
 
     def recent_posts_by(self, author_rows: np.ndarray, since: int, until: int) -> np.ndarray:
-        """Rows of posts by these authors created in [since, until), vectorised over authors."""
+        """Rows of posts by these authors created in [since, until), vectorised over authors
+        (posts added live after the build included)."""
         a = author_rows.astype(np.int64) * _BIG
-        lo = np.searchsorted(self.author_keys, a + since)
-        hi = np.searchsorted(self.author_keys, a + until)
-        counts = hi - lo
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return self.by_author[np.repeat(lo, counts) + offsets]
+        rows = _runs(self.author_keys, self.by_author, a + since, a + until)
+        if len(self.live_rows):
+            rows = np.r_[rows, _runs(self.live_keys, self.live_rows, a + since, a + until)]
+        return rows
 
     def recent_posts(self, since: int, until: int) -> np.ndarray:
         lo, hi = np.searchsorted(self.created_at[self.by_time], [since, until])
-        return self.by_time[lo:hi]
+        rows = self.by_time[lo:hi]
+        if len(self.live_rows):
+            c = self.created_at[self.live_rows]
+            rows = np.r_[rows, self.live_rows[(c >= since) & (c < until)]]
+        return rows
+
+    def add_live_post(self, row: int) -> None:
+        """Make a post appended after the build (its columns already extended) retrievable."""
+        key = int(self.author_row[row]) * int(_BIG) + int(self.created_at[row])
+        at = int(np.searchsorted(self.live_keys, key, side="right"))
+        self.live_keys = np.insert(self.live_keys, at, key)
+        self.live_rows = np.insert(self.live_rows, at, row)
+
+
+def _runs(keys: np.ndarray, rows: np.ndarray, lo_keys: np.ndarray, hi_keys: np.ndarray) -> np.ndarray:
+    """rows[i] for every i with lo_keys[j] ≤ keys[i] < hi_keys[j] for some j (keys sorted)."""
+    lo = np.searchsorted(keys, lo_keys)
+    hi = np.searchsorted(keys, hi_keys)
+    counts = hi - lo
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rows[np.repeat(lo, counts) + offsets]
 

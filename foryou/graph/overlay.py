@@ -1,17 +1,48 @@
 """The small mutable real-time overlay on top of the immutable ServingIndex (DESIGN §6).
 
 Recorded interactions land here and change the very next request without a rebuild: seen sets,
-engagement counters, UTEG edges, blocks/mutes and feedback fatigue. Counters are copies of the
-index's arrays (updated in place, O(1) per event); per-user sets stay small.
+engagement counters, UTEG edges, blocks/mutes, feedback fatigue, follows and unfollows, and posts
+created after the build. Counters are copies of the index's arrays (updated in place, O(1) per
+event); per-user sets stay small. New posts are appended as new rows: every post-indexed column
+becomes a view of a larger buffer (`ColumnGrower`), so an append is amortised O(1).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
 from foryou.graph.index import KIND_CODE, POSITIVE, ServingIndex
+
+# The ServingIndex's post-row columns that a new post extends.
+POST_COLUMNS = ("post_id", "author_row", "created_at", "kind", "parent_row", "topic", "has_media", "has_link",
+                "length", "is_nsfw", "is_toxic", "is_spam", "is_misinfo", "impressions_count", "counts_24h")
+
+
+class ColumnGrower:
+    """Appends to arrays that readers fetch by attribute or dict key: each column is replaced by a
+    view `buffer[:n]` of a buffer with spare room (×1.25 + 4096), so appends copy rarely."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, str], np.ndarray] = {}
+
+    def append(self, owner: Any, name: str, value: Any) -> None:
+        is_dict = isinstance(owner, dict)
+        current = owner[name] if is_dict else getattr(owner, name)
+        n = len(current)
+        key = (id(owner), name)
+        buf = self._buffers.get(key)
+        if buf is None or current.base is not buf or len(buf) < n + 1:
+            buf = np.empty((int(n * 1.25) + 4096, *current.shape[1:]), dtype=current.dtype)
+            buf[:n] = current
+            self._buffers[key] = buf
+        buf[n] = value
+        if is_dict:
+            owner[name] = buf[:n + 1]
+        else:
+            setattr(owner, name, buf[:n + 1])
 
 
 class RealtimeOverlay:
@@ -24,7 +55,12 @@ class RealtimeOverlay:
         self._seen: dict[int, set[int]] = defaultdict(set)
         self._uteg: dict[int, list[int]] = defaultdict(list)
         self._blocked: dict[int, set[int]] = defaultdict(set)
+        self._unblocked: dict[int, set[int]] = defaultdict(set)
         self._fatigue: dict[int, dict[int, int]] = defaultdict(dict)
+        self._followed: dict[int, set[int]] = defaultdict(set)
+        self._unfollowed: dict[int, set[int]] = defaultdict(set)
+        self.grower = ColumnGrower()
+        self.new_posts = 0  # posts appended since the build (rows len(base)…)
         self.events = 0
 
     # -- reads (index ∪ overlay) ------------------------------------------------------------------
@@ -45,8 +81,23 @@ class RealtimeOverlay:
 
     def blocked_authors(self, user_row: int) -> np.ndarray:
         base = self.index.blocked_authors.row(user_row)
-        extra = self._blocked.get(user_row)
-        return np.union1d(base, np.fromiter(extra, np.int64)) if extra else base
+        extra, undone = self._blocked.get(user_row), self._unblocked.get(user_row)
+        out = np.union1d(base, np.fromiter(extra, np.int64)) if extra else base
+        return np.setdiff1d(out, np.fromiter(undone, np.int64)) if undone else out
+
+    def following_rows(self, user_row: int) -> np.ndarray:
+        """The accounts the user follows now: the index's follow graph ± live follows and unfollows."""
+        base = self.index.following_rows(user_row)
+        added, removed = self._followed.get(user_row), self._unfollowed.get(user_row)
+        if added:
+            base = np.union1d(base, np.fromiter(added, np.int64))
+        if removed:
+            base = np.setdiff1d(base, np.fromiter(removed, np.int64))
+        return base
+
+    def unfollowed(self, user_row: int) -> np.ndarray:
+        removed = self._unfollowed.get(user_row)
+        return np.fromiter(removed, np.int64) if removed else np.empty(0, np.int64)
 
     def fatigue(self, user_row: int) -> tuple[np.ndarray, np.ndarray]:
         """(author rows, last 'not interested' time) for the user."""
@@ -79,6 +130,58 @@ class RealtimeOverlay:
             if topic >= 0:
                 self.user_topic[user_row, topic] += 1
         elif kind in ("block", "mute"):
+            self._unblocked[user_row].discard(author)
             self._blocked[user_row].add(author)
         elif kind == "not_interested":
             self._fatigue[user_row][author] = t
+        elif kind == "follow_author":
+            self._unfollowed[user_row].discard(author)
+            self._followed[user_row].add(author)
+
+    def follow(self, user_row: int, target_row: int) -> None:
+        self.events += 1
+        self._unfollowed[user_row].discard(target_row)
+        self._followed[user_row].add(target_row)
+
+    def unfollow(self, user_row: int, target_row: int) -> None:
+        self.events += 1
+        self._followed[user_row].discard(target_row)
+        self._unfollowed[user_row].add(target_row)
+
+    def block(self, user_row: int, author_row: int) -> None:
+        """Block or mute: the author's posts leave the user's timeline (both act the same here)."""
+        self.events += 1
+        self._unblocked[user_row].discard(author_row)
+        self._blocked[user_row].add(author_row)
+
+    def unblock(self, user_row: int, author_row: int) -> None:
+        self.events += 1
+        self._blocked[user_row].discard(author_row)
+        self._unblocked[user_row].add(author_row)
+
+    def add_post(self, post_id: int, author_row: int, created_at: int, kind: int = 0, parent_row: int = -1,
+                 topic: int = -1, has_media: bool = False, has_link: bool = False, length: int = 0,
+                 labels: dict[str, bool] | None = None) -> int:
+        """Append a post created after the build; returns its row. Post ids must arrive in
+        increasing order (rows stay sorted by id, so id → row lookups keep working)."""
+        idx = self.index
+        if len(idx.post_id) and post_id <= int(idx.post_id[-1]):
+            raise ValueError(f"post id {post_id} is not above the last post id {int(idx.post_id[-1])}")
+        labels = labels or {}
+        values = {"post_id": post_id, "author_row": author_row, "created_at": created_at, "kind": kind,
+                  "parent_row": parent_row, "topic": topic, "has_media": has_media, "has_link": has_link,
+                  "length": length, "impressions_count": 0, "counts_24h": 0,
+                  **{lb: bool(labels.get(lb, False)) for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")}}
+        g = self.grower
+        for name in POST_COLUMNS:
+            g.append(idx, name, values[name])
+        for k in idx.counts:
+            g.append(idx.counts, k, 0)
+            g.append(self.counts, k, 0)
+        g.append(self, "counts_24h", 0)
+        g.append(self, "impressions_count", 0)
+        row = len(idx.post_id) - 1
+        idx.add_live_post(row)
+        self.new_posts += 1
+        self.events += 1
+        return row

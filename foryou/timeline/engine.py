@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from foryou import features as features_module
-from foryou.config import ForYouConfig
+from foryou.config import ForYouConfig, apply_overrides
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
 from foryou.data.split import history
@@ -37,6 +39,7 @@ from foryou.timeline.state import TimelineState
 log = logging.getLogger("foryou.timeline")
 SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
 INTERACTIONS = ("impression", *KIND_CODE)
+RELATIONS = ("follow", "unfollow", "block", "mute", "unblock", "unmute")
 
 
 class UnknownUser(KeyError):
@@ -104,6 +107,7 @@ class RecommendationEngine:
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
+        self._arm_pipelines: dict[str, Any] = {}
         self._served: OrderedDict[str, frozenset[int]] = OrderedDict()
         self._cursor_ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -144,16 +148,24 @@ class RecommendationEngine:
     # -- reads ------------------------------------------------------------------------------------
 
     def recommend(self, user_id: int, n: int = 35, context: dict[str, Any] | None = None, cursor: str | None = None,
-                  explain: bool = False, trace: bool = False, now: int | None = None) -> TimelineResponse:
+                  explain: bool = False, trace: bool = False, now: int | None = None,
+                  overrides: dict[str, Any] | None = None, exclude: Any = None) -> TimelineResponse:
+        """`overrides`: a config override tree (an experiment arm's) served by its own cached pipeline.
+        `exclude`: post ids already served to this client (the HTTP service's self-contained
+        cursors), an alternative to the engine-held `cursor`."""
         idx = self.state.index
         row = idx.user_row(int(user_id))
         if row is None:
             raise UnknownUser(user_id)
         served = self._served.get(cursor, frozenset()) if cursor else frozenset()
+        if exclude is not None and len(exclude):
+            ids = np.unique(np.fromiter(exclude, np.int64))
+            pos = np.minimum(np.searchsorted(idx.post_id, ids), len(idx.post_id) - 1)
+            served = served | frozenset(pos[idx.post_id[pos] == ids].tolist())
         query = TimelineQuery(user_id=int(user_id), user_row=row, now=int(now or self.now), n=int(n),
                               explain=explain, served=served, params=dict(context or {}))
         with self._lock:  # writes mutate the overlay and counters: a request reads one consistent state
-            result = self.pipeline.run(query, trace=trace)
+            result = self.pipeline_for(overrides).run(query, trace=trace)
         b = result.batch
         items = []
         if len(b):  # the returned page only: columns → Python lists once, then zip
@@ -172,9 +184,22 @@ class RecommendationEngine:
         next_cursor = self._remember(served | frozenset(b["post_row"].tolist()) if len(b) else served)
         sources = {k.split(":", 1)[1]: n for k, n in result.counts.items() if k.startswith("candidate_pipeline:")}
         return TimelineResponse(
-            user_id=int(user_id), items=items, cold_start=len(idx.following_rows(row)) == 0, cursor=next_cursor,
+            user_id=int(user_id), items=items, cold_start=len(self.state.overlay.following_rows(row)) == 0,
+            cursor=next_cursor,
             timings_ms=result.timings_ms, sources=sources, errors=result.errors, models=self.model_versions(),
             trace=result.trace.to_dict() if result.trace is not None else None)
+
+    def pipeline_for(self, overrides: dict[str, Any] | None):
+        """The pipeline for a config override set: same index, overlay and models, its own config
+        (experiment arms: exploration strategy, weights, diversity ...); built once per set."""
+        if not overrides:
+            return self.pipeline
+        key = json.dumps(overrides, sort_keys=True)
+        with self._lock:
+            if key not in self._arm_pipelines:
+                config = apply_overrides(self.config, overrides)
+                self._arm_pipelines[key] = for_you_pipeline(dataclasses.replace(self.state, config=config))
+            return self._arm_pipelines[key]
 
     def model_versions(self) -> dict[str, str]:
         """What each model slot is serving right now (shown by `foryou timeline` and in responses)."""
@@ -222,6 +247,68 @@ class RecommendationEngine:
             if self.state.simclusters is not None and kind == "like":
                 self.state.simclusters.add_like(u, p, t)
 
+    def post_row(self, post_id: int) -> int:
+        idx = self.state.index
+        p = int(np.searchsorted(idx.post_id, int(post_id)))
+        if p >= len(idx.post_id) or idx.post_id[p] != int(post_id):
+            raise UnknownPost(post_id)
+        return p
+
+    def _user_row(self, user_id: int) -> int:
+        u = self.state.index.user_row(int(user_id))
+        if u is None:
+            raise UnknownUser(user_id)
+        return u
+
+    def relate(self, user_id: int, target_id: int, action: str, t: int | None = None) -> None:
+        """A follow-graph action of `user_id` on the account `target_id`, in effect on the next
+        request: follow, unfollow, block, mute (both remove the account's posts), unblock, unmute."""
+        if action not in RELATIONS:
+            raise ValueError(f"unknown action {action!r}; one of {', '.join(RELATIONS)}")
+        u, v = self._user_row(user_id), self._user_row(target_id)
+        t = int(t if t is not None else self.now)
+        s = self.state
+        with self._lock:
+            if action == "follow":
+                s.overlay.follow(u, v)
+                if s.realgraph is not None:
+                    s.realgraph.record(u, v, "follow", t)
+                s.features.counters["follow"].add(u * s.features.n_users + v, t)
+                s.features.counters["followers"].add(v, t)
+            elif action == "unfollow":
+                s.overlay.unfollow(u, v)
+            elif action in ("block", "mute"):
+                s.overlay.block(u, v)
+            else:
+                s.overlay.unblock(u, v)
+
+    def add_post(self, post_id: int, author_id: int, t: int | None = None, kind: str = "original",
+                 parent_id: int | None = None, topic: int = -1, has_media: bool = False, has_link: bool = False,
+                 length: int = 0, labels: dict[str, bool] | None = None) -> int:
+        """A post created now: a candidate on the next request (in-network for the author's
+        followers, UTEG and trending once engaged with). Ids must increase; returns the post row."""
+        from foryou.data.schema import POST_KINDS
+
+        if kind not in POST_KINDS:
+            raise ValueError(f"unknown post kind {kind!r}; one of {', '.join(POST_KINDS)}")
+        a = self._user_row(author_id)
+        parent = self.post_row(parent_id) if parent_id is not None else -1
+        t = int(t if t is not None else self.now)
+        s = self.state
+        with self._lock:
+            row = s.overlay.add_post(int(post_id), a, t, POST_KINDS.index(kind), parent, int(topic), has_media,
+                                     has_link, int(length), labels)
+            f, g = s.features, s.overlay.grower
+            for name, value in (("post_id", post_id), ("author_row", a), ("created_at", t), ("topic", int(topic))):
+                g.append(f, name, value)
+            static = {"has_media": has_media, "has_link": has_link, "length_log": np.log1p(length),
+                      "is_reply": kind == "reply", "is_repost": kind == "repost", **(labels or {})}
+            for name in f.static:
+                g.append(f.static, name, float(static.get(name, False)))
+            if s.simclusters is not None:
+                s.simclusters.add_post(t)
+        return row
+
     # -- async twins --------------------------------------------------------------------------------
 
     async def arecommend(self, user_id: int, n: int = 35, context: dict[str, Any] | None = None,
@@ -233,6 +320,8 @@ class RecommendationEngine:
 
     def close(self) -> None:
         self.pipeline.close()
+        for pipeline in self._arm_pipelines.values():
+            pipeline.close()
 
 
 def _fingerprint(path: Path, as_of: int) -> str:

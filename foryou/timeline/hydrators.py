@@ -22,10 +22,13 @@ class FollowsHydrator(_StateHydrator):
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
         s = self.state
-        follows = np.sort(s.index.following_rows(query.user_row))
+        follows = np.sort(s.overlay.following_rows(query.user_row))  # live follows and unfollows included
         k = s.config.timeline.sources.in_network_top_follows
         if s.realgraph is not None and len(follows):
-            top, weights = s.realgraph.top_follows(query.user_row, k)
+            unfollowed = s.overlay.unfollowed(query.user_row)
+            top, weights = s.realgraph.top_follows(query.user_row, k + len(unfollowed))
+            keep = np.isin(top, follows)
+            top, weights = top[keep][:k], weights[keep][:k]
         else:
             top, weights = follows[:k], np.ones(min(k, len(follows)), dtype=np.float32)
         return {"follows": follows, "top_follows": np.asarray(top, np.int64),

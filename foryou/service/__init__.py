@@ -1,0 +1,1 @@
+"""The HTTP service (`foryou serve`): FastAPI app, durable event store, cache, metrics, traces."""

@@ -1,0 +1,30 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from foryou.service import metrics
+from foryou.service.routes.deps import ORJSONResponse
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> ORJSONResponse:
+    return ORJSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Index loaded and the event log applied", responses={503: {"description": "starting"}})
+async def readyz(request: Request) -> ORJSONResponse:
+    svc = getattr(request.app.state, "service", None)
+    if svc is None or not svc.ready:
+        return ORJSONResponse({"status": "starting"}, status_code=503)
+    return ORJSONResponse({"status": "ready", "applied_seq": svc.applied_seq, "models": svc.engine.model_versions()})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,57 @@
+"""Reads: the For You page, posts, users."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import Path as PathParam
+
+from foryou.service.cursor import MAX_CURSOR_CHARS, BadCursor
+from foryou.service.routes.deps import ORJSONResponse, request_id, service
+from foryou.service.schemas import ID_MAX, PostOut, TimelinePage, UserOut
+from foryou.service.service import Service
+from foryou.timeline.engine import UnknownPost, UnknownUser
+
+router = APIRouter(prefix="/v1", tags=["reads"])
+UserId = Annotated[int, PathParam(ge=0, le=ID_MAX, description="user id")]
+NOT_FOUND = {404: {"description": "unknown id"}}
+
+
+@router.get("/users/{user_id}/timeline", response_model=None, responses={200: {"model": TimelinePage}, **NOT_FOUND},
+            summary="The For You page")
+async def timeline(user_id: UserId, svc: Annotated[Service, Depends(service)],
+                   rid: Annotated[str, Depends(request_id)],
+                   n: Annotated[int, Query(ge=1, le=1000, description="posts on the page")] = 35,
+                   cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS,
+                                                       description="from the previous page")] = None,
+                   explain: Annotated[bool, Query(description="every head × weight and factor per post")] = False,
+                   ) -> ORJSONResponse:
+    if n > svc.config.service.max_page:
+        raise HTTPException(422, f"n must be at most {svc.config.service.max_page}")
+    try:
+        page = svc.timeline(user_id, n=n, cursor=cursor, explain=explain, request_id=rid)
+    except UnknownUser as exc:
+        raise HTTPException(404, str(exc)) from None
+    except BadCursor as exc:
+        raise HTTPException(422, str(exc)) from None
+    return ORJSONResponse(page, headers={"x-request-id": rid})
+
+
+@router.get("/posts/{post_id}", response_model=None, responses={200: {"model": PostOut}, **NOT_FOUND},
+            summary="A post with its live counters")
+async def get_post(post_id: Annotated[int, PathParam(ge=0, le=ID_MAX)],
+                   svc: Annotated[Service, Depends(service)]) -> ORJSONResponse:
+    try:
+        return ORJSONResponse(svc.post(post_id))
+    except UnknownPost as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/users/{user_id}", response_model=None, responses={200: {"model": UserOut}, **NOT_FOUND},
+            summary="An account")
+async def get_user(user_id: UserId, svc: Annotated[Service, Depends(service)]) -> ORJSONResponse:
+    try:
+        return ORJSONResponse(svc.user(user_id))
+    except UnknownUser as exc:
+        raise HTTPException(404, str(exc)) from None

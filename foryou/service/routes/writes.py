@@ -1,0 +1,87 @@
+"""Writes: engagements (one or a batch), posts, follows / unfollows / blocks / mutes. Each is
+acknowledged only after it is committed to the event store (fsynced) and applied."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from foryou.service import metrics
+from foryou.service.routes.deps import ORJSONResponse, request_id, service
+from foryou.service.schemas import EngagementBatch, EngagementIn, PostCreated, PostIn, RelationIn, WriteResult
+from foryou.service.service import LABELS, InvalidEvent, Service
+from foryou.service.store import Event
+
+router = APIRouter(prefix="/v1", tags=["writes"])
+ERRORS = {401: {"description": "missing or wrong bearer token"}, 404: {"description": "unknown user or post"},
+          413: {"description": "body too large"}}
+
+
+def authorised(request: Request) -> None:
+    request.app.state.write_token(request)
+
+
+async def _commit(svc: Service, events: list[Event], rid: str, route: str) -> list[tuple[Event, bool]]:
+    t0 = time.perf_counter()
+    try:
+        acks = await run_in_threadpool(svc.write, events)
+    except InvalidEvent as exc:
+        metrics.ERRORS.labels("rejected_write").inc()
+        raise HTTPException(exc.status, str(exc)) from None
+    touched = list(dict.fromkeys(e.post_id for e, _ in acks[:100] if e.post_id is not None))
+    counters = {}
+    for pid in touched[:20]:
+        with contextlib.suppress(KeyError):
+            counters[str(pid)] = svc.post(pid)["counters"]
+    svc.trace.write({"ts": round(time.time(), 3), "request_id": rid, "route": route,
+                     "ms": round((time.perf_counter() - t0) * 1000, 3), "accepted": sum(not d for _, d in acks),
+                     "events": [{"event_id": e.event_id, "seq": e.seq, "type": e.type, "kind": e.kind,
+                                 "user_id": e.user_id, "post_id": e.post_id, "target_id": e.target_id,
+                                 "duplicate": d} for e, d in acks[:100]],
+                     "counters": counters})
+    return acks
+
+
+def _result(acks: list[tuple[Event, bool]]) -> dict:
+    return {"accepted": sum(not d for _, d in acks), "duplicates": sum(d for _, d in acks),
+            "last_seq": max((e.seq for e, _ in acks), default=0),
+            "events": [{"event_id": e.event_id, "seq": e.seq, "duplicate": d} for e, d in acks]}
+
+
+@router.post("/engagements", response_model=None, dependencies=[Depends(authorised)],
+             responses={200: {"model": WriteResult}, **ERRORS}, summary="Record one engagement or a batch")
+async def engagements(body: EngagementIn | EngagementBatch, svc: Annotated[Service, Depends(service)],
+                      rid: Annotated[str, Depends(request_id)]) -> ORJSONResponse:
+    items = body.events if isinstance(body, EngagementBatch) else [body]
+    if len(items) > svc.config.service.max_batch:
+        raise HTTPException(413, f"at most {svc.config.service.max_batch} events per request")
+    events = [svc.engagement(e.user_id, e.post_id, e.kind, e.value, e.event_id) for e in items]
+    acks = await _commit(svc, events, rid, "engagements")
+    return ORJSONResponse(_result(acks), headers={"x-request-id": rid})
+
+
+@router.post("/posts", response_model=None, dependencies=[Depends(authorised)],
+             responses={200: {"model": PostCreated}, **ERRORS}, summary="Create a post (id assigned here)")
+async def create_post(body: PostIn, svc: Annotated[Service, Depends(service)],
+                      rid: Annotated[str, Depends(request_id)]) -> ORJSONResponse:
+    event = svc.post_event(body.author_id, body.kind, body.event_id, parent_id=body.parent_id, topic=body.topic,
+                           has_media=body.has_media, has_link=body.has_link, length=body.length,
+                           **{lb: getattr(body, lb) for lb in LABELS})
+    (e, duplicate), = await _commit(svc, [event], rid, "posts")
+    return ORJSONResponse({"post_id": e.post_id, "created_at": e.t,
+                           "ack": {"event_id": e.event_id, "seq": e.seq, "duplicate": duplicate}},
+                          headers={"x-request-id": rid})
+
+
+@router.post("/follows", response_model=None, dependencies=[Depends(authorised)],
+             responses={200: {"model": WriteResult}, **ERRORS},
+             summary="Follow, unfollow, block, mute, unblock or unmute an account")
+async def follows(body: RelationIn, svc: Annotated[Service, Depends(service)],
+                  rid: Annotated[str, Depends(request_id)]) -> ORJSONResponse:
+    acks = await _commit(svc, [svc.relation(body.user_id, body.target_id, body.action, body.event_id)], rid,
+                         "follows")
+    return ORJSONResponse(_result(acks), headers={"x-request-id": rid})

@@ -1,0 +1,291 @@
+"""The service core, independent of HTTP: engine + durable event store + cache + clock + traces.
+
+Every write goes through the store first (committed, fsynced) and is then applied to the engine
+by `catch_up`, which applies every stored event this process has not applied yet, in commit order.
+Reads call `catch_up` too (one `PRAGMA data_version` when nothing changed), so with several worker
+processes each one sees the others' writes on its next request, and a restart rebuilds the
+real-time overlay by replaying the store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foryou.config import ForYouConfig
+from foryou.data.schema import POST_KINDS
+from foryou.graph.index import POSITIVE
+from foryou.service import cursor as cursors
+from foryou.service import metrics
+from foryou.service.cache import ScoredCandidateCache
+from foryou.service.store import Event, EventStore
+from foryou.service.tracelog import TraceLog
+from foryou.timeline.engine import RecommendationEngine, TimelineItem, UnknownPost, UnknownUser
+
+log = logging.getLogger("foryou.service")
+LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
+# Relations the dataset schema cannot hold (account-level blocks and mutes): always replayed.
+UNFOLDED_RELATIONS = ("block", "mute", "unblock", "unmute")
+
+
+def store_path(dataset: Path) -> Path:
+    return Path(dataset) / ".service" / "events.sqlite"
+
+
+def lock_path(dataset: Path) -> Path:
+    """Servers hold a shared lock on it; `foryou compact` needs it exclusively."""
+    return Path(dataset) / ".service" / "server.lock"
+
+
+def compacted_seq(dataset: Path) -> int:
+    """Events up to this seq are already in the dataset's Parquet tables (`foryou compact`)."""
+    p = Path(dataset) / ".service" / "compacted.json"
+    return int(json.loads(p.read_text())["seq"]) if p.exists() else 0
+
+
+class InvalidEvent(ValueError):
+    """A write naming something that does not exist (→ 404 / 422); nothing was stored."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ServiceOptions:
+    trace_log: Path = Path("runs/logs/trace.jsonl")
+    store: Path | None = None  # default: DATASET/.service/events.sqlite
+
+
+class Service:
+    def __init__(self, dataset: str | Path, config: ForYouConfig | None = None,
+                 options: ServiceOptions | None = None, engine: RecommendationEngine | None = None):
+        self.dataset = Path(dataset)
+        self.config = config or ForYouConfig()
+        options = options or ServiceOptions()
+        self.ready = False
+        t0 = time.perf_counter()
+        lock_path(self.dataset).parent.mkdir(parents=True, exist_ok=True)
+        self._server_lock = open(lock_path(self.dataset), "a+")  # noqa: SIM115 (held for the service's life)
+        fcntl.flock(self._server_lock, fcntl.LOCK_SH)
+        self.engine = engine or RecommendationEngine.open(self.dataset, self.config)
+        idx = self.engine.state.index
+        self.as_of = int(self.engine.now)
+        self.store = EventStore(options.store or store_path(self.dataset),
+                                base_post_id=int(idx.post_id[-1]) if len(idx.post_id) else 0)
+        # The world clock: the dataset's end plus wall time since the store was created, shared by
+        # every worker and restart (so replayed events keep their times and posts age normally).
+        self._epoch_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
+        self._epoch_world = int(self.store.init_meta("epoch_world", str(self.as_of)))
+        cfg = self.config.service
+        self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
+        self.trace = TraceLog(options.trace_log, cfg.trace_log_bytes, cfg.trace_log_backups)
+        self._apply_lock = threading.Lock()
+        self.applied_seq = 0
+        self._folded = compacted_seq(self.dataset)
+        self._data_version = -1
+        replayed = self.catch_up(force=True)
+        self.startup_seconds = time.perf_counter() - t0
+        self.ready = True
+        log.info("service ready", extra={"dataset": str(self.dataset), "replayed": replayed,
+                                         "seconds": round(self.startup_seconds, 3), "store": str(self.store.path)})
+
+    # -- time ---------------------------------------------------------------------------------------
+
+    def clock(self) -> int:
+        return max(self.as_of, self._epoch_world + int(time.time() - self._epoch_wall))
+
+    # -- applying the log -------------------------------------------------------------------------
+
+    def catch_up(self, force: bool = False) -> int:
+        """Apply every stored event not applied yet, in commit order; returns how many."""
+        version = self.store.data_version()
+        if version == self._data_version and not force:
+            return 0
+        n = 0
+        with self._apply_lock:
+            while True:
+                batch = self.store.since(self.applied_seq)
+                if not batch:
+                    break
+                now = time.time()
+                for e in batch:
+                    self._apply(e)
+                    metrics.INGESTION_LAG.observe(max(now - e.accepted_at, 0.0))
+                self.applied_seq = batch[-1].seq
+                n += len(batch)
+            self._data_version = version
+        return n
+
+    def _apply(self, e: Event) -> None:
+        if e.seq <= self._folded and not (e.type == "relation" and e.kind in UNFOLDED_RELATIONS):
+            return  # already in the dataset the engine was built from
+        engine = self.engine
+        try:
+            if e.type == "engagement":
+                engine.record_interaction(e.user_id, e.post_id, e.kind, t=e.t)
+            elif e.type == "post":
+                b = e.body or {}
+                engine.add_post(e.post_id, e.user_id, t=e.t, kind=e.kind, parent_id=b.get("parent_id"),
+                                topic=b.get("topic", -1), has_media=b.get("has_media", False),
+                                has_link=b.get("has_link", False), length=b.get("length", 0),
+                                labels={k: b.get(k, False) for k in LABELS})
+            elif e.type == "relation":
+                engine.relate(e.user_id, e.target_id, e.kind, t=e.t)
+        except (UnknownUser, UnknownPost, ValueError) as exc:  # e.g. a dataset rebuilt without that id
+            metrics.ERRORS.labels("replay_skipped").inc()
+            log.warning("stored event not applicable; skipped", extra={"seq": e.seq, "error": str(exc)})
+            return
+        metrics.EVENTS.labels(e.type).inc()
+        self.cache.invalidate(e.user_id)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def write(self, events: Sequence[Event]) -> list[tuple[Event, bool]]:
+        """Validate, commit durably, apply. Raises InvalidEvent (nothing stored) for unknown ids."""
+        self.catch_up()  # posts created on another worker must be known before validating
+        for i, e in enumerate(events):
+            self._validate(e, i if len(events) > 1 else None)
+        acks = self.store.append(events)
+        self.catch_up(force=True)
+        return acks
+
+    def _validate(self, e: Event, position: int | None) -> None:
+        where = f"events[{position}]: " if position is not None else ""
+        idx = self.engine.state.index
+        users = [e.user_id] + ([e.target_id] if e.type == "relation" else [])
+        for u in users:
+            if idx.user_row(int(u)) is None:
+                raise InvalidEvent(f"{where}unknown user {u}", 404 if position is None else 422)
+        post = e.post_id if e.type == "engagement" else (e.body or {}).get("parent_id") if e.type == "post" else None
+        if post is not None:
+            try:
+                self.engine.post_row(post)
+            except UnknownPost:
+                raise InvalidEvent(f"{where}unknown post {post}", 404 if position is None else 422) from None
+
+    def engagement(self, user_id: int, post_id: int, kind: str, value: float = 1.0,
+                   event_id: str | None = None) -> Event:
+        return Event("engagement", kind, int(user_id), self.clock(), post_id=int(post_id), value=float(value),
+                     event_id=event_id or uuid.uuid4().hex)
+
+    def post_event(self, author_id: int, kind: str = "original", event_id: str | None = None,
+                   **columns: Any) -> Event:
+        if kind not in POST_KINDS:
+            raise InvalidEvent(f"unknown post kind {kind!r}")
+        return Event("post", kind, int(author_id), self.clock(), body=columns, event_id=event_id or uuid.uuid4().hex)
+
+    def relation(self, user_id: int, target_id: int, action: str, event_id: str | None = None) -> Event:
+        return Event("relation", action, int(user_id), self.clock(), target_id=int(target_id),
+                     event_id=event_id or uuid.uuid4().hex)
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def timeline(self, user_id: int, n: int = 35, cursor: str | None = None, explain: bool = False,
+                 request_id: str | None = None) -> dict[str, Any]:
+        """One page as a JSON-ready dict. Raises UnknownUser, cursors.BadCursor."""
+        t0 = time.perf_counter()
+        request_id = request_id or uuid.uuid4().hex
+        self.catch_up()
+        engine = self.engine
+        row = engine.state.index.user_row(int(user_id))
+        if row is None:
+            raise UnknownUser(user_id)
+        served = cursors.decode(cursor)
+        items: list[TimelineItem] | None = None
+        entry = None if explain else self.cache.get(int(user_id))
+        if entry is not None and self._followee_posted_since(row, entry.new_posts_seen):
+            self.cache.invalidate(int(user_id))
+            entry = None
+        if entry is not None:
+            remaining = [it for it in entry.items if it.post_id not in served] if served else entry.items
+            if len(remaining) >= n or entry.complete:
+                items, resp = remaining[:n], entry.response
+        cached = items is not None
+        metrics.CACHE.labels("hit" if cached else "miss").inc()
+        if items is None:
+            depth = n if explain else max(n, self.config.service.cache_depth)
+            resp = engine.recommend(int(user_id), n=depth, explain=explain, now=self.clock() + 1, exclude=served)
+            if not explain:
+                self.cache.put(int(user_id), resp.items, len(resp.items) < depth, resp,
+                               engine.state.overlay.new_posts)
+            items = resp.items[:n]
+            for step, ms in resp.timings_ms.items():
+                metrics.step(step).observe(ms / 1000.0)
+            for src, k in resp.sources.items():
+                metrics.source(src).observe(k)
+            for _ in resp.errors:
+                metrics.ERRORS.labels("source_failed").inc()
+        page = [_item(i + 1, it, explain) for i, it in enumerate(items)]
+        next_cursor = cursors.encode(served | {it.post_id for it in items})
+        out = {"request_id": request_id, "user_id": int(user_id), "items": page, "cursor": next_cursor,
+               "cold_start": resp.cold_start, "cached": cached, "sources": resp.sources, "models": resp.models}
+        self.trace.write({"ts": round(time.time(), 3), "request_id": request_id, "route": "timeline",
+                          "user_id": int(user_id), "n": n, "cached": cached,
+                          "ms": round((time.perf_counter() - t0) * 1000, 3),
+                          "steps_ms": None if cached else {k: round(v, 3) for k, v in resp.timings_ms.items()},
+                          "sources": resp.sources, "models": resp.models, "errors": resp.errors,
+                          "posts": [it.post_id for it in items]})
+        return out
+
+    def _followee_posted_since(self, user_row: int, seen_new_posts: int) -> bool:
+        ov = self.engine.state.overlay
+        if ov.new_posts <= seen_new_posts:
+            return False
+        idx = self.engine.state.index
+        total = len(idx.post_id)
+        rows = np.arange(total - ov.new_posts + seen_new_posts, total)
+        return bool(np.isin(idx.author_row[rows], ov.following_rows(user_row)).any())
+
+    def post(self, post_id: int) -> dict[str, Any]:
+        self.catch_up()
+        engine = self.engine
+        p = engine.post_row(post_id)
+        idx, ov = engine.state.index, engine.state.overlay
+        parent = int(idx.parent_row[p])
+        counters = {k: int(v[p]) for k, v in ov.counts.items()}
+        counters["impressions"] = int(ov.impressions_count[p])
+        counters["positives_24h"] = int(ov.counts_24h[p])
+        counters["positives"] = sum(counters[k] for k in POSITIVE)
+        return {"post_id": int(post_id), "author_id": int(idx.user_ids[idx.author_row[p]]),
+                "created_at": int(idx.created_at[p]), "kind": POST_KINDS[int(idx.kind[p])],
+                "parent_id": int(idx.post_id[parent]) if parent >= 0 else None, "topic": int(idx.topic[p]),
+                "has_media": bool(idx.has_media[p]), "has_link": bool(idx.has_link[p]), "length": int(idx.length[p]),
+                "labels": {lb: bool(getattr(idx, lb)[p]) for lb in LABELS}, "counters": counters}
+
+    def user(self, user_id: int) -> dict[str, Any]:
+        self.catch_up()
+        idx, ov = self.engine.state.index, self.engine.state.overlay
+        row = idx.user_row(int(user_id))
+        if row is None:
+            raise UnknownUser(user_id)
+        return {"user_id": int(user_id), "following": len(ov.following_rows(row)),
+                "followers": int(idx.author_followers[row]),
+                "posts": int(np.count_nonzero(idx.author_row == row)),
+                "blocked_or_muted": len(ov.blocked_authors(row))}
+
+    def close(self) -> None:
+        self.ready = False
+        self.engine.close()
+        self.store.close()
+        self.trace.close()
+        self._server_lock.close()
+
+
+def _item(rank: int, it: TimelineItem, explain: bool) -> dict[str, Any]:
+    d = {"rank": rank, "post_id": it.post_id, "author_id": it.author_id, "source": it.source, "score": it.score,
+         "in_network": bool(it.in_network), "created_at": it.created_at, "predictions": it.predictions,
+         "liked_by": it.liked_by}
+    if explain:
+        d["explanation"] = it.explanation
+    return d

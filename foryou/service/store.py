@@ -1,0 +1,222 @@
+"""The durable event store: every accepted write, in order, in SQLite (WAL, synchronous=FULL).
+
+Why SQLite rather than DuckDB: the workload is many small appends, each of which must be on disk
+before the HTTP response, from one or more server processes at once. SQLite's WAL commit is one
+append + fsync, its write lock is shared safely between processes, readers never block the writer,
+and `PRAGMA data_version` tells a worker in microseconds whether another one committed. DuckDB is
+built for analytical scans and takes a process-exclusive lock on its file. DuckDB still reads the
+folded result: `foryou compact` turns the log into the dataset's Parquet tables.
+
+Events are numbered (`seq`) in commit order; every worker applies them to its own real-time
+overlay in that order, so all workers and every restart see the same state. `event_id` is the
+idempotency key: a retried write with the same id is acknowledged again and stored once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,            -- commit order (rowid)
+    event_id TEXT NOT NULL UNIQUE,      -- idempotency key (client's or a server uuid)
+    type TEXT NOT NULL,                 -- engagement | post | relation
+    kind TEXT NOT NULL,                 -- engagement kind, post kind, or relation action
+    user_id INTEGER NOT NULL,           -- who acted (the author for posts)
+    post_id INTEGER,                    -- engagements and posts
+    target_id INTEGER,                  -- relations: the other account
+    t INTEGER NOT NULL,                 -- world time (Unix seconds) the event happened
+    value REAL NOT NULL DEFAULT 1,
+    body TEXT,                          -- posts: JSON of the post's columns
+    accepted_at REAL NOT NULL           -- wall clock at commit (ingestion lag)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+COLUMNS = ("event_id", "type", "kind", "user_id", "post_id", "target_id", "t", "value", "body", "accepted_at")
+
+
+@dataclass
+class Event:
+    type: str
+    kind: str
+    user_id: int
+    t: int
+    post_id: int | None = None
+    target_id: int | None = None
+    value: float = 1.0
+    body: dict[str, Any] | None = None
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    seq: int = 0
+    accepted_at: float = 0.0
+
+    def row(self) -> tuple:
+        body = json.dumps(self.body, separators=(",", ":")) if self.body is not None else None
+        return (self.event_id, self.type, self.kind, self.user_id, self.post_id, self.target_id, self.t,
+                self.value, body, self.accepted_at)
+
+    @classmethod
+    def from_row(cls, r: Sequence[Any]) -> Event:
+        seq, event_id, type_, kind, user_id, post_id, target_id, t, value, body, accepted_at = r
+        return cls(type_, kind, user_id, t, post_id, target_id, value, json.loads(body) if body else None,
+                   event_id, seq, accepted_at)
+
+
+class EventStore:
+    """One SQLite file. Thread-safe (one lock per connection); several processes may share it."""
+
+    def __init__(self, path: str | Path, base_post_id: int = 0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write = self._connect()
+        self._read = self._connect()
+        self._wlock, self._rlock = threading.Lock(), threading.Lock()
+        with self._wlock:
+            self._write.executescript(SCHEMA)
+        self.base_post_id = int(base_post_id)
+        self._stop = threading.Event()
+        # Checkpoints run here, not inside a committing request (they would add fsyncs to its latency).
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="event-store-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")  # the commit's WAL append is fsynced before we acknowledge
+        c.execute("PRAGMA wal_autocheckpoint=0")
+        c.execute("PRAGMA busy_timeout=30000")
+        return c
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop.wait(1.0):
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: next round
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    # -- meta -------------------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self._rlock:
+            r = self._read.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return r[0] if r else default
+
+    def init_meta(self, key: str, value: str) -> str:
+        """Set `key` unless it is set (first writer wins across processes); return the stored value."""
+        with self._wlock:
+            self._write.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        return self.meta(key)  # type: ignore[return-value]
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> list[tuple[Event, bool]]:
+        """Commit events durably, in order, in one transaction; returns (stored event, duplicate)
+        per input. A duplicate `event_id` returns the first stored event. Posts without an id get
+        the next one here, under the write lock, so concurrent workers never hand out the same id."""
+        now = time.time()
+        with self._wlock:
+            c = self._write
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                existing = self._existing(c, [e.event_id for e in events])
+                fresh: list[Event] = []
+                out: list[tuple[Event, bool]] = []
+                in_batch: dict[str, Event] = {}
+                next_post = None
+                for e in events:
+                    if e.event_id in existing:
+                        out.append((existing[e.event_id], True))
+                    elif e.event_id in in_batch:
+                        out.append((in_batch[e.event_id], True))
+                    else:
+                        if e.type == "post" and e.post_id is None:
+                            if next_post is None:
+                                r = c.execute("SELECT max(post_id) FROM events WHERE type = 'post'").fetchone()
+                                next_post = max(self.base_post_id, r[0] or 0) + 1
+                            e.post_id, next_post = next_post, next_post + 1
+                        e.accepted_at = now
+                        fresh.append(e)
+                        in_batch[e.event_id] = e
+                        out.append((e, False))
+                if fresh:
+                    last = c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                    c.executemany(f"INSERT INTO events({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                                  [e.row() for e in fresh])
+                    for i, e in enumerate(fresh):  # rowids are consecutive under the write lock
+                        e.seq = last + 1 + i
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return out
+
+    @staticmethod
+    def _existing(c: sqlite3.Connection, ids: list[str]) -> dict[str, Event]:
+        found: dict[str, Event] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = c.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events "
+                             f"WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            found.update((r[1], Event.from_row(r)) for r in rows)
+        return found
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (this process's writer included) commits."""
+        with self._rlock:
+            return self._read.execute("PRAGMA data_version").fetchone()[0]
+
+    def since(self, seq: int, limit: int = 50_000) -> list[Event]:
+        with self._rlock:
+            rows = self._read.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq > ? ORDER BY seq "
+                                      "LIMIT ?", (seq, limit)).fetchall()
+        return [Event.from_row(r) for r in rows]
+
+    def iter_since(self, seq: int, upto: int | None = None) -> Iterator[Event]:
+        while True:
+            batch = self.since(seq)
+            for e in batch:
+                if upto is not None and e.seq > upto:
+                    return
+                yield e
+            if not batch:
+                return
+            seq = batch[-1].seq
+
+    def last_seq(self) -> int:
+        with self._rlock:
+            return self._read.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+
+    def count(self) -> int:
+        with self._rlock:
+            return self._read.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def backup_bytes(self) -> bytes:
+        """A consistent copy of the whole database file (for compaction's atomic dataset swap)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            dst = sqlite3.connect(Path(d) / "copy.sqlite")
+            with self._rlock:
+                self._read.backup(dst)
+            dst.close()
+            return (Path(d) / "copy.sqlite").read_bytes()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(timeout=5)
+        for c, lock in ((self._write, self._wlock), (self._read, self._rlock)):
+            with lock:
+                c.close()

@@ -40,7 +40,7 @@ def decode(cursor: str | None) -> frozenset[int]:
         raise BadCursor("malformed cursor")
     raw = cursor[len(PREFIX):]
     try:
-        data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        data = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadCursor("malformed cursor") from exc
     ids, prev, cur, shift = [], 0, 0, 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,31 @@ class _Line(logging.Formatter):
         return orjson.dumps(record.msg, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+class _BufferedRotating(RotatingFileHandler):
+    """Rotation decided from the stream position (no stat per record) and writes flushed at most
+    every `flush_s` seconds: a trace line costs microseconds on the request path. A crash can lose
+    the last fraction of a second of traces, never an event (those are in the store)."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int, flush_s: float = 0.5):
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups)
+        self.flush_s = flush_s
+        self._last_flush = time.monotonic()
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        return self.stream is not None and self.maxBytes > 0 and self.stream.tell() >= self.maxBytes
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_s:
+            self._last_flush = now
+            super().flush()
+
+    def close(self) -> None:
+        self._last_flush = 0.0
+        super().flush()
+        super().close()
+
+
 class TraceLog:
     def __init__(self, path: Path, max_bytes: int, backups: int):
         # Each worker process gets its own file: RotatingFileHandler is not safe across processes.
@@ -27,7 +53,7 @@ class TraceLog:
         self._logger = logging.getLogger(f"foryou.trace.{id(self)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
-        self._handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups)
+        self._handler = _BufferedRotating(path, max_bytes, backups)
         self._handler.setFormatter(_Line())
         self._logger.addHandler(self._handler)
 

@@ -533,6 +533,170 @@ def models_rollback(
     console.print(f"rolled back to {v.label}")
 
 
+# -- experiments and simulation --------------------------------------------------------------------
+
+experiments_app = typer.Typer(no_args_is_help=True, help="A/B experiments: create, list, results, stop.")
+app.add_typer(experiments_app, name="experiments")
+
+
+def _dataset_dir(dataset: Path) -> Path:
+    if not (dataset / "manifest.json").exists():
+        raise UserError(f"{dataset}: no such dataset directory")
+    return dataset
+
+
+@experiments_app.command("create")
+def experiments_create(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory (experiments live in DATASET/experiments/)")],
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    arm: Annotated[list[str], typer.Option(help="NAME or NAME:key=value;key=value (repeatable; the first is the "
+                                                "control), e.g. 'ucb:timeline.exploration.strategy=ucb'")],
+    weight: Annotated[list[float] | None, typer.Option(help="relative share per arm, in --arm order")] = None,
+    traffic: Annotated[float, typer.Option(help="share of the layer's users in the experiment", min=0.0,
+                                           max=1.0)] = 1.0,
+    layer: Annotated[str, typer.Option(help="experiments in one layer never share a user")] = "default",
+    salt: Annotated[str, typer.Option(help="assignment salt (default: the name)")] = "",
+    primary: Annotated[str, typer.Option(help="utility | engagement_rate | negative_rate | session_depth")] = "utility",
+    description: Annotated[str, typer.Option(help="free text")] = "",
+) -> None:
+    """Define an experiment: arms are config overrides (exploration, weights, diversity ...)."""
+    from foryou.experiments import Arm, create_experiment
+
+    weights = weight or [1.0] * len(arm)
+    if len(weights) != len(arm):
+        raise UserError(f"{len(weights)} --weight value(s) for {len(arm)} --arm(s)")
+    exp = create_experiment(_dataset_dir(dataset), {
+        "name": name, "description": description, "salt": salt, "layer": layer, "traffic": traffic,
+        "primary_metric": primary, "arms": [Arm.parse(a, w) for a, w in zip(arm, weights, strict=True)]})
+    console.print(f"[green]created[/] experiment {exp.name} in layer {exp.layer} "
+                  f"(buckets {exp.offset:.0%}–{exp.offset + exp.traffic:.0%}); arms: "
+                  + ", ".join(f"{a.name} ×{a.weight:g} {json.dumps(a.overrides)}" for a in exp.arms), highlight=False)
+
+
+@experiments_app.command("list")
+def experiments_list(dataset: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+    """Every experiment with its layer, traffic, arms and status."""
+    from foryou.experiments import list_experiments
+
+    exps = list_experiments(_dataset_dir(dataset))
+    if not exps:
+        console.print("no experiments yet: [bold]foryou experiments create DATASET NAME --arm control --arm ...[/]")
+        return
+    table = Table(title=f"experiments in {dataset}", title_justify="left")
+    for col in ("name", "status", "layer", "traffic", "primary", "arms"):
+        table.add_column(col)
+    for e in exps:
+        table.add_row(e.name, e.status, e.layer, f"{e.offset:.0%}–{e.offset + e.traffic:.0%}", e.primary_metric,
+                      "; ".join(f"{a.name} ×{a.weight:g} {json.dumps(a.overrides)}" for a in e.arms))
+    console.print(table)
+
+
+@experiments_app.command("stop")
+def experiments_stop(dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+                     name: Annotated[str, typer.Argument(help="experiment name")]) -> None:
+    """Stop assigning users (results stay readable)."""
+    from foryou.experiments import ExperimentStore
+
+    ExperimentStore(_dataset_dir(dataset)).set_status(name, "stopped")
+    console.print(f"stopped {name}")
+
+
+@experiments_app.command("results")
+def experiments_results(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    log_path: Annotated[Path | None, typer.Option("--log", help="an experiment log (a simulation's "
+                                                  "OUT/experiment_log.sqlite); default: the live log")] = None,
+) -> None:
+    """Per-arm metrics, Welch / z tests, 95 % intervals, lift, SRM and MDE."""
+    from foryou.experiments import get_experiment_results
+
+    _print_experiment(get_experiment_results(_dataset_dir(dataset), name, log_path))
+
+
+def _print_experiment(r: dict[str, Any]) -> None:
+    table = Table(title=f"experiment {r['experiment']} · {r['users']:,} users", title_justify="left")
+    for col in ("arm", "users", "impressions", "utility", "engagement", "negative", "depth"):
+        table.add_column(col, justify="right")
+    for a in r["arms"]:
+        m = a["metrics"]
+        table.add_row(a["arm"], f"{a['users']:,}", f"{a['impressions']:,}",
+                      *(f"{m[k]['mean']:.4g} ± {(m[k]['ci_high'] - m[k]['mean']):.2g}"
+                        for k in ("utility", "engagement_rate", "negative_rate", "session_depth")))
+    console.print(table)
+    table = Table(title=f"vs {r['control']} (Welch; * = primary metric)", title_justify="left")
+    for col in ("arm", "metric", "diff", "95% CI", "lift", "p", "MDE (rel)", ""):
+        table.add_column(col, justify="right")
+    for c in r["comparisons"]:
+        table.add_row(c["arm"], c["metric"] + (" *" if c["primary"] else ""), f"{c['diff']:+.4g}",
+                      f"[{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]", f"{c['lift']:+.1%}", f"{c['p']:.3g}",
+                      f"{c['mde_relative']:.1%}", "significant" if c["significant"] else "")
+    console.print(table)
+    srm = r["srm"]
+    console.print(f"sample ratio: {srm.get('observed')} vs expected {srm.get('expected')}, p = {srm['p']:.3g}"
+                  + (" [red]MISMATCH[/]" if srm["mismatch"] else " ok") + f"; decision: {r['decision']}",
+                  highlight=False)
+
+
+@app.command()
+def simulate(
+    world: Annotated[Path, typer.Argument(help="a synthetic world (needs ground truth)")],
+    days: Annotated[int, typer.Option(help="simulated days", min=1)] = 14,
+    experiment: Annotated[str | None, typer.Option(help="an experiment of this world (foryou experiments "
+                                                        "create); its arms are served side by side")] = None,
+    url: Annotated[str | None, typer.Option(help="drive a running `foryou serve` at this URL instead of an "
+                                                 "in-process engine")] = None,
+    users: Annotated[float, typer.Option(help="share of the world's users simulated", min=0.001, max=1.0)] = 1.0,
+    seed: Annotated[int, typer.Option(help="simulation seed (sessions, actions, new posts)")] = 0,
+    out: Annotated[Path | None, typer.Option(help="output directory (default WORLD/simulations/NAME-sSEED)")] = None,
+    retrain: Annotated[bool, typer.Option(help="retrain the heavy ranker every night on world + feedback")] = False,
+    feedback: Annotated[bool, typer.Option(help="write world + simulated feedback as OUT/feedback for "
+                                                "`foryou train`")] = False,
+    new_posts: Annotated[bool, typer.Option(help="new posts keep arriving")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="engine config override (repeatable)")] = None,
+) -> None:
+    """Closed loop: the world's users are served pages, act by the ground truth, and the engine learns
+    from every action; writes an HTML report (per arm and day, significance table)."""
+    from foryou.experiments import ExperimentStore
+    from foryou.simulation import Simulation, SimulationConfig
+    from foryou.simulation.report import write_json, write_report
+
+    _dataset_dir(world)
+    exp = ExperimentStore(world).get(experiment) if experiment else None
+    out = out or world / "simulations" / f"{experiment or 'baseline'}-s{seed}"
+    engine = None
+    if url:
+        from foryou.simulation.http_backend import HttpEngine
+
+        engine = HttpEngine(url)
+    cfg = SimulationConfig(days=days, seed=seed, user_share=users, retrain=retrain, new_posts=new_posts)
+    with progress_bars() as bar:
+        sim = Simulation(world, cfg, experiment=exp, engine_config=_config(set_), engine=engine, out=out,
+                         progress=bar)
+        result = sim.run()
+    report = write_report(result, out / "report.html", f"foryou simulate {world} · {days} days · "
+                                                        f"{experiment or 'baseline'} · seed {seed}")
+    write_json(result, out / "results.json")
+    if feedback:
+        console.print(f"feedback dataset → {sim.write_feedback(out / 'feedback')}")
+    s = result.summary
+    console.print(f"[green]simulated[/] {s['days']} days, {s['users_simulated']:,} users, {s['sessions']:,} sessions, "
+                  f"{s['impressions']:,} impressions, {s['new_posts']:,} new posts in {s['seconds']:.0f} s"
+                  + (f" ({s['new_posts_note']})" if s.get("new_posts_note") else ""), highlight=False)
+    table = Table(title="per arm (whole run)", title_justify="left")
+    for col in ("arm", "engagement", "utility", "regret/slot", "negative", "depth", "creator Gini", "OON share"):
+        table.add_column(col, justify="right")
+    for arm in result.arms:
+        d = result.daily[arm]
+        table.add_row(arm, *(f"{float(np.mean(d[k])):.4g}" for k in ("engagement_rate", "utility", "regret",
+                                                                       "negative_rate", "session_depth",
+                                                                       "creator_gini", "out_of_network_share")))
+    console.print(table)
+    if result.experiment:
+        _print_experiment(result.experiment)
+    console.print(f"report → {report}")
+
+
 # -- bench --------------------------------------------------------------------------------------
 
 

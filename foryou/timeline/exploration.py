@@ -1,5 +1,21 @@
-"""Exploration over per-post feedback statistics (impressions and positive engagements, updated
-online by the overlay): ε-greedy, UCB1 or Thompson sampling from Beta posteriors."""
+"""Exploration over per-post feedback statistics: ε-greedy, UCB1 or Thompson sampling from Beta
+posteriors, plus a "random" strategy (a random order: the deliberately bad arm of an A/B test).
+
+The statistics are real and online: impressions and positive engagements (like, repost, reply) per
+post from the real-time overlay, which every `record_interaction` updates, on top of the counts the
+serving index was built with. Each post's engagement rate has a Beta posterior with an informed
+prior worth PRIOR_IMPRESSIONS impressions at the global base rate.
+
+- ε-greedy: Binomial(page size, ε) slots go to candidates drawn uniformly from all candidates; each
+  is given the score of a uniformly drawn slot of the greedy page, so it lands at a random position;
+- UCB1: optimism in proportion to the posterior mean, mean·(1 + c·√(2 ln N / n)), N the candidates'
+  impressions, n the post's (prior included);
+- Thompson: one draw from each post's Beta posterior.
+
+UCB and Thompson move the heavy-ranker score by 1 + weight·(value − mean)/mean (clipped to
+[0.5, 2]): the heavy ranker stays the estimate, the posterior adds the uncertainty, which shrinks
+as a post collects impressions — new posts are explored, proven ones are left alone.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +26,8 @@ from foryou.graph.index import POSITIVE
 from foryou.mixer import CandidateBatch
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.scorers import _Factor
+
+STRATEGIES = ("none", "epsilon_greedy", "ucb", "thompson", "random")
 
 
 def posterior(successes: np.ndarray, trials: np.ndarray, prior_rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -22,25 +40,45 @@ def posterior(successes: np.ndarray, trials: np.ndarray, prior_rate: float) -> t
 class ExplorationScorer(_Factor):
     name = "exploration"
 
+    def post_posterior(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(α, β) of each post's positive-engagement rate from the live overlay counters."""
+        ov = self.state.overlay
+        trials = ov.impressions_count[rows].astype(np.float64)
+        successes = np.minimum(sum(ov.counts[k][rows] for k in POSITIVE).astype(np.float64), trials)
+        r0 = min(max(sum(self.state.index.base_rate[k] for k in POSITIVE), 1e-4), 0.5)
+        return posterior(successes, trials, r0)
+
     def factor(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
         cfg = self.state.config.timeline.exploration
         n = len(batch)
         if cfg.strategy == "none" or n == 0:
             return np.ones(n)
-        rng = np.random.default_rng([cfg.seed, query.user_row, query.now])
-        ov, rows = self.state.overlay, batch["post_row"]
-        trials = ov.impressions_count[rows].astype(np.float64)
-        successes = np.minimum(sum(ov.counts[k][rows] for k in POSITIVE).astype(np.float64), trials)
-        r0 = min(max(sum(self.state.index.base_rate[k] for k in POSITIVE), 1e-4), 0.5)
-        alpha, beta = posterior(successes, trials, r0)
-        mean = alpha / (alpha + beta)
+        # Seeded per request (a cursor's next page draws afresh): reproducible, yet varied.
+        rng = np.random.default_rng([cfg.seed, query.user_row, query.now, len(query.served)])
+        score = np.maximum(batch["score"].astype(np.float64), 1e-12)
+        if cfg.strategy == "random":
+            return rng.random(n) / score
         if cfg.strategy == "epsilon_greedy":
-            chosen = rng.random(n) < cfg.epsilon
-            top = float(batch["score"].max()) * 1.01
-            return np.where(chosen, top / np.maximum(batch["score"], 1e-9), 1.0)
+            return self._epsilon_greedy(rng, score, query.n, cfg.epsilon)
+        alpha, beta = self.post_posterior(batch["post_row"])
+        mean = alpha / (alpha + beta)
         if cfg.strategy == "ucb":
-            total = max(trials.sum(), 1.0)
-            value = mean + cfg.ucb_c * np.sqrt(2 * np.log(total + 1) / (trials + PRIOR_IMPRESSIONS)) * mean
+            total = max(float(self.state.overlay.impressions_count[batch["post_row"]].sum()), 1.0)
+            trials = alpha + beta  # impressions + the prior's pseudo-impressions
+            value = mean * (1 + cfg.ucb_c * np.sqrt(2 * np.log(total + 1) / trials))
         else:  # thompson
             value = rng.beta(alpha, beta)
         return np.clip(1 + cfg.weight * (value - mean) / mean, 0.5, 2.0)
+
+    @staticmethod
+    def _epsilon_greedy(rng: np.random.Generator, score: np.ndarray, page: int, epsilon: float) -> np.ndarray:
+        n = len(score)
+        out = np.ones(n)
+        k = min(int(rng.binomial(max(page, 1), epsilon)), n)
+        if k == 0:
+            return out
+        picked = rng.choice(n, size=k, replace=False)
+        greedy = -np.sort(-score)[:max(min(page, n), 1)]  # the greedy page's scores, best first
+        slots = greedy[rng.integers(0, len(greedy), k)] * (1 + 1e-6)
+        out[picked] = slots / score[picked]
+        return out

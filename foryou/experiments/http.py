@@ -1,0 +1,86 @@
+"""HTTP endpoints for experiments (a FastAPI router; `foryou.service` mounts it):
+
+    POST /v1/experiments                      create (body: an Experiment)
+    GET  /v1/experiments                      list
+    GET  /v1/experiments/{name}/results       per-arm analysis (Welch / z tests, CI, lift, SRM, MDE)
+    POST /v1/experiments/{name}/stop          stop assigning users
+    GET  /v1/experiments/assignments/{user}   the user's arms and the overrides they are served with
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import ValidationError
+
+from foryou.experiments import create_experiment, get_experiment_results
+from foryou.experiments.definition import Experiment
+from foryou.experiments.runtime import ActiveExperiments
+from foryou.experiments.store import ExperimentError, ExperimentStore
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+def dataset_dir(request: Request) -> Path:
+    """The served dataset: the running service's, or `app.state.dataset` for a bare app."""
+    svc = getattr(request.app.state, "service", None)
+    path = getattr(svc, "dataset", None) or getattr(request.app.state, "dataset", None)
+    if path is None:
+        raise HTTPException(503, "no dataset loaded")
+    return Path(path)
+
+
+Dataset = Annotated[Path, Depends(dataset_dir)]
+
+
+@router.post("", summary="Create an experiment")
+def create(body: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    try:
+        return create_experiment(dataset, Experiment.model_validate(body)).model_dump()
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) \
+            from None
+    except ExperimentError as exc:
+        raise HTTPException(409 if "already exists" in str(exc) else 422, str(exc)) from None
+
+
+@router.get("", summary="List experiments")
+def list_(dataset: Dataset) -> list[dict[str, Any]]:
+    return [e.model_dump() for e in ExperimentStore(dataset).list()]
+
+
+@router.get("/assignments/{user_id}", summary="A user's arms and merged overrides")
+def assignments(user_id: int, dataset: Dataset) -> dict[str, Any]:
+    overrides, chosen = ActiveExperiments(ExperimentStore(dataset).running()).overrides_for(user_id)
+    return {"user_id": user_id, "assignments": chosen, "overrides": overrides}
+
+
+@router.get("/{name}/results", summary="Per-arm analysis with significance")
+def results(name: str, dataset: Dataset) -> dict[str, Any]:
+    try:
+        return _plain(get_experiment_results(dataset, name))
+    except ExperimentError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/{name}/stop", summary="Stop assigning users")
+def stop(name: str, dataset: Dataset) -> dict[str, Any]:
+    try:
+        return ExperimentStore(dataset).set_status(name, "stopped").model_dump()
+    except ExperimentError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe: NaN → None, numpy scalars → Python."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v

@@ -1,0 +1,131 @@
+"""Durable storage beside the dataset (`DATASET/experiments/`): definitions in `experiments.json`
+(written atomically), exposures and outcome events in an SQLite log (`log.sqlite`, WAL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from foryou.experiments.definition import Experiment, override_keys
+
+EXPERIMENTS_DIR = "experiments"
+DEFINITIONS = "experiments.json"
+LOG = "log.sqlite"
+
+
+class ExperimentError(ValueError):
+    """A mistake in an experiment request (unknown name, full layer, conflicting overrides)."""
+
+
+class ExperimentStore:
+    def __init__(self, dataset_dir: str | Path):
+        self.root = Path(dataset_dir) / EXPERIMENTS_DIR
+        self._lock = threading.Lock()
+
+    @property
+    def definitions_path(self) -> Path:
+        return self.root / DEFINITIONS
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / LOG
+
+    def list(self) -> list[Experiment]:
+        if not self.definitions_path.exists():
+            return []
+        raw = json.loads(self.definitions_path.read_text())
+        return [Experiment.model_validate(e) for e in raw["experiments"]]
+
+    def get(self, name: str) -> Experiment:
+        for e in self.list():
+            if e.name == name:
+                return e
+        raise ExperimentError(f"no experiment named {name!r} (foryou experiments list)")
+
+    def running(self) -> list[Experiment]:
+        return [e for e in self.list() if e.status == "running"]
+
+    def create(self, experiment: Experiment) -> Experiment:
+        """Store a new experiment, placed after the others in its layer. Refused when the name exists,
+        the layer has no room left, or a running experiment in another layer overrides the same keys
+        (two overlapping experiments changing one parameter would confound each other)."""
+        with self._lock:
+            existing = self.list()
+            if any(e.name == experiment.name for e in existing):
+                raise ExperimentError(f"experiment {experiment.name!r} already exists")
+            same_layer = [e for e in existing if e.layer == experiment.layer]
+            offset = max((e.offset + e.traffic for e in same_layer), default=0.0)
+            if offset + experiment.traffic > 1 + 1e-9:
+                raise ExperimentError(f"layer {experiment.layer!r} has {max(1 - offset, 0):.0%} of traffic left; "
+                                      f"lower --traffic or use another --layer")
+            keys = set().union(*(override_keys(a.overrides) for a in experiment.arms))
+            for other in existing:
+                if other.layer == experiment.layer or other.status != "running":
+                    continue
+                clash = keys & set().union(*(override_keys(a.overrides) for a in other.arms))
+                if clash:
+                    raise ExperimentError(f"{', '.join(sorted(clash))} is also changed by running experiment "
+                                          f"{other.name!r} in layer {other.layer!r}; put both in one layer")
+            placed = experiment.model_copy(update={"offset": round(offset, 9)})
+            self._write([*existing, placed])
+            return placed
+
+    def set_status(self, name: str, status: str) -> Experiment:
+        with self._lock:
+            existing = self.list()
+            out = [e.model_copy(update={"status": status}) if e.name == name else e for e in existing]
+            if out == existing and not any(e.name == name for e in existing):
+                raise ExperimentError(f"no experiment named {name!r}")
+            self._write([Experiment.model_validate(e.model_dump()) for e in out])
+            return next(e for e in out if e.name == name)
+
+    def _write(self, experiments: list[Experiment]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.definitions_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"experiments": [e.model_dump() for e in experiments]}, indent=2) + "\n")
+        os.replace(tmp, self.definitions_path)
+
+
+class ExperimentLog:
+    """Exposures (who was served which arm, when, how many posts, in which session) and outcome
+    events (impressions and engagements), the inputs of the analysis."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS exposures (experiment TEXT, arm TEXT, user_id INTEGER, t INTEGER,
+                                                  session_id INTEGER, items INTEGER);
+            CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures (experiment, user_id);
+            CREATE TABLE IF NOT EXISTS events (user_id INTEGER, post_id INTEGER, kind TEXT, t INTEGER, value REAL);
+            CREATE INDEX IF NOT EXISTS events_user ON events (user_id, t);
+        """)
+        self._lock = threading.Lock()
+
+    def log_exposures(self, rows: Iterable[tuple[str, str, int, int, int, int]]) -> None:
+        """(experiment, arm, user_id, t, session_id, items) rows."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO exposures VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def log_events(self, rows: Iterable[tuple[int, int, str, int, float]]) -> None:
+        """(user_id, post_id, kind, t, value) rows; kind is "impression" or an engagement kind."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,5 @@
+"""Closed-loop simulation: the world's users served by the engine, acting by the ground truth."""
+
+from foryou.simulation.runner import Simulation, SimulationConfig, SimulationResult
+
+__all__ = ["Simulation", "SimulationConfig", "SimulationResult"]

@@ -717,9 +717,8 @@ def eval_(
     set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
 ) -> None:
     """Offline evaluation: our pages vs baselines (and the oracle) on one split → JSON + HTML report."""
-    from foryou.eval import PROTOCOLS, evaluate
     from foryou.eval.baselines import BASELINES
-    from foryou.eval.report import write_report
+    from foryou.eval.protocols import PROTOCOLS
 
     if not (dataset / "manifest.json").exists():
         raise UserError(f"{dataset}: no such dataset directory")
@@ -730,6 +729,9 @@ def eval_(
     unknown = [b for b in chosen if b not in BASELINES]
     if unknown:
         raise UserError(f"unknown baseline {unknown[0]!r}; one of all, none, {', '.join(BASELINES)}")
+    from foryou.eval.evaluator import evaluate
+    from foryou.eval.report import write_report
+
     with progress_bars() as bar:
         result = evaluate(dataset, protocol, chosen, _config(set_), max_users=users, seed=seed, oracle=oracle,
                           progress=bar)

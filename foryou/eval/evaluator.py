@@ -1,0 +1,307 @@
+"""`foryou eval`: our served pages and the baselines' lists on one split, every metric with a bootstrap
+95 % interval over users, per-source hits, calibration, score distributions, and (synthetic worlds)
+expected utility against the oracle. Returns one JSON-ready dict; the report renders only that dict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foryou.config import ForYouConfig
+from foryou.data.dataset import Dataset
+from foryou.eval import metrics as M
+from foryou.eval.baselines import BASELINES, Catalog, build_catalog, make_baseline
+from foryou.eval.protocols import EvalSplit, make_split
+from foryou.eval.system import Pages, candidate_pipeline, candidates_of, serve_pages
+
+log = logging.getLogger("foryou.eval")
+SYSTEM = "foryou"
+Progress = Callable[[str, float], None]
+CALIBRATION_HEADS = ("click", "like", "reply", "dwell", "negative_feedback")
+MINIRECSYS_ENGAGEMENT_N = 100  # the mimic scores its engagement predictions on 100-item lists
+
+
+def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str, ...] = BASELINES,
+             config: ForYouConfig | None = None, max_users: int | None = None, seed: int = 0,
+             oracle: bool = True, reps: int = 1000, progress: Progress | None = None) -> dict[str, Any]:
+    from foryou.timeline.engine import RecommendationEngine
+
+    progress = progress or (lambda stage, frac: None)
+    config = config or ForYouConfig()
+    path = Path(path)
+    timings: dict[str, float] = {}
+    t_all = t0 = time.perf_counter()
+    dataset = Dataset.load(path)
+    split = make_split(dataset, protocol, max_users=max_users, seed=seed)
+    if len(split.users) == 0:
+        raise ValueError(f"{path}: no test users under the {protocol} protocol")
+    k_max = max(split.k_values)
+    page_n = k_max if protocol == "minirecsys" else config.timeline.mixing.page_size
+    page_n = max(page_n, k_max)
+    timings["split"] = time.perf_counter() - t0
+
+    progress("engine (train side)", 0.0)
+    t0 = time.perf_counter()
+    engine = RecommendationEngine.open(path, config, as_of=split.as_of)
+    progress("engine (train side)", 1.0)
+    timings["engine"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pages = serve_pages(engine, split, page_n, lambda f: progress("our pages", f))
+    scored = pages
+    if protocol == "minirecsys":  # the mimic's engagement metrics read a separate 100-item request
+        scored = serve_pages(engine, split, MINIRECSYS_ENGAGEMENT_N, lambda f: progress("our 100-item lists", f))
+    timings["system"] = time.perf_counter() - t0
+
+    catalog = build_catalog(split, config.timeline.sources.max_age_hours)
+    list_n = max(page_n, scored.post_id.shape[1])
+    lists = {SYSTEM: pages.post_id}
+    scores: dict[str, np.ndarray] = {}
+    for name in baselines:
+        t0 = time.perf_counter()
+        progress(f"baseline {name}", 0.0)
+        b = make_baseline(name, seed)
+        b.fit(split, catalog)
+        out = b.recommend(list_n, lambda f, name=name: progress(f"baseline {name}", f))
+        progress(f"baseline {name}", 1.0)
+        lists[name], scores[name] = out.post_id[:, :page_n], out.score
+        timings[f"baseline {name}"] = time.perf_counter() - t0
+        scores[name + ":ids"] = out.post_id
+
+    idx = M.bootstrap_indices(len(split.users), reps, seed)
+    methods = {}
+    for name, recs in lists.items():
+        if name == SYSTEM:
+            ids, s = scored.post_id, p_engaged(scored, split.positive_kinds)
+        else:
+            ids, s = scores[name + ":ids"], scores[name]
+        methods[name] = _method_metrics(split, catalog, recs, ids, s, idx, probabilities=name == SYSTEM)
+
+    result: dict[str, Any] = {
+        "dataset": str(path), "dataset_name": dataset.manifest.name, "protocol": protocol,
+        "date": dt.date.today().isoformat(), "as_of": split.as_of, "users": len(split.users),
+        "relevant_pairs": len(split.truth_post), "k_values": list(split.k_values), "page_size": page_n,
+        "catalog_size": len(catalog), "positive_kinds": list(split.positive_kinds),
+        "baselines": list(baselines), "bootstrap_reps": reps, "seed": seed,
+        "config_overrides": _overrides(config), "models": engine.model_versions(),
+        "engine_errors": pages.errors, "notes": split.notes + _notes(baselines), "methods": methods,
+        "sources": _sources(pages, split),
+    }
+    hits_all = M.hits_matrix(scored.post_id, split.truth_user, split.truth_post)
+    valid = scored.post_id >= 0
+    result["score_distribution"] = _score_hist(p_engaged(scored, split.positive_kinds)[valid], hits_all[valid])
+    result["calibration"] = {"observed": {"engaged": M.calibration_curve(
+        hits_all[valid], p_engaged(scored, split.positive_kinds)[valid])}}
+    result["heads"] = {"registry": _registry_heads(path)}
+
+    if oracle and dataset.manifest.has_ground_truth:
+        t0 = time.perf_counter()
+        result["oracle"], truth_parts = _oracle(path, dataset, split, engine, lists, pages, idx, progress)
+        result["calibration"]["truth"] = truth_parts["calibration"]
+        result["heads"]["served"] = truth_parts["heads"]
+        timings["oracle"] = time.perf_counter() - t0
+    engine.close()
+    result["targets"] = _targets(result)
+    timings["total"] = time.perf_counter() - t_all
+    result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    log.info("evaluated", extra={"dataset": str(path), "protocol": protocol, "seconds": result["seconds"]})
+    return result
+
+
+def p_engaged(pages: Pages, kinds: tuple[str, ...]) -> np.ndarray:
+    """P(any positive kind) from the heads the ranker predicts, assuming independence."""
+    heads = [k for k in kinds if k in pages.predictions] or ["like"]
+    miss = np.ones_like(pages.predictions[heads[0]])
+    for h in heads:
+        miss = miss * (1 - pages.predictions[h])
+    return 1 - miss
+
+
+def _summary(values: np.ndarray, idx: np.ndarray, denominator: np.ndarray | None = None) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in M.bootstrap(values, idx, denominator).items()}
+
+
+def _method_metrics(split: EvalSplit, catalog: Catalog, recs: np.ndarray, ids: np.ndarray, s: np.ndarray,
+                    idx: np.ndarray, probabilities: bool) -> dict[str, Any]:
+    k_max = max(split.k_values)
+    hits = M.hits_matrix(recs[:, :k_max], split.truth_user, split.truth_post)
+    ranking = {k: _summary(v, idx) for k, v in M.ranking_metrics(hits, split.n_relevant, split.k_values).items()}
+    # Engagement prediction on the method's own list (the mimic's: label = in the user's ground truth).
+    valid = ids >= 0
+    y = M.hits_matrix(ids, split.truth_user, split.truth_post)[valid]
+    p = np.nan_to_num(s[valid], nan=0.0, neginf=0.0)
+    engagement = {"rows": int(valid.sum()), "positives": int(y.sum()), "auc": M.auc(y, p), "pr_auc": M.pr_auc(y, p),
+                  "precision@recall0.9": M.precision_at_recall(y, p)}
+    if probabilities:
+        engagement.update(rce=M.rce(y, p), ece=M.calibration_error(y, p), mean_predicted=float(p.mean()),
+                          mean_observed=float(y.mean()))
+    engagement = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in engagement.items()}
+    pos = np.searchsorted(catalog.post_id, recs)
+    in_cat = (recs >= 0) & (catalog.post_id[np.minimum(pos, len(catalog) - 1)] == recs) if len(catalog) else recs < -1
+    topics = np.where(in_cat, catalog.topic[np.minimum(pos, max(len(catalog) - 1, 0))] if len(catalog) else -1, -1)
+    authors = np.where(in_cat, catalog.author_id[np.minimum(pos, max(len(catalog) - 1, 0))] if len(catalog) else -1, -1)
+    item_ids, item_users = _item_popularity(split)
+    n_users_total = split.train.users.num_rows
+    beyond = {
+        "catalog_coverage": round(M.catalog_coverage(np.where(in_cat, recs, -1), len(catalog)), 6),
+        "author_gini": round(M.author_exposure_gini(authors, catalog.author_id), 6),
+        "intra_list_diversity": _summary(M.intra_list_diversity(topics), idx),
+        "novelty": _summary(M.novelty(recs, item_ids, item_users, n_users_total), idx),
+        "mean_list_length": round(float((recs >= 0).sum(1).mean()), 3),
+    }
+    return {"ranking": ranking, "engagement": engagement, "beyond": beyond}
+
+
+def _item_popularity(split: EvalSplit) -> tuple[np.ndarray, np.ndarray]:
+    """(post ids, distinct engaging users before the split): novelty's popularity."""
+    e = split.train.engagements
+    pairs = np.unique(np.stack([e["post_id"].to_numpy(), e["user_id"].to_numpy()], 1), axis=0) if e.num_rows \
+        else np.empty((0, 2), np.int64)
+    return np.unique(pairs[:, 0], return_counts=True)
+
+
+def _sources(pages: Pages, split: EvalSplit) -> dict[str, dict[str, float]]:
+    """Per candidate source of our pages: slots served and hits (whole page and top 10)."""
+    hits = M.hits_matrix(pages.post_id, split.truth_user, split.truth_post)
+    valid = pages.post_id >= 0
+    top10 = np.zeros_like(valid)
+    top10[:, :10] = True
+    total_hits, total_slots = int(hits.sum()), int(valid.sum())
+    out = {}
+    for name in sorted(set(pages.source[valid].tolist())):
+        m = (pages.source == name) & valid
+        h = int(hits[m].sum())
+        out[name] = {"served": int(m.sum()), "hits": h, "precision": round(h / max(int(m.sum()), 1), 6),
+                     "share_of_served": round(int(m.sum()) / max(total_slots, 1), 6),
+                     "share_of_hits": round(h / total_hits, 6) if total_hits else 0.0,
+                     "hits@10": int(hits[m & top10].sum())}
+    return out
+
+
+def _score_hist(p: np.ndarray, y: np.ndarray, bins: int = 30) -> dict[str, Any]:
+    edges = np.logspace(-5, 0, bins + 1)
+    p = np.clip(p, edges[0], 1.0)
+    return {"what": "predicted P(engaged) of our served items, by test-window outcome",
+            "edges": [float(e) for e in edges],
+            "engaged": np.histogram(p[y], edges)[0].tolist(), "not_engaged": np.histogram(p[~y], edges)[0].tolist()}
+
+
+def _registry_heads(path: Path) -> dict[str, Any]:
+    """Per-head test metrics the registry stored for the promoted heavy ranker (with ceiling AUC)."""
+    from foryou.training.registry import ModelRegistry, RegistryError
+
+    try:
+        mv = ModelRegistry(path / "models").promoted("heavy_ranker")
+    except (RegistryError, OSError):
+        return {}
+    if mv is None:
+        return {}
+    test = mv.metrics.get("test", {})
+    return {"version": mv.version, "per_head": {h: {k: m.get(k) for k in ("auc", "ceiling_auc", "rce", "ece")}
+                                                for h, m in test.items()}}
+
+
+def _oracle(path: Path, dataset: Dataset, split: EvalSplit, engine, lists: dict[str, np.ndarray], pages: Pages,
+            idx: np.ndarray,
+            progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+    from foryou.data.world.truth import GroundTruth
+    from foryou.eval.oracle import page_utilities
+
+    truth = GroundTruth.load(path)
+    pipe = candidate_pipeline(engine)
+    cands = []
+    for i, u in enumerate(split.users.tolist()):
+        cands.append(candidates_of(engine, pipe, u, split.as_of, pages.post_id.shape[1]))
+        if i % 20 == 0:
+            progress("our candidates", (i + 1) / len(split.users))
+    progress("our candidates", 1.0)
+    util = page_utilities(truth, split, lists, cands, lambda f: progress("oracle pages", f))
+    out = {"what": "Σ expected utility of each list ÷ Σ that of the oracle page of the same length "
+                   "(same user, same time; posts not yet shown to the user)", "methods": {}}
+    for name, u in util.items():
+        out["methods"][name] = {"ratio": _summary(u["served"], idx, u["oracle"]),
+                                "served_per_user": round(float(u["served"].mean()), 4),
+                                "oracle_per_user": round(float(u["oracle"].mean()), 4),
+                                "mean_length": round(float(u["length"].mean()), 2)}
+    out["candidates_per_user"] = round(float(np.mean([len(c) for c in cands])), 1)
+    # Calibration and per-head AUC of our served items against the true probabilities.
+    valid = pages.post_id >= 0
+    uid = np.broadcast_to(split.users[:, None], valid.shape)[valid]
+    true = truth.probabilities(uid, pages.post_id[valid], np.int64(split.as_of))
+    true["negative_feedback"] = 1 - (1 - true["not_interested"]) * (1 - true["mute"]) * (1 - true["block"])
+    calib = {}
+    for h in CALIBRATION_HEADS:
+        pred = pages.predictions[h][valid]
+        calib[h] = {**M.calibration_curve(true[h], pred), "ece": round(M.calibration_error(true[h], pred), 6)}
+    heads = _served_head_auc(dataset, split, pages, valid, true)
+    return out, {"calibration": calib, "heads": heads}
+
+
+def _served_head_auc(dataset: Dataset, split: EvalSplit, pages: Pages, valid: np.ndarray,
+                     true: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per head on our served items: AUC of the prediction and of the true probability against
+    whether the user did that action on the post in the test window."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from foryou.data.split import Window
+
+    e = Window("test", split.as_of, None).rows(dataset, "engagements")
+    kinds = {"negative_feedback": ("not_interested", "mute", "block")}
+    key = np.broadcast_to(split.users[:, None], valid.shape)[valid].astype(np.int64) * (1 << 32) + pages.post_id[valid]
+    out = {}
+    for head in ("click", "like", "repost", "reply", "profile_click", "dwell", "negative_feedback"):
+        ev = e.filter(pc.is_in(e["kind"], pa.array(list(kinds.get(head, (head,))))))
+        y = np.isin(key, ev["user_id"].to_numpy().astype(np.int64) * (1 << 32) + ev["post_id"].to_numpy())
+        if y.sum() < 10:
+            continue
+        out[head] = {"positives": int(y.sum()), "auc": round(M.auc(y, pages.predictions[head][valid]), 4),
+                     "truth_auc": round(M.auc(y, true[head]), 4)}
+    return out
+
+
+def _overrides(config: ForYouConfig) -> dict[str, Any]:
+    default = ForYouConfig().model_dump()
+    now = config.model_dump()
+
+    def diff(a: dict, b: dict, prefix: str = "") -> dict[str, Any]:
+        out = {}
+        for k, v in b.items():
+            if isinstance(v, dict):
+                out.update(diff(a.get(k, {}), v, f"{prefix}{k}."))
+            elif a.get(k) != v:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    return diff(default, now)
+
+
+def _notes(baselines: tuple[str, ...]) -> list[str]:
+    notes = ["baselines rank the same catalog: posts known at the split that pass the engine's TooOldFilter "
+             "(timeline.sources.max_age_hours); none lists a user's own, already shown or already engaged posts"]
+    if baselines:
+        notes.append("LightFM is not among the baselines: its source-only release does not build here")
+    return notes
+
+
+def _targets(result: dict[str, Any]) -> dict[str, Any]:
+    m = result["methods"]
+    ours = m[SYSTEM]["ranking"]["ndcg@10"]
+    others = {k: v["ranking"]["ndcg@10"] for k, v in m.items() if k != SYSTEM}
+    out: dict[str, Any] = {}
+    if others:
+        best = max(others, key=lambda k: others[k]["mean"])
+        out["best_baseline"] = best
+        out["ndcg@10_over_best_baseline"] = round(ours["mean"] / others[best]["mean"], 4) \
+            if others[best]["mean"] > 0 else None
+        out["ndcg@10_intervals_clear_of_every_baseline"] = all(ours["lo"] > v["hi"] for v in others.values())
+    if "oracle" in result:
+        out["oracle_ratio"] = result["oracle"]["methods"][SYSTEM]["ratio"]["mean"]
+        out["oracle_ratio_at_least_0.9"] = out["oracle_ratio"] >= 0.9
+    return out

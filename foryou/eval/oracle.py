@@ -1,0 +1,70 @@
+"""Against the synthetic world's ground truth: how much of the achievable expected utility a page gets.
+
+For each evaluated user at the split instant, every list is compared with the oracle page of the
+same length (same user, same time): the posts with the highest true expected utility among those
+eligible (`GroundTruth.eligible_rows`: created in the last 48 h, not the user's own) and not already
+shown to the user (no page may repeat an impression). `best_own_candidates` is the best page of that
+length from the engine's own candidates (retrieval and filters fixed, ranking perfect): it separates
+what retrieval loses from what ranking loses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from foryou.data.world.truth import GroundTruth
+from foryou.eval.protocols import EvalSplit
+
+
+def seen_by_user(split: EvalSplit) -> tuple[np.ndarray, np.ndarray]:
+    """(user index, post id) pairs shown to each evaluated user before the split."""
+    imp = split.train.impressions
+    u, p = imp["user_id"].to_numpy(), imp["post_id"].to_numpy()
+    ui = np.searchsorted(split.users, u)
+    ok = (ui < len(split.users)) & (split.users[np.minimum(ui, len(split.users) - 1)] == u)
+    return ui[ok], p[ok]
+
+
+def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.ndarray],
+                   candidates: list[np.ndarray] | None = None,
+                   progress: Callable[[float], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per method: per-user expected utility of its list (`served`), of the same-length oracle page
+    (`oracle`), and the list length; plus `best_own_candidates` when the engine's candidates are given."""
+    t = np.int64(split.as_of)
+    seen_u, seen_p = seen_by_user(split)
+    order = np.argsort(seen_u, kind="stable")
+    seen_u, seen_p = seen_u[order], seen_p[order]
+    bounds = np.searchsorted(seen_u, np.arange(len(split.users) + 1))
+    n_users = len(split.users)
+    out = {m: {"served": np.zeros(n_users), "oracle": np.zeros(n_users), "length": np.zeros(n_users, np.int64)}
+           for m in lists}
+    if candidates is not None:
+        out["best_own_candidates"] = {"served": np.zeros(n_users), "oracle": np.zeros(n_users),
+                                      "length": np.zeros(n_users, np.int64)}
+    user_rows = truth.user_rows(split.users)
+    for i in range(n_users):
+        row = int(user_rows[i])
+        rows = truth.eligible_rows(row, int(t))
+        seen_rows = truth.post_rows(seen_p[bounds[i]:bounds[i + 1]]) if bounds[i + 1] > bounds[i] else []
+        rows = rows[~np.isin(rows, seen_rows)]
+        util = np.sort(truth.utility_from(truth.probabilities_rows(np.full(len(rows), row), rows, t)))[::-1]
+        best = np.r_[0.0, np.cumsum(util, dtype=np.float64)]
+        for m, recs in lists.items():
+            posts = recs[i][recs[i] >= 0]
+            n = len(posts)
+            if n:
+                out[m]["served"][i] = float(truth.expected_utility(np.full(n, split.users[i]), posts, t).sum())
+            out[m]["oracle"][i] = best[min(n, len(util))]
+            out[m]["length"][i] = n
+        if candidates is not None:
+            n = int(out[next(iter(lists))]["length"][i])  # the served page's length (our system comes first)
+            c = candidates[i]
+            cu = np.sort(truth.expected_utility(np.full(len(c), split.users[i]), c, t))[::-1] if len(c) else c
+            out["best_own_candidates"]["served"][i] = float(np.sum(cu[:n], dtype=np.float64))
+            out["best_own_candidates"]["oracle"][i] = best[min(n, len(util))]
+            out["best_own_candidates"]["length"][i] = min(n, len(c))
+        if progress is not None and i % 20 == 0:
+            progress((i + 1) / n_users)
+    return out

@@ -1,0 +1,206 @@
+"""Offline evaluation: no leakage from the test window, protocols, baselines, and `foryou eval` end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from foryou.data.dataset import Dataset
+from foryou.eval.baselines import BASELINES, build_catalog, make_baseline
+from foryou.eval.protocols import minirecsys, temporal
+from foryou.eval.report import fmt
+from foryou.eval.system import serve_pages
+from foryou.timeline.engine import RecommendationEngine
+
+
+@pytest.fixture(scope="module")
+def ds(tiny_world_dir) -> Dataset:
+    return Dataset.load(tiny_world_dir)
+
+
+def _with_engagements(ds: Dataset, table: pa.Table) -> Dataset:
+    tables = dict(ds.tables)
+    tables["engagements"] = pa.concat_tables([ds.engagements, Dataset.conform("engagements", table)])
+    return Dataset(tables, ds.manifest, None)
+
+
+def _pages_and_lists(ds: Dataset, split, users: np.ndarray):
+    engine = RecommendationEngine(Dataset(ds.tables, ds.manifest, None), as_of=split.as_of)
+    sub = type(split)(**{**split.__dict__, "users": users})
+    pages = serve_pages(engine, sub, 35)
+    catalog = build_catalog(sub, engine.config.timeline.sources.max_age_hours)
+    lists = {}
+    for name in BASELINES:
+        b = make_baseline(name)
+        b.fit(sub, catalog)
+        lists[name] = b.recommend(35)
+    return pages, catalog, lists
+
+
+def test_a_test_window_engagement_cannot_change_the_evaluated_page(ds):
+    split = temporal(ds)
+    t = split.as_of
+    users = split.users[:12]
+    before, cat_before, lists_before = _pages_and_lists(ds, split, users)
+    # At and after the split: the first user likes, reposts and replies to (and blocks the author of) the post
+    # on top of their page, and every evaluated user likes our page's second post; one existing test-window
+    # engagement is altered in kind and time.
+    u0, top = int(users[0]), int(before.post_id[0, 0])
+    second = before.post_id[:, 1]
+    extra = pa.table({"user_id": [u0] * 4 + users.tolist(), "post_id": [top] * 4 + second.tolist(),
+                      "kind": ["like", "repost", "reply", "block"] + ["like"] * len(users),
+                      "created_at": [t, t, t + 60, t + 120] + [t + 5] * len(users), "value": [1.0] * (4 + len(users))})
+    leaked = _with_engagements(ds, extra)
+    e = leaked.engagements
+    times = e["created_at"].to_numpy().copy()
+    kinds = np.array(e["kind"].to_pylist(), dtype=object)
+    i = int(np.flatnonzero(times >= t)[0])
+    times[i], kinds[i] = times[i] + 1, "report"
+    tables = dict(leaked.tables)
+    tables["engagements"] = e.set_column(e.schema.get_field_index("created_at"), "created_at", pa.array(times)) \
+        .set_column(e.schema.get_field_index("kind"), "kind", pa.array(kinds.tolist()))
+    leaked = Dataset(tables, ds.manifest, None)
+
+    after, cat_after, lists_after = _pages_and_lists(leaked, temporal(leaked), users)
+    assert np.array_equal(before.post_id, after.post_id)
+    assert np.array_equal(before.score, after.score)
+    for h in before.predictions:
+        assert np.array_equal(before.predictions[h], after.predictions[h], equal_nan=True)
+    assert np.array_equal(cat_before.post_id, cat_after.post_id)
+    assert (cat_before.exclude != cat_after.exclude).nnz == 0
+    for name in BASELINES:
+        assert np.array_equal(lists_before[name].post_id, lists_after[name].post_id), name
+    # The same block one second before the split does change the page (the check can fail).
+    early = _with_engagements(ds, pa.table({"user_id": [u0], "post_id": [top], "kind": ["block"],
+                                            "created_at": [t - 1], "value": [1.0]}))
+    engine = RecommendationEngine(early, as_of=t)
+    assert top not in [item.post_id for item in engine.recommend(u0, n=35, now=t).items]
+
+
+def test_temporal_truth_is_test_window_positives_on_posts_known_at_the_split(ds):
+    split = temporal(ds)
+    e = ds.engagements
+    t = e["created_at"].to_numpy()
+    kinds = np.array(e["kind"].to_pylist())
+    created = dict(zip(ds.posts["post_id"].to_pylist(), ds.posts["created_at"].to_pylist(), strict=True))
+    want = {(u, p) for u, p, tt, k in zip(e["user_id"].to_pylist(), e["post_id"].to_pylist(), t, kinds, strict=True)
+            if tt >= split.as_of and k in ("like", "repost", "reply") and created[p] < split.as_of}
+    got = set(zip(split.users[split.truth_user].tolist(), split.truth_post.tolist(), strict=True))
+    assert got == want and len(got) > 0
+    assert split.as_of == ds.manifest.split.valid_end
+    assert split.train.engagements["created_at"].to_numpy().max() < split.as_of
+
+
+def test_minirecsys_protocol_reproduces_the_mimics_split(ds):
+    with pytest.raises(ValueError, match="equal timestamps"):  # the world logs many events per second
+        minirecsys(ds)
+    _, first = np.unique(ds.engagements["created_at"].to_numpy(), return_index=True)
+    tables = {**ds.tables, "engagements": ds.engagements.take(np.sort(first))}
+    ds = Dataset(tables, ds.manifest, None)
+    split = minirecsys(ds)
+    t = np.sort(ds.engagements["created_at"].to_numpy(), kind="stable")
+    n = len(t)
+    assert split.as_of == t[int(0.8 * n)]
+    assert split.train.engagements.num_rows == int(0.8 * n)
+    assert len(split.users) <= 100 and np.all(np.diff(split.users) > 0)
+    assert split.k_values == (5, 10, 20)
+    test = ds.engagements.filter(pc.greater_equal(ds.engagements["created_at"], split.as_of))
+    users, counts = np.unique(test["user_id"].to_numpy(), return_counts=True)
+    assert split.users.tolist() == sorted(users[counts >= 2].tolist())[:100]
+    u0 = int(split.users[0])
+    assert set(split.truth_of(0).tolist()) == set(test.filter(pc.equal(test["user_id"], u0))["post_id"]
+                                                  .to_pylist())
+
+
+def test_baselines_rank_only_allowed_catalog_posts(ds):
+    split = temporal(ds)
+    catalog = build_catalog(split, 48)
+    for name in BASELINES:
+        b = make_baseline(name)
+        b.fit(split, catalog)
+        lists = b.recommend(20)
+        ids = lists.post_id
+        valid = ids >= 0
+        assert np.isin(ids[valid], catalog.post_id).all(), name
+        cols = np.searchsorted(catalog.post_id, np.where(valid, ids, catalog.post_id[0]))
+        rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
+        assert not np.asarray(catalog.exclude[rows[valid], cols[valid]]).any(), name
+        assert all(len(set(r[r >= 0].tolist())) == int((r >= 0).sum()) for r in ids), name  # no repeats
+        s = np.where(valid, lists.score, -1e300)
+        assert np.all(np.diff(s, axis=1)[valid[:, 1:]] <= 0), name  # best first
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.cells: dict[tuple[str, str], dict] = {}
+        self._cur = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "td" and "data-metric" in a:
+            self._cur = (a["data-method"], a["data-metric"])
+            self.cells[self._cur] = {**a, "text": ""}
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cur = None
+
+    def handle_data(self, data):
+        if self._cur:
+            self.cells[self._cur]["text"] += data
+
+
+@pytest.mark.slow
+def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
+    out = tmp_path / "report"
+    res = _foryou("eval", str(tiny_world_dir), "--report", str(out), "--users", "60", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "ndcg@10" in res.stdout and "report →" in res.stdout
+    r = json.loads((out / "metrics.json").read_text())
+    page = (out / "index.html").read_text()
+    assert set(r["methods"]) == {"foryou", *BASELINES}
+    assert r["users"] == 60 and "oracle" in r and "best_own_candidates" in r["oracle"]["methods"]
+    assert page.count("data:image/png;base64,") >= 6  # bars, oracle, sources, 2 calibration, scores
+    embedded = re.search(r'<script type="application/json" id="metrics">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(embedded.replace("<\\/", "</")) == r
+    cells = _Cells()
+    cells.feed(page)
+    checked = 0
+    for method, m in r["methods"].items():
+        for metric, v in m["ranking"].items():
+            c = cells.cells[(method, f"ranking.{metric}")]
+            assert float(c["data-value"]) == v["mean"] and float(c["data-lo"]) == v["lo"]
+            assert c["text"] == f"{fmt(v['mean'])} [{fmt(v['lo'])}, {fmt(v['hi'])}]"
+            checked += 1
+        for metric, v in m["engagement"].items():
+            assert cells.cells[(method, f"engagement.{metric}")]["text"] == fmt(v)
+        o = r["oracle"]["methods"][method]["ratio"]
+        assert cells.cells[(method, "oracle.ratio")]["text"].startswith(fmt(o["mean"]))
+    for source, s in r["sources"].items():
+        assert cells.cells[(source, "sources.hits")]["text"] == fmt(s["hits"])
+    assert checked == len(r["methods"]) * len(r["methods"]["foryou"]["ranking"])
+
+
+def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path):
+    for args, what in ((["--baselines", "lightfm"], "unknown baseline 'lightfm'"),
+                       (["--protocol", "leave_one_out"], "unknown protocol"), ([], "")):
+        path = str(tmp_path / "nowhere") if not args else str(tiny_world_dir)
+        r = _foryou("eval", path, "--report", str(tmp_path / "r"), *args, cwd=tmp_path)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+        assert what in lines[0] and "Traceback" not in r.stderr
+
+
+def _foryou(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+                          timeout=600)

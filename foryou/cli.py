@@ -815,11 +815,12 @@ def bench_ranker(
     candidates: Annotated[int, typer.Option(help="candidates per request")] = 500,
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/ranker.json"),
     int8: Annotated[bool, typer.Option(help="also measure dynamic int8 quantisation (AUC and latency)")] = False,
+    onnx: Annotated[bool, typer.Option(help="also measure an ONNX Runtime export (needs foryou[onnx])")] = False,
 ) -> None:
     """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
     from foryou.bench import bench_ranker as run
 
-    result = run(dataset, candidates, compare_int8=int8)
+    result = run(dataset, candidates, compare_int8=int8, compare_onnx=onnx)
     _write_json(json_out, result)
     _print_summary(f"bench ranker {dataset}", result)
 
@@ -832,6 +833,8 @@ def bench_http(
     seconds: Annotated[float, typer.Option(help="measured duration")] = 20.0,
     users: Annotated[int, typer.Option(help="distinct users requested (random, fixed by --seed)")] = 2000,
     warmup: Annotated[float, typer.Option(help="unmeasured seconds first (fills the cache)")] = 5.0,
+    rate: Annotated[float | None, typer.Option(help="offered requests/s (paced); default: as fast as possible",
+                                               show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="which users")] = 0,
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/http.json"),
     set_: Annotated[list[str] | None, typer.Option("--set", help="server config override (repeatable)")] = None,
@@ -841,7 +844,7 @@ def bench_http(
 
     _config(set_)
     with console.status(f"serving {dataset} and driving it for {warmup + seconds:.0f} s"):
-        result = run(dataset, workers, connections, seconds, users, seed, warmup, overrides=set_ or [])
+        result = run(dataset, workers, connections, seconds, users, seed, warmup, overrides=set_ or [], rate=rate)
     _write_json(json_out, result)
     _print_summary(f"bench http {dataset}", {k: v for k, v in result.items() if k != "machine"})
 

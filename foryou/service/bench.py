@@ -113,6 +113,7 @@ request = function()
   i = math.random(#paths)
   return wrk.format("GET", paths[i])
 end
+%s
 done = function(summary, latency, requests)
   local s = string.format('{"requests": %%d, "duration_us": %%d, "non_2xx": %%d, "errors": %%d, ',
     summary.requests, summary.duration, summary.errors.status,
@@ -125,7 +126,8 @@ end
 
 
 def bench_http(dataset: Path, workers: int, connections: int, seconds: float, users: int, seed: int = 0,
-               warmup_s: float = 5.0, n: int = 35, overrides: list[str] | None = None) -> dict[str, Any]:
+               warmup_s: float = 5.0, n: int = 35, overrides: list[str] | None = None,
+               rate: float | None = None) -> dict[str, Any]:
     from foryou.bench import machine
 
     ids = pq.read_table(Path(dataset) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
@@ -138,20 +140,24 @@ def bench_http(dataset: Path, workers: int, connections: int, seconds: float, us
         if warmup_s > 0:
             _drive(tool, server.url, paths, connections, warmup_s, seed + 1)
         before = _cache_counts(server.url)
-        result = _drive(tool, server.url, paths, connections, seconds, seed)
+        result = _drive(tool, server.url, paths, connections, seconds, seed, rate)
         after = _cache_counts(server.url)
     hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
     return {"bench": "http", "dataset": str(dataset), "tool": tool, "workers": workers,
-            "connections": connections, "seconds": seconds, "users": len(paths), "page": n,
+            "connections": connections, "target_rate": rate, "seconds": seconds, "users": len(paths), "page": n,
             "warmup_s": warmup_s, **result,
             "cache_hit_share": round(hits / max(hits + misses, 1), 3), "overrides": overrides or [],
             "machine": machine()}
 
 
-def _drive(tool: str, url: str, paths: list[str], connections: int, seconds: float, seed: int) -> dict[str, Any]:
+def _drive(tool: str, url: str, paths: list[str], connections: int, seconds: float, seed: int,
+           rate: float | None = None) -> dict[str, Any]:
     if tool == "wrk":
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-            f.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), seed))
+            # With a target rate, each connection waits connections/rate between requests (wrk's delay
+            # hook): an offered load, so latency is measured below saturation rather than at it.
+            pacing = f"delay = function() return {connections * 1000.0 / rate:.3f} end" if rate else ""
+            f.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), seed, pacing))
         try:
             out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(int(seconds), 1)}s",
                                   "--timeout", "5s", "-s", f.name, url], capture_output=True, text=True, check=True)
@@ -163,10 +169,11 @@ def _drive(tool: str, url: str, paths: list[str], connections: int, seconds: flo
         return {"requests": r["requests"], "req_per_s": round(r["requests"] / secs, 1), "non_2xx": r["non_2xx"],
                 "socket_errors": r["errors"], "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
                 "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000}
-    return _python_drive(url, paths, connections, seconds, seed)
+    return _python_drive(url, paths, connections, seconds, seed, rate)
 
 
-def _python_drive(url: str, paths: list[str], connections: int, seconds: float, seed: int) -> dict[str, Any]:
+def _python_drive(url: str, paths: list[str], connections: int, seconds: float, seed: int,
+                  rate: float | None = None) -> dict[str, Any]:
     """Fallback load generator (threads with keep-alive clients); slower than wrk, so it under-reports."""
     import httpx
 
@@ -185,6 +192,8 @@ def _python_drive(url: str, paths: list[str], connections: int, seconds: float, 
                 mine.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     bad[0] += 1
+                if rate:
+                    time.sleep(connections / rate)
         with lock:
             lat.extend(mine)
 

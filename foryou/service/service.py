@@ -118,18 +118,44 @@ class Service:
                 batch = self.store.since(self.applied_seq)
                 if not batch:
                     break
-                now = time.time()
-                for e in batch:
-                    self._apply(e)
-                    metrics.INGESTION_LAG.observe(max(now - e.accepted_at, 0.0))
-                self.applied_seq = batch[-1].seq
+                self._apply_batch(batch)
                 n += len(batch)
             self._data_version = version
         return n
 
+    def _apply_batch(self, batch: Sequence[Event]) -> None:
+        """Apply stored events in order (caller holds the apply lock): runs of engagements go to the
+        engine in one vectorised call, the rest one by one."""
+        now = time.time()
+        run: list[Event] = []
+        for e in batch:
+            if e.seq <= self._folded and not (e.type == "relation" and e.kind in UNFOLDED_RELATIONS):
+                continue  # already in the dataset the engine was built from
+            if e.type == "engagement":
+                run.append(e)
+                continue
+            self._apply_engagements(run)
+            run = []
+            self._apply(e)
+        self._apply_engagements(run)
+        self.applied_seq = batch[-1].seq
+        metrics.INGESTION_LAG.observe(max(now - batch[0].accepted_at, 0.0))  # the oldest of the batch
+
+    def _apply_engagements(self, run: list[Event]) -> None:
+        if not run:
+            return
+        try:
+            self.engine.record_interactions([e.user_id for e in run], [e.post_id for e in run],
+                                            [e.kind for e in run], [e.t for e in run])
+        except (UnknownUser, UnknownPost, ValueError):  # one bad stored event: fall back to one by one
+            for e in run:
+                self._apply(e)
+            return
+        metrics.EVENTS.labels("engagement").inc(len(run))
+        for user in {e.user_id for e in run}:
+            self.cache.invalidate(user)
+
     def _apply(self, e: Event) -> None:
-        if e.seq <= self._folded and not (e.type == "relation" and e.kind in UNFOLDED_RELATIONS):
-            return  # already in the dataset the engine was built from
         engine = self.engine
         try:
             if e.type == "engagement":
@@ -154,11 +180,31 @@ class Service:
     def write(self, events: Sequence[Event]) -> list[tuple[Event, bool]]:
         """Validate, commit durably, apply. Raises InvalidEvent (nothing stored) for unknown ids."""
         self.catch_up()  # posts created on another worker must be known before validating
-        for i, e in enumerate(events):
-            self._validate(e, i if len(events) > 1 else None)
+        if all(e.type == "engagement" for e in events):
+            self._validate_engagements(events)
+        else:
+            for i, e in enumerate(events):
+                self._validate(e, i if len(events) > 1 else None)
         acks = self.store.append(events)
+        fresh = [e for e, duplicate in acks if not duplicate]
+        with self._apply_lock:
+            # Nobody else committed in between: apply what we wrote without reading it back.
+            if fresh and fresh[0].seq == self.applied_seq + 1 and fresh[-1].seq == fresh[0].seq + len(fresh) - 1:
+                self._apply_batch(fresh)
         self.catch_up(force=True)
         return acks
+
+    def _validate_engagements(self, events: Sequence[Event]) -> None:
+        """Vectorised id checks for a batch of engagements (the common case)."""
+        idx = self.engine.state.index
+        users = np.fromiter((e.user_id for e in events), np.int64, len(events))
+        posts = np.fromiter((e.post_id for e in events), np.int64, len(events))
+        u = np.minimum(np.searchsorted(idx.user_ids, users), len(idx.user_ids) - 1)
+        p = np.minimum(np.searchsorted(idx.post_id, posts), len(idx.post_id) - 1)
+        bad = (idx.user_ids[u] != users) | (idx.post_id[p] != posts)
+        if bad.any():
+            i = int(np.argmax(bad))
+            self._validate(events[i], i if len(events) > 1 else None)
 
     def _validate(self, e: Event, position: int | None) -> None:
         where = f"events[{position}]: " if position is not None else ""

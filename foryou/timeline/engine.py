@@ -247,6 +247,33 @@ class RecommendationEngine:
             if self.state.simclusters is not None and kind == "like":
                 self.state.simclusters.add_like(u, p, t)
 
+    def record_interactions(self, user_ids: Any, post_ids: Any, kinds: list[str], times: Any) -> None:
+        """Many interactions at once (the service's batches): ids resolved in one vectorised pass,
+        the lock taken once; the same effects as `record_interaction` for each, in order."""
+        bad = set(kinds) - set(INTERACTIONS)
+        if bad:
+            raise ValueError(f"unknown interaction {sorted(bad)[0]!r}; one of {', '.join(INTERACTIONS)}")
+        idx = self.state.index
+        users, posts = np.asarray(user_ids, np.int64), np.asarray(post_ids, np.int64)
+        u = np.minimum(np.searchsorted(idx.user_ids, users), len(idx.user_ids) - 1)
+        p = np.minimum(np.searchsorted(idx.post_id, posts), len(idx.post_id) - 1)
+        if (idx.user_ids[u] != users).any():
+            raise UnknownUser(int(users[np.argmax(idx.user_ids[u] != users)]))
+        if (idx.post_id[p] != posts).any():
+            raise UnknownPost(int(posts[np.argmax(idx.post_id[p] != posts)]))
+        authors = idx.author_row[p].tolist()
+        s = self.state
+        ov, fs, rg, sc = s.overlay, s.features, s.realgraph, s.simclusters
+        with self._lock:
+            for ur, pr, a, kind, t in zip(u.tolist(), p.tolist(), authors, kinds, np.asarray(times).tolist(),
+                                          strict=True):
+                ov.record(ur, pr, kind, t)
+                fs.record(ur, pr, kind, t)
+                if rg is not None and kind != "impression":
+                    rg.record(ur, a, kind, t)
+                if sc is not None and kind == "like":
+                    sc.add_like(ur, pr, t)
+
     def post_row(self, post_id: int) -> int:
         idx = self.state.index
         p = int(np.searchsorted(idx.post_id, int(post_id)))

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import sparse
 
+from foryou.data.lookup import member
 from foryou.data.split import History
 from foryou.eval.protocols import NEGATIVE_KINDS, EvalSplit
 
@@ -61,15 +62,13 @@ def build_catalog(split: EvalSplit, max_age_hours: float | None) -> Catalog:
     users = split.users
     # Exclusions: own posts, impressions and engagements of each evaluated user before the split.
     rows, cols = [], []
-    own = np.searchsorted(users, author)
-    ok = (own < len(users)) & (users[np.minimum(own, len(users) - 1)] == author)
+    ok, own = member(users, author)
     rows.append(own[ok])
     cols.append(np.flatnonzero(ok))
     for table in (h.impressions, h.engagements):
         u, q = table["user_id"].to_numpy(), table["post_id"].to_numpy()
-        ui, qi = np.searchsorted(users, u), np.searchsorted(post_id, q)
-        hit = ((ui < len(users)) & (users[np.minimum(ui, len(users) - 1)] == u)
-               & (qi < len(post_id)) & (post_id[np.minimum(qi, len(post_id) - 1)] == q))
+        (u_ok, ui), (q_ok, qi) = member(users, u), member(post_id, q)
+        hit = u_ok & q_ok
         rows.append(ui[hit])
         cols.append(qi[hit])
     r, c = np.concatenate(rows), np.concatenate(cols)
@@ -152,8 +151,7 @@ class PopularityBaseline(Baseline):
         e = split.train.engagements
         e = e.filter(pc.invert(pc.is_in(e["kind"], pa.array(list(NEGATIVE_KINDS)))))
         q = e["post_id"].to_numpy()
-        qi = np.searchsorted(catalog.post_id, q)
-        ok = (qi < len(catalog)) & (catalog.post_id[np.minimum(qi, len(catalog) - 1)] == q)
+        ok, qi = member(catalog.post_id, q)
         counts = np.bincount(qi[ok], minlength=len(catalog)).astype(np.float64)
         span = float(np.ptp(catalog.created_at)) if len(catalog) else 0.0
         age = (split.as_of - catalog.created_at) / (span + 1.0)
@@ -173,9 +171,8 @@ class ReverseChronBaseline(Baseline):
         f = split.train.follows
         src, dst = f["src_id"].to_numpy(), f["dst_id"].to_numpy()
         authors = np.unique(catalog.author_id)
-        si, di = np.searchsorted(split.users, src), np.searchsorted(authors, dst)
-        ok = ((si < len(split.users)) & (split.users[np.minimum(si, len(split.users) - 1)] == src)
-              & (di < len(authors)) & (authors[np.minimum(di, len(authors) - 1)] == dst))
+        (s_ok, si), (d_ok, di) = member(split.users, src), member(authors, dst)
+        ok = s_ok & d_ok
         self.follows = sparse.csr_matrix((np.ones(ok.sum(), dtype=bool), (si[ok], di[ok])),
                                          shape=(len(split.users), len(authors)))
         self.author_col = np.searchsorted(authors, catalog.author_id)

@@ -15,6 +15,7 @@ import numpy as np
 
 from foryou.config import ForYouConfig
 from foryou.data.dataset import Dataset
+from foryou.data.lookup import member
 from foryou.eval import metrics as M
 from foryou.eval.baselines import BASELINES, Catalog, build_catalog, make_baseline
 from foryou.eval.protocols import EvalSplit, make_split
@@ -60,6 +61,10 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
     timings["system"] = time.perf_counter() - t0
 
     catalog = build_catalog(split, config.timeline.sources.max_age_hours)
+    if len(catalog) == 0 or (pages.post_id < 0).all():
+        split.notes.append(f"{len(catalog)} posts pass the TooOldFilter at the split and our pages are "
+                           f"{'empty' if (pages.post_id < 0).all() else 'not empty'}: on a catalog without fresh "
+                           "posts, widen timeline.sources.max_age_hours (and the in-network / trending windows)")
     list_n = max(page_n, scored.post_id.shape[1])
     lists = {SYSTEM: pages.post_id}
     scores: dict[str, np.ndarray] = {}
@@ -138,14 +143,14 @@ def _method_metrics(split: EvalSplit, catalog: Catalog, recs: np.ndarray, ids: n
     p = np.nan_to_num(s[valid], nan=0.0, neginf=0.0)
     engagement = {"rows": int(valid.sum()), "positives": int(y.sum()), "auc": M.auc(y, p), "pr_auc": M.pr_auc(y, p),
                   "precision@recall0.9": M.precision_at_recall(y, p)}
-    if probabilities:
+    if probabilities and len(y):
         engagement.update(rce=M.rce(y, p), ece=M.calibration_error(y, p), mean_predicted=float(p.mean()),
                           mean_observed=float(y.mean()))
     engagement = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in engagement.items()}
-    pos = np.searchsorted(catalog.post_id, recs)
-    in_cat = (recs >= 0) & (catalog.post_id[np.minimum(pos, len(catalog) - 1)] == recs) if len(catalog) else recs < -1
-    topics = np.where(in_cat, catalog.topic[np.minimum(pos, max(len(catalog) - 1, 0))] if len(catalog) else -1, -1)
-    authors = np.where(in_cat, catalog.author_id[np.minimum(pos, max(len(catalog) - 1, 0))] if len(catalog) else -1, -1)
+    in_cat, pos = member(catalog.post_id, recs.ravel())
+    in_cat, pos = in_cat.reshape(recs.shape), np.where(in_cat, pos, 0).reshape(recs.shape)
+    topics = np.where(in_cat, catalog.topic[pos] if len(catalog) else -1, -1)
+    authors = np.where(in_cat, catalog.author_id[pos] if len(catalog) else -1, -1)
     item_ids, item_users = _item_popularity(split)
     n_users_total = split.train.users.num_rows
     beyond = {

@@ -172,7 +172,7 @@ def bootstrap_indices(n: int, reps: int = 1000, seed: int = 0) -> np.ndarray:
 def bootstrap(values: np.ndarray, idx: np.ndarray, denominator: np.ndarray | None = None) -> dict[str, float]:
     """Mean (or ratio of sums with `denominator`) and its 95 % percentile interval over resamples."""
     v = np.asarray(values, dtype=np.float64)
-    if len(v) == 0:
+    if len(v) == 0 or np.isnan(v).all():
         return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
     if denominator is None:
         point, stats = float(np.nanmean(v)), np.nanmean(v[idx], axis=1)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from foryou.data.lookup import member
 from foryou.data.world.truth import GroundTruth
 from foryou.eval.protocols import EvalSplit
 
@@ -22,8 +23,7 @@ def seen_by_user(split: EvalSplit) -> tuple[np.ndarray, np.ndarray]:
     """(user index, post id) pairs shown to each evaluated user before the split."""
     imp = split.train.impressions
     u, p = imp["user_id"].to_numpy(), imp["post_id"].to_numpy()
-    ui = np.searchsorted(split.users, u)
-    ok = (ui < len(split.users)) & (split.users[np.minimum(ui, len(split.users) - 1)] == u)
+    ok, ui = member(split.users, u)
     return ui[ok], p[ok]
 
 

@@ -158,7 +158,7 @@ def _calibration_section(r: dict[str, Any]) -> str:
         top = 0.0
         for name, cur in curves.items():
             ax.plot(cur["predicted"], cur["observed"], marker="o", ms=3, label=name)
-            top = max(top, *cur["predicted"], *cur["observed"])
+            top = max([top, *cur["predicted"], *cur["observed"]])
         ax.plot([0, top], [0, top], color="k", lw=0.6, ls="--")
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true probability" if group == "truth" else "observed in test window", fontsize=8)

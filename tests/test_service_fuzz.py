@@ -44,4 +44,4 @@ def test_no_5xx_on_generated_requests(tiny_world_dir, tmp_path):
                 except Unsatisfiable:  # no parameters to make invalid (/healthz, ...)
                     assert mode == GenerationMode.NEGATIVE
     assert sum(cases.values()) >= 1000, cases
-    assert len(cases) == 9 and statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses
+    assert len(cases) >= 9 and statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses

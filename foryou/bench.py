@@ -109,8 +109,9 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=N
 
 
 def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
-                 compare_int8: bool = False) -> dict[str, Any]:
-    """The promoted heavy ranker on `candidates` rows, one thread: feature hydration and inference."""
+                 compare_int8: bool = False, compare_onnx: bool = False) -> dict[str, Any]:
+    """The promoted heavy ranker on `candidates` rows, one thread: feature hydration and inference;
+    optionally beside its dynamic-int8 and ONNX Runtime variants (test-window AUC and latency)."""
     import numpy as np
     import torch
 
@@ -128,10 +129,13 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
     with torch.inference_mode():
         for i in range(repeats + 20):
             rows = rng.choice(len(store.post_id), candidates, replace=False)
+            user = rng.integers(len(store.user_ids))
             t0 = time.perf_counter()
-            x = store.compute(np.full(candidates, rng.integers(len(store.user_ids))), rows, engine.now)
+            x = store.compute(np.full(candidates, user), rows, engine.now)
             t1 = time.perf_counter()
-            net(torch.from_numpy(x), torch.from_numpy(store.topic[rows]))
+            ids = net.vocab_index(np.stack([np.full(candidates, store.user_ids[user]),
+                                            store.user_ids[store.author_row[rows]]], 1))
+            net(torch.from_numpy(x), torch.from_numpy(store.topic[rows]), torch.from_numpy(ids))
             t2 = time.perf_counter()
             if i >= 20:
                 feats.append((t1 - t0) * 1000)
@@ -140,37 +144,54 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
     result = {"bench": "ranker", "dataset": str(dataset), "model": model.version, "candidates": candidates,
               "threads": 1, "features_ms": _percentiles(feats), "inference_ms": _percentiles(infer),
               "machine": machine()}
-    if compare_int8:
-        result["int8_vs_fp32"] = _int8_comparison(dataset, store, net, candidates)
+    if compare_int8 or compare_onnx:
+        result["runtimes"] = _runtime_comparison(dataset, store, net, candidates, compare_int8, compare_onnx)
     return result
 
 
-def _int8_comparison(dataset: Path, store, net, candidates: int) -> dict[str, Any]:
-    """Dynamic int8 quantisation of the Linear layers: test-window AUC and latency beside fp32."""
+def _runtime_comparison(dataset: Path, store, net, candidates: int, int8: bool, onnx: bool) -> dict[str, Any]:
+    """Eager fp32 beside dynamic int8 (Linear layers) and/or ONNX Runtime: test-window AUC per head
+    and single-thread latency on `candidates` rows, measured interleaved in one run."""
     import warnings
 
+    import numpy as np
     import torch
 
     from foryou.data.dataset import Dataset
-    from foryou.training.heavy_ranker import build_rows, predict, split_windows
+    from foryou.training.heavy_ranker import build_rows, split_windows
     from foryou.training.metrics import auc
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's deprecation notice for the eager quantisation API
-        q = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+    def torch_runner(module):
+        def run(x: np.ndarray, topic: np.ndarray, ids: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x), torch.from_numpy(topic), torch.from_numpy(ids)).numpy()
+        return run
+
+    runners = {"fp32": torch_runner(net)}
+    if int8:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notice for the eager quantisation API
+            runners["int8"] = torch_runner(torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear},
+                                                                                   dtype=torch.qint8))
+    if onnx:
+        from foryou.models.export import OnnxHeavyRanker, to_onnx
+
+        runners["onnx"] = OnnxHeavyRanker(to_onnx(net), threads=1)
     ds = Dataset.load(dataset, validate=False)
     test = build_rows(ds, store, split_windows(ds)[2])
+    ids = net.vocab_index(test.ids)
+    x, t, i_ = test.x[:candidates], test.topic[:candidates], ids[:candidates]
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for i in range(330):
+        for name, run in runners.items():  # interleaved: machine noise hits every runtime alike
+            t0 = time.perf_counter()
+            run(x, t, i_)
+            if i >= 30:
+                times[name].append((time.perf_counter() - t0) * 1000)
     out: dict[str, Any] = {}
-    for name, model in (("fp32", net), ("int8", q)):
-        p = predict(model, test.x, test.topic)
-        x, t = torch.from_numpy(test.x[:candidates]), torch.from_numpy(test.topic[:candidates])
-        times = []
-        with torch.inference_mode():
-            for i in range(330):
-                t0 = time.perf_counter()
-                model(x, t)
-                if i >= 30:
-                    times.append((time.perf_counter() - t0) * 1000)
+    for name, run in runners.items():
+        p = np.concatenate([run(test.x[i:i + 65_536], test.topic[i:i + 65_536], ids[i:i + 65_536])
+                            for i in range(0, len(test), 65_536)])
         out[name] = {"auc": {h: round(auc(test.y[:, j], p[:, j]), 4) for j, h in enumerate(net.heads)},
-                     "inference_ms": _percentiles(times)}
+                     "inference_ms": _percentiles(times[name])}
     return out

@@ -25,6 +25,7 @@ NEGATIVE = ("not_interested", "mute", "block", "report")
 PRIOR_IMPRESSIONS = 20.0
 DAY = 86_400
 _SHIFT = np.int64(34)  # key ids in the high bits, seconds since the counter's origin in the low 34
+LIVE_RUN = 512  # live events per sorted run
 
 
 class EventCounter:
@@ -44,7 +45,9 @@ class EventCounter:
         self.totals = np.bincount(ids, minlength=len(self.uniq)).astype(np.float64)
         self.live_keys: list[int] = []
         self.live_times: list[int] = []
-        self._live_packed: tuple[np.ndarray, np.ndarray] | None = None
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._folded = 0  # live events already in a sorted run
+        self._tail: tuple[np.ndarray, np.ndarray] | None = None
 
     def _pack(self, keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         uniq, dense = np.unique(keys, return_inverse=True)
@@ -69,7 +72,27 @@ class EventCounter:
     def add(self, key: int, t: int) -> None:
         self.live_keys.append(int(key))
         self.live_times.append(int(t))
-        self._live_packed = None
+        self._tail = None
+
+    def _live(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Live events as sorted runs: every LIVE_RUN events become a run, and a run is merged with
+        the previous one while that is no longer (a binary counter, as in an LSM tree) — O(log n)
+        runs and amortised O(log n) work per event, where re-sorting everything after each event
+        made a long simulation or a busy server slower with every write. The unsorted tail
+        (< LIVE_RUN events) is packed on demand."""
+        while len(self.live_keys) - self._folded >= LIVE_RUN:
+            end = self._folded + LIVE_RUN
+            k = np.array(self.live_keys[self._folded:end], np.int64)
+            t = np.array(self.live_times[self._folded:end], np.int64)
+            self._folded = end
+            while self._runs and len(self._runs[-1][0]) <= len(k):
+                k0, t0, _, _ = self._runs.pop()
+                k, t = np.r_[k0, k], np.r_[t0, t]
+            self._runs.append((k, t, *self._pack(k, t)))
+        if self._tail is None and self._folded < len(self.live_keys):
+            self._tail = self._pack(np.array(self.live_keys[self._folded:], np.int64),
+                                    np.array(self.live_times[self._folded:], np.int64))
+        return [(u, p) for _, _, u, p in self._runs] + ([self._tail] if self._folded < len(self.live_keys) else [])
 
     def count_before(self, keys: np.ndarray, t: np.ndarray | int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)
@@ -77,9 +100,8 @@ class EventCounter:
         rel = np.clip(t - self.origin, 0, (1 << 34) - 1)
         out = self._count(self.uniq, self.packed, keys, rel, self.totals, t > self.t_max)
         if self.live_keys:
-            if self._live_packed is None:
-                self._live_packed = self._pack(np.array(self.live_keys), np.array(self.live_times))
-            out += self._count(*self._live_packed, keys, rel)
+            for uniq, packed in self._live():
+                out += self._count(uniq, packed, keys, rel)
         return out
 
     def count_between(self, keys: np.ndarray, t0: np.ndarray | int, t1: np.ndarray | int) -> np.ndarray:
@@ -120,7 +142,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_media_share", "user", "share of the viewer's positives on posts with media (smoothed)"),
     Feature("user_unsafe_negative_log", "user", "log1p(viewer's negative feedback on posts with a safety label)"),
     Feature("user_topic_rate", "user", "viewer's positives per impression on this post's topic, smoothed"),
+    Feature("user_topic_impression_share", "user",
+            "share of the viewer's impressions on this post's topic (smoothed): what past pages believed"),
     Feature("user_author_positive_log", "user_author", "log1p(viewer's positives on this author)"),
+    Feature("user_author_impressions_log", "user_author", "log1p(viewer's impressions of this author)"),
     Feature("user_author_rate", "user_author", "viewer's positives per impression of this author, smoothed"),
     Feature("user_author_negative", "user_author", "viewer's negative feedback on this author (count)"),
     Feature("in_network", "user_author", "the viewer follows the author"),
@@ -128,7 +153,7 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 # Schema of the model inputs: a model trained on another feature list or definition is rejected at
 # load time. Bump FEATURE_VERSION whenever a feature's computation changes.
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 FEATURE_SCHEMA = hashlib.sha256(f"{FEATURE_VERSION}|{'|'.join(FEATURE_NAMES)}".encode()).hexdigest()[:16]
 
 
@@ -198,6 +223,9 @@ class FeatureStore:
             "user_author_neg": c(e_user[neg] * n_users + e_author[neg], e_time[neg]),
             "follow": c(f_src * n_users + f_dst, f["created_at"].to_numpy()),
             "followers": c(f_dst, f["created_at"].to_numpy()),
+            # A History holds the edges that exist; unfollows arrive live (and cancel a follow).
+            "unfollow": c(np.zeros(0, np.int64), np.zeros(0, np.int64)),
+            "unfollowers": c(np.zeros(0, np.int64), np.zeros(0, np.int64)),
         }
         # Global rates for smoothing, point-in-time too (a build-time constant would be skew).
         self.counters["global_pos"] = c(np.zeros(int(pos.sum()), np.int64), e_time[pos])
@@ -234,8 +262,17 @@ class FeatureStore:
             c["user_neg"].add(user_row, t)
             c["user_author_neg"].add(user_row * self.n_users + author, t)
         elif kind == "follow_author":
-            c["follow"].add(user_row * self.n_users + author, t)
-            c["followers"].add(author, t)
+            self.relate(user_row, author, "follow", t)
+
+    def relate(self, user_row: int, target_row: int, action: str, t: int) -> None:
+        """A live follow or unfollow: `in_network` and `author_followers_log` see it from t on."""
+        c, key = self.counters, user_row * self.n_users + target_row
+        if action == "follow":
+            c["follow"].add(key, t)
+            c["followers"].add(target_row, t)
+        elif action == "unfollow":
+            c["unfollow"].add(key, t)
+            c["unfollowers"].add(target_row, t)
 
     def base_rates(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positives and negative feedback per impression before t (defaults until 1,000 impressions)."""
@@ -284,7 +321,7 @@ class FeatureStore:
             "author_rate": lambda: (n("author_pos", a) + k * rates()[0]) / (n("author_imp", a) + k),
             "author_impressions_log": lambda: np.log1p(n("author_imp", a)),
             "author_negative_rate": lambda: (n("author_neg", a) + k * rates()[1]) / (n("author_imp", a) + k),
-            "author_followers_log": lambda: np.log1p(n("followers", a)),
+            "author_followers_log": lambda: np.log1p(np.maximum(n("followers", a) - n("unfollowers", a), 0)),
             "user_topic_share": lambda: (n("user_topic", ut) + 1.0 / self.n_topics) / (n("user_pos", u) + 1.0),
             "user_positive_log": lambda: np.log1p(n("user_pos", u)),
             "user_impressions_log": lambda: np.log1p(n("user_imp", u)),
@@ -292,9 +329,12 @@ class FeatureStore:
             "user_media_share": lambda: (n("user_pos_media", u) + 0.4) / (n("user_pos", u) + 1.0),
             "user_unsafe_negative_log": lambda: np.log1p(n("user_neg_unsafe", u)),
             "user_topic_rate": lambda: (n("user_topic", ut) + 5 * rates()[0]) / (n("user_topic_imp", ut) + 5),
+            "user_topic_impression_share": lambda: (n("user_topic_imp", ut) + 1.0) / (n("user_imp", u) + self.n_topics),
             "user_author_positive_log": lambda: np.log1p(n("user_author_pos", ua)),
+            "user_author_impressions_log": lambda: np.log1p(n("user_author_imp", ua)),
             "user_author_rate": lambda: (n("user_author_pos", ua) + 5 * rates()[0]) / (n("user_author_imp", ua) + 5),
             "user_author_negative": lambda: n("user_author_neg", ua),
-            "in_network": lambda: (c["follow"].count_before(ua, t + 1) > 0).astype(np.float64),
+            "in_network": lambda: (c["follow"].count_before(ua, t + 1)
+                                   > c["unfollow"].count_before(ua, t + 1)).astype(np.float64),
         }
         return np.stack([defs[name]() for name in names], axis=1).astype(np.float32)

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from foryou.config import ForYouConfig, HeavyRankerConfig, TrainingConfig
 from foryou.data.dataset import Dataset
@@ -114,3 +115,30 @@ def test_served_features_equal_offline_features(tiny_world_dir):
     assert captured["x"].shape == (len(post_ids), len(FEATURE_NAMES)) and len(post_ids) > 50
     np.testing.assert_allclose(captured["x"], x_off, rtol=0, atol=1e-6)
     engine.close()
+
+
+def test_onnx_export_matches_eager_heavy_ranker():
+    """The ONNX Runtime export gives the eager network's calibrated probabilities at any batch size."""
+    from foryou.models.export import OnnxHeavyRanker, to_onnx
+    from foryou.models.heavy_ranker import HeavyRankerNet
+
+    torch.manual_seed(0)
+    net = HeavyRankerNet(12, 5, blocks=2, block_dim=16, mlp_dim=16, tower_dim=8,
+                         id_vocab=np.arange(100, 120), id_dim=4).eval()
+    runtime = OnnxHeavyRanker(to_onnx(net))
+    for n in (1, 7, 500):
+        x = torch.randn(n, 12)
+        topic = torch.randint(-1, 5, (n,))
+        ids = torch.from_numpy(net.vocab_index(np.random.default_rng(n).integers(95, 125, (n, 2))))
+        with torch.no_grad():
+            expected = net(x, topic, ids).numpy()
+        np.testing.assert_allclose(runtime(x.numpy(), topic.numpy(), ids.numpy()), expected, atol=1e-5)
+
+
+def test_id_vocabulary_maps_unknown_ids_to_the_default_row():
+    from foryou.models.heavy_ranker import HeavyRankerNet
+
+    net = HeavyRankerNet(3, 2, id_vocab=np.array([30, 10, 20]), id_dim=4)
+    np.testing.assert_array_equal(net.vocab_index(np.array([[10, 20], [30, 99]])), [[1, 2], [3, 0]])
+    assert net.vocab_index(np.array([5])).tolist() == [0]
+    assert HeavyRankerNet(3, 2).vocab_index(np.array([10])).tolist() == [0]  # no id embeddings: all default

@@ -29,6 +29,7 @@ from foryou.data.split import history
 from foryou.features import FeatureStore
 from foryou.graph.index import KIND_CODE, ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
+from foryou.graph.realgraph import KINDS as REALGRAPH_KINDS
 from foryou.logs import Timer
 from foryou.timeline.models import load_models
 from foryou.timeline.pipeline import for_you_pipeline
@@ -242,7 +243,7 @@ class RecommendationEngine:
         with self._lock:
             self.state.overlay.record(u, p, kind, t)
             self.state.features.record(u, p, kind, t)
-            if self.state.realgraph is not None and kind != "impression":
+            if self.state.realgraph is not None and kind in REALGRAPH_KINDS:
                 self.state.realgraph.record(u, int(idx.author_row[p]), kind, t)
             if self.state.simclusters is not None and kind == "like":
                 self.state.simclusters.add_like(u, p, t)
@@ -269,7 +270,7 @@ class RecommendationEngine:
                                           strict=True):
                 ov.record(ur, pr, kind, t)
                 fs.record(ur, pr, kind, t)
-                if rg is not None and kind != "impression":
+                if rg is not None and kind in REALGRAPH_KINDS:
                     rg.record(ur, a, kind, t)
                 if sc is not None and kind == "like":
                     sc.add_like(ur, pr, t)
@@ -300,10 +301,10 @@ class RecommendationEngine:
                 s.overlay.follow(u, v)
                 if s.realgraph is not None:
                     s.realgraph.record(u, v, "follow", t)
-                s.features.counters["follow"].add(u * s.features.n_users + v, t)
-                s.features.counters["followers"].add(v, t)
+                s.features.relate(u, v, "follow", t)
             elif action == "unfollow":
                 s.overlay.unfollow(u, v)
+                s.features.relate(u, v, "unfollow", t)
             elif action in ("block", "mute"):
                 s.overlay.block(u, v)
             else:

@@ -28,8 +28,10 @@ class TrainedHeavyRanker:
         rows = batch["post_row"]
         x = batch["features"] if "features" in batch else self.store.compute(
             np.full(len(rows), query.user_row), rows, query.now)  # hydrated once per request
+        s = self.store
+        ids = self.net.vocab_index(np.stack([np.full(len(rows), query.user_id), s.user_ids[s.author_row[rows]]], 1))
         with torch.inference_mode():
-            p = self.net(torch.from_numpy(x), torch.from_numpy(self.store.topic[rows])).numpy()
+            p = self.net(torch.from_numpy(x), torch.from_numpy(s.topic[rows]), torch.from_numpy(ids)).numpy()
         return {h: p[:, j] for j, h in enumerate(self.net.heads)}
 
 
@@ -43,9 +45,12 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
     if tensors is not None and version is not None:
         try:
             extra = version.extra or {}
+            cfg = version.config
+            vocab = np.zeros(len(tensors["id_vocab"]) if "id_vocab" in tensors else 0, np.int64)  # filled below
             net = HeavyRankerNet(len(FEATURE_NAMES), int(extra["n_topics"]), tuple(extra["heads"]),
-                                 blocks=int(version.config["blocks"]), block_dim=int(version.config["block_dim"]),
-                                 mlp_dim=int(version.config["mlp_dim"]), tower_dim=int(version.config["tower_dim"]))
+                                 blocks=int(cfg["blocks"]), block_dim=int(cfg["block_dim"]),
+                                 mlp_dim=int(cfg["mlp_dim"]), tower_dim=int(cfg["tower_dim"]),
+                                 id_vocab=vocab, id_dim=int(cfg.get("id_dim", 0)))
             net.load_state_dict(tensors)
             models["heavy_ranker"] = TrainedHeavyRanker(net, store, version.label)
         except (KeyError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit

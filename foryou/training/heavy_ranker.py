@@ -33,6 +33,7 @@ class Rows:
     x: np.ndarray  # rows × features (float32)
     topic: np.ndarray  # rows (int64, −1 unknown)
     y: np.ndarray  # rows × heads (float32)
+    ids: np.ndarray  # rows × 2 (int64): viewer and author user ids, for the id embeddings
 
     def __len__(self) -> int:
         return len(self.time)
@@ -56,7 +57,8 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
     for j, head in enumerate(HEADS):
         kinds = HEAD_KINDS.get(head, (head,))
         y[:, j] = np.isin(key, e_key[np.isin(e_kind, kinds)])
-    return Rows(u, p, t, store.compute(u, p, t), store.topic[p], y)
+    ids = np.stack([store.user_ids[u], store.user_ids[store.author_row[p]]], axis=1)
+    return Rows(u, p, t, store.compute(u, p, t), store.topic[p], y, ids)
 
 
 def _batches(n: int, size: int, rng: np.random.Generator | None):
@@ -65,28 +67,37 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
         yield order[i:i + size]
 
 
-def _loss(net: HeavyRankerNet, tensors: tuple[torch.Tensor, ...], idx: torch.Tensor) -> torch.Tensor:
-    x, topic, y = tensors
-    return nn.functional.binary_cross_entropy_with_logits(net.logits(x[idx], topic[idx]), y[idx])
+def _loss(net: HeavyRankerNet, tensors: tuple[torch.Tensor, ...], idx: torch.Tensor,
+          id_dropout: float = 0.0) -> torch.Tensor:
+    x, topic, y, ids = tensors
+    ids = ids[idx]
+    if id_dropout > 0:  # teach the "unknown" rows (0) what a new user or author looks like
+        ids = ids.masked_fill(torch.rand(ids.shape) < id_dropout, 0)
+    return nn.functional.binary_cross_entropy_with_logits(net.logits(x[idx], topic[idx], ids), y[idx])
 
 
-def _tensors(rows: Rows) -> tuple[torch.Tensor, ...]:
-    return torch.from_numpy(rows.x), torch.from_numpy(rows.topic), torch.from_numpy(rows.y)
+def _tensors(net: HeavyRankerNet, rows: Rows) -> tuple[torch.Tensor, ...]:
+    return (torch.from_numpy(rows.x), torch.from_numpy(rows.topic), torch.from_numpy(rows.y),
+            torch.from_numpy(net.vocab_index(rows.ids)))
 
 
 @torch.no_grad()
-def predict(net: HeavyRankerNet, x: np.ndarray, topic: np.ndarray, batch: int = 65_536) -> np.ndarray:
+def predict(net: HeavyRankerNet, x: np.ndarray, topic: np.ndarray, ids: np.ndarray | None = None,
+            batch: int = 65_536) -> np.ndarray:
+    """Calibrated probabilities for feature rows; `ids` = raw (viewer, author) user ids per row."""
     net.eval()
-    out = [net(torch.from_numpy(x[i:i + batch]), torch.from_numpy(topic[i:i + batch])).numpy()
+    idx = net.vocab_index(ids if ids is not None else np.zeros((len(x), 2), np.int64))
+    out = [net(torch.from_numpy(x[i:i + batch]), torch.from_numpy(topic[i:i + batch]),
+               torch.from_numpy(idx[i:i + batch])).numpy()
            for i in range(0, len(x), batch)]
     return np.concatenate(out) if out else np.empty((0, len(net.heads)), np.float32)
 
 
 def _calibrate(net: HeavyRankerNet, rows: Rows) -> None:
     """Platt scaling per head on validation rows: p = σ(a·logit + b)."""
+    x, topic, _, ids = _tensors(net, rows)
     with torch.no_grad():
-        logits = torch.cat([net.logits(torch.from_numpy(rows.x[i]), torch.from_numpy(rows.topic[i]))
-                            for i in _batches(len(rows), 65_536, None)])
+        logits = torch.cat([net.logits(x[i], topic[i], ids[i]) for i in _batches(len(rows), 65_536, None)])
     y = torch.from_numpy(rows.y)
     a = torch.ones(len(net.heads), requires_grad=True)
     b = torch.zeros(len(net.heads), requires_grad=True)
@@ -109,19 +120,21 @@ def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRanker
     progress = progress or (lambda stage, frac: None)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim, cfg.tower_dim)
+    vocab = np.unique(train.ids) if cfg.id_dim else None  # every viewer and author the train window saw
+    net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim, cfg.tower_dim,
+                         id_vocab=vocab, id_dim=cfg.id_dim)
     net.mean.copy_(torch.from_numpy(train.x.mean(0)))
     net.std.copy_(torch.from_numpy(train.x.std(0) + 1e-6))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_state, stale, history = float("inf"), None, 0, []
     t0, seen = time.perf_counter(), 0
-    tr, va = _tensors(train), _tensors(valid)
+    tr, va = _tensors(net, train), _tensors(net, valid)
     for epoch in range(cfg.epochs):
         net.train()
         n_batches = -(-len(train) // cfg.batch_size)
         for i, idx in enumerate(_batches(len(train), cfg.batch_size, rng)):
             opt.zero_grad()
-            loss = _loss(net, tr, torch.from_numpy(idx))
+            loss = _loss(net, tr, torch.from_numpy(idx), cfg.id_dropout)
             loss.backward()
             opt.step()
             seen += len(idx)
@@ -151,7 +164,7 @@ def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRanker
 def evaluate(net: HeavyRankerNet, rows: Rows, truth=None, store: FeatureStore | None = None) -> dict:
     """Per-head AUC / RCE / PR-AUC / calibration error on `rows`; with a GroundTruth, the AUC of the
     true probabilities on the same rows (the ceiling any model can reach)."""
-    probs = predict(net, rows.x, rows.topic)
+    probs = predict(net, rows.x, rows.topic, rows.ids)
     out = {}
     true = None
     if truth is not None and store is not None:

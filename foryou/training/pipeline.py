@@ -125,6 +125,7 @@ def tune_heavy_ranker(train, valid, n_topics: int, cfg: HeavyRankerConfig, trial
             "blocks": trial.suggest_int("blocks", 1, 3),
             "block_dim": trial.suggest_categorical("block_dim", [32, 64, 128]),
             "mlp_dim": trial.suggest_categorical("mlp_dim", [64, 128, 256]),
+            "id_dim": trial.suggest_categorical("id_dim", [0, 8, 16, 32]),
         })
         _, fit = train_heavy_ranker(train, valid, n_topics, trial_cfg)
         progress("tuning", (trial.number + 1) / trials)

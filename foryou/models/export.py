@@ -1,0 +1,46 @@
+"""Export of the heavy ranker for serving runtimes other than eager torch (ONNX Runtime).
+
+Kept optional: `foryou bench ranker --onnx` measures it beside eager fp32, and it is only worth
+serving if it is faster at equal AUC (BENCHMARKS.md has both figures).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+
+from foryou.models.heavy_ranker import HeavyRankerNet
+
+
+def to_onnx(net: HeavyRankerNet) -> bytes:
+    """The calibrated network as an ONNX graph with a dynamic batch axis (inputs x, topic, ids)."""
+    n_features = net.mean.shape[0]
+    args = (torch.zeros(2, n_features), torch.zeros(2, dtype=torch.int64), torch.zeros((2, 2), dtype=torch.int64))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(net.eval(), args, buf, input_names=["x", "topic", "ids"], output_names=["p"],
+                          dynamic_axes={name: {0: "n"} for name in ("x", "topic", "ids", "p")}, dynamo=False)
+    return buf.getvalue()
+
+
+class OnnxHeavyRanker:
+    """An ONNX Runtime session with the heavy ranker's call signature (numpy in, numpy out)."""
+
+    def __init__(self, model: bytes, threads: int = 1):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ValueError("ONNX export needs onnxruntime: pip install 'foryou[onnx]'") from exc
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray, topic: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """`ids` = vocabulary rows (HeavyRankerNet.vocab_index), as the eager network takes them."""
+        feed = {"x": x, "topic": topic.astype(np.int64), "ids": ids.astype(np.int64)}
+        names = {i.name for i in self.session.get_inputs()}  # an id-less network has no "ids" input
+        return self.session.run(None, {k: v for k, v in feed.items() if k in names})[0]

@@ -760,6 +760,11 @@ def _print_eval(r: dict[str, Any]) -> None:
             cells.append(f"{o['mean']:.3f} [{o['lo']:.3f}, {o['hi']:.3f}]")
         table.add_row(name, *cells, style="bold" if name == "foryou" else None)
     console.print(table)
+    stages = r.get("retrieval", {}).get("stages", {})
+    if stages:
+        console.print("  retrieval recall@K: " + ", ".join(
+            f"{n} {s['recall']['mean']:.3f} (K={s['candidates_per_user']:g})" for n, s in stages.items()),
+            highlight=False)
     for key, value in r["targets"].items():
         console.print(f"  {key}: {_fmt(value)}", highlight=False)
 

@@ -98,6 +98,8 @@ class SourcesConfig(Strict):
     trending: int = Field(100, ge=0)
     topic_trending: int = Field(150, ge=0, description="most engaged recent posts of the viewer's top topics")
     trending_hours: float = Field(24.0, gt=0)
+    trending_count_hours: float = Field(24.0, gt=0, description="trending / topic_trending rank posts by positive "
+                                        "engagements in this window before the index build (catalogs: 720)")
     max_age_hours: float = Field(48.0, gt=0, description="TooOldFilter: older posts are dropped")
 
 

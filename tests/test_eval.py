@@ -169,7 +169,7 @@ def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
     page = (out / "index.html").read_text()
     assert set(r["methods"]) == {"foryou", *BASELINES}
     assert r["users"] == 60 and "oracle" in r and "best_own_candidates" in r["oracle"]["methods"]
-    assert page.count("data:image/png;base64,") >= 6  # bars, oracle, sources, 2 calibration, scores
+    assert page.count("data:image/png;base64,") >= 7  # bars, oracle, sources, retrieval, 2 calibration, scores
     embedded = re.search(r'<script type="application/json" id="metrics">(.*?)</script>', page, re.S).group(1)
     assert json.loads(embedded.replace("<\\/", "</")) == r
     cells = _Cells()
@@ -187,6 +187,12 @@ def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
         assert cells.cells[(method, "oracle.ratio")]["text"].startswith(fmt(o["mean"]))
     for source, s in r["sources"].items():
         assert cells.cells[(source, "sources.hits")]["text"] == fmt(s["hits"])
+    stages = r["retrieval"]["stages"]
+    assert {"trending", "merged", "after_filters", "page"} <= set(stages) and "retrieval recall@K" in res.stdout
+    for stage, s in stages.items():
+        c = cells.cells[(stage, "retrieval.recall")]
+        assert float(c["data-value"]) == s["recall"]["mean"] or np.isnan(s["recall"]["mean"])
+        assert cells.cells[(stage, "retrieval.candidates_per_user")]["text"] == fmt(s["candidates_per_user"])
     assert checked == len(r["methods"]) * len(r["methods"]["foryou"]["ranking"])
 
 

@@ -19,7 +19,7 @@ from foryou.data.lookup import member
 from foryou.eval import metrics as M
 from foryou.eval.baselines import BASELINES, Catalog, build_catalog, make_baseline
 from foryou.eval.protocols import EvalSplit, make_split
-from foryou.eval.system import Pages, candidate_pipeline, candidates_of, serve_pages
+from foryou.eval.system import Pages, Retrieved, candidate_pipeline, candidates_of, retrieve, serve_pages
 
 log = logging.getLogger("foryou.eval")
 SYSTEM = "foryou"
@@ -59,6 +59,9 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
     if protocol == "minirecsys":  # the mimic's engagement metrics read a separate 100-item request
         scored = serve_pages(engine, split, MINIRECSYS_ENGAGEMENT_N, lambda f: progress("our 100-item lists", f))
     timings["system"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    retrieved = retrieve(engine, split, page_n, lambda f: progress("retrieval recall", f))
+    timings["retrieval"] = time.perf_counter() - t0
 
     catalog = build_catalog(split, config.timeline.sources.max_age_hours)
     if len(catalog) == 0 or (pages.post_id < 0).all():
@@ -98,6 +101,7 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
         "engine_errors": pages.errors, "notes": split.notes + _notes(baselines), "methods": methods,
         "sources": _sources(pages, split),
     }
+    result["retrieval"] = _retrieval(retrieved, pages, split, idx)
     hits_all = M.hits_matrix(scored.post_id, split.truth_user, split.truth_post)
     valid = scored.post_id >= 0
     result["score_distribution"] = _score_hist(p_engaged(scored, split.positive_kinds)[valid], hits_all[valid])
@@ -187,6 +191,27 @@ def _sources(pages: Pages, split: EvalSplit) -> dict[str, dict[str, float]]:
                      "share_of_hits": round(h / total_hits, 6) if total_hits else 0.0,
                      "hits@10": int(hits[m & top10].sum())}
     return out
+
+
+def _retrieval(r: Retrieved, pages: Pages, split: EvalSplit, idx: np.ndarray) -> dict[str, Any]:
+    """Recall of each retrieval stage against the test-window engagements a page served at the split
+    could hold: per user |candidates ∩ relevant| / |relevant|, K = that stage's candidate count."""
+    stages = {**r.sources, "merged": r.merged, "after_filters": r.filtered,
+              "page": pages.post_id}
+    n_rel = split.n_relevant.astype(np.float64)
+    rows = {}
+    for name, ids in stages.items():
+        hits = M.hits_matrix(ids, split.truth_user, split.truth_post).sum(1) if ids.shape[1] else \
+            np.zeros(len(split.users), np.int64)
+        k = (ids >= 0).sum(1)
+        rows[name] = {"candidates_per_user": round(float(k.mean()), 1), "recall": _summary(hits / n_rel, idx),
+                      "recall_pooled": round(float(hits.sum() / n_rel.sum()), 6), "hits": int(hits.sum()),
+                      "users_with_candidates": int((k > 0).sum())}
+    return {"what": "recall@K per retrieval stage: per user |candidates ∩ test-window engagements on posts that "
+                    "existed at the split| / |those engagements|, K = the stage's candidates for that user "
+                    "(each source after its light-ranker cut; merged = their deduplicated union; after_filters = "
+                    "what the heavy ranker scores; page = the served page); mean over users with a bootstrap "
+                    "95 % interval, pooled = Σ hits / Σ relevant", "stages": rows}
 
 
 def _score_hist(p: np.ndarray, y: np.ndarray, bins: int = 30) -> dict[str, Any]:

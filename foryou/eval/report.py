@@ -149,6 +149,30 @@ def _sources_section(r: dict[str, Any]) -> str:
             + f'<div class="plots">{_png(fig)}</div>')
 
 
+def _retrieval_section(r: dict[str, Any]) -> str:
+    rt = r.get("retrieval")
+    if not rt:
+        return ""
+    s = rt["stages"]
+    names = list(s)
+    mean = np.array([s[n]["recall"]["mean"] for n in names], dtype=float)
+    lo = np.array([s[n]["recall"]["lo"] for n in names], dtype=float)
+    hi = np.array([s[n]["recall"]["hi"] for n in names], dtype=float)
+    fig = Figure(figsize=(5.5, 2.8))
+    ax = fig.subplots()
+    stage = [n in ("merged", "after_filters", "page") for n in names]
+    ax.bar(names, np.nan_to_num(mean), yerr=np.nan_to_num(np.vstack([mean - lo, hi - mean])), capsize=3,
+           color=[COLORS["foryou"] if st else GREY for st in stage])
+    for i, n in enumerate(names):
+        ax.annotate(f"K={s[n]['candidates_per_user']:g}", (i, np.nan_to_num(mean[i])), ha="center", va="bottom",
+                    fontsize=6, xytext=(0, 2), textcoords="offset points")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    ax.set_title("retrieval recall@K by stage (95 % CI)", fontsize=10)
+    cols = ["candidates_per_user", "recall", "recall_pooled", "hits", "users_with_candidates"]
+    return (f"<h2>Retrieval recall</h2><p>{html.escape(rt['what'])}.</p>" + _table(s, cols, "retrieval.", "stage")
+            + f'<div class="plots">{_png(fig)}</div>')
+
+
 def _calibration_section(r: dict[str, Any]) -> str:
     c = r["calibration"]
     plots = []
@@ -237,7 +261,8 @@ def render_html(r: dict[str, Any]) -> str:
 <h1>foryou offline evaluation — {html.escape(r['dataset_name'])} ({html.escape(r['protocol'])})</h1>
 <table>{info_rows}</table><p>Config overrides: {overrides}</p><p>Models served:</p><ul>{models}</ul>
 <ul>{notes}</ul>
-{_targets_section(r)}{_ranking_section(r)}{_oracle_section(r)}{_sources_section(r)}{_engagement_section(r)}
+{_targets_section(r)}{_ranking_section(r)}{_oracle_section(r)}{_sources_section(r)}{_retrieval_section(r)}
+{_engagement_section(r)}
 {_beyond_section(r)}{_calibration_section(r)}{_score_section(r)}{_heads_section(r)}
 <h2>Time</h2><table>{seconds}</table>
 <script type="application/json" id="metrics">{payload}</script>

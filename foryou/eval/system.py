@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from foryou.eval.protocols import EvalSplit
-from foryou.mixer import ProductPipeline
+from foryou.mixer import CandidateBatch, ProductPipeline, RunContext
 from foryou.timeline.engine import RecommendationEngine
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.scorers import HEADS
@@ -48,6 +48,60 @@ def serve_pages(engine: RecommendationEngine, split: EvalSplit, n: int,
     if progress is not None:
         progress(1.0)
     return Pages(post, score, source, in_net, preds, sorted(errors))
+
+
+@dataclass
+class Retrieved:
+    """What retrieval produced per user, as users × width post ids (−1 = empty): each candidate source
+    after its own light-ranker cut, their deduplicated union, and that union after the pre-ranking filters."""
+
+    sources: dict[str, np.ndarray]
+    merged: np.ndarray
+    filtered: np.ndarray
+
+
+def retrieve(engine: RecommendationEngine, split: EvalSplit, n: int,
+             progress: Callable[[float], None] | None = None) -> Retrieved:
+    """Run the engine's query hydrators, candidate pipelines, dedup and filters (no ranking) per user."""
+    p = engine.pipeline
+    names = [cp.name for cp in p.candidate_pipelines]
+    per: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    merged: list[np.ndarray] = []
+    filtered: list[np.ndarray] = []
+    for i, user in enumerate(split.users.tolist()):
+        row = engine.state.index.user_row(int(user))
+        query = TimelineQuery(user_id=int(user), user_row=row, now=int(split.as_of), n=n)
+        for h in p.query_hydrators:
+            query.features.update(h.hydrate(query))
+        ctx = RunContext()
+        parts = [cp.run(query, ctx) for cp in p.candidate_pipelines]
+        for name, b in zip(names, parts, strict=True):
+            per[name].append(_ids(b))
+        batch = CandidateBatch.concat(parts)
+        if len(batch):
+            _, first = np.unique(batch["post_id"], return_index=True)
+            batch = batch.take(np.sort(first))
+        merged.append(_ids(batch))
+        for f in p.filters:
+            if len(batch):
+                batch = batch.filter(f.keep(query, batch))
+        filtered.append(_ids(batch))
+        if progress is not None and i % 20 == 0:
+            progress((i + 1) / len(split.users))
+    if progress is not None:
+        progress(1.0)
+    return Retrieved({name: _pad(v) for name, v in per.items()}, _pad(merged), _pad(filtered))
+
+
+def _ids(batch: CandidateBatch) -> np.ndarray:
+    return np.asarray(batch["post_id"], dtype=np.int64) if len(batch) else np.empty(0, np.int64)
+
+
+def _pad(lists: list[np.ndarray]) -> np.ndarray:
+    out = np.full((len(lists), max((len(v) for v in lists), default=0)), -1, dtype=np.int64)
+    for i, v in enumerate(lists):
+        out[i, :len(v)] = v
+    return out
 
 
 def candidate_pipeline(engine: RecommendationEngine) -> ProductPipeline:

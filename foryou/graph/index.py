@@ -2,9 +2,10 @@
 
 - users: sorted ids ↔ rows; the follow graph as CSR over rows;
 - posts: columns by row, plus a per-author time-sorted store for in-network retrieval;
-- engagement counters per post (and the time of each, for velocities);
+- engagement counters per post (and the time of each, for velocities and trending windows);
 - the recent user→post engagement graph that UTEG walks (last `uteg_window_s`);
-- per-user seen posts (impressions) and negative signals (blocked / muted / not-interested authors).
+- per-user seen posts (impressions ∪ the user's own engagements: positives-only data logs no
+  impressions) and negative signals (blocked / muted / not-interested authors).
 
 Everything is built from a `History`, so an index for time t never contains an event at or after t.
 """
@@ -34,9 +35,12 @@ class CSR:
     values: np.ndarray
 
     @classmethod
-    def build(cls, rows: np.ndarray, values: np.ndarray, n_rows: int) -> CSR:
+    def build(cls, rows: np.ndarray, values: np.ndarray, n_rows: int, unique: bool = False) -> CSR:
         # One int64 sort of row·2⁴⁰ + value is several times faster than lexsort.
         keys = np.sort(rows.astype(np.int64) * _BIG + values)
+        if unique and len(keys):
+            keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
+            rows = keys // _BIG
         indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n_rows))].astype(np.int64)
         return cls(indptr, keys % _BIG)
 
@@ -95,6 +99,10 @@ class ServingIndex:
         day = e_time >= self.as_of - 86_400
         positive = np.isin(e_kind, [KIND_CODE[k] for k in POSITIVE])
         self.counts_24h = np.bincount(e_post[positive & day], minlength=n_posts).astype(np.int32)
+        # Positive engagements by time, for trending counts over a configurable window (`positives_since`).
+        order = np.argsort(e_time[positive], kind="stable")
+        self.positive_time, self.positive_post = e_time[positive][order], e_post[positive][order]
+        self._positives_since: tuple[tuple[int, int], np.ndarray] | None = None
         # UTEG: recent positive engagements, user row → post rows.
         recent = positive & (e_time >= self.as_of - uteg_window_s)
         self.uteg = CSR.build(e_user[recent], e_post[recent], n_users)
@@ -110,7 +118,10 @@ class ServingIndex:
 
         i = h.impressions
         i_post = self.post_rows(i["post_id"].to_numpy())
-        self.seen = CSR.build(rows_of(self.user_ids, i["user_id"].to_numpy(), "user"), i_post, n_users)
+        # Seen = impressions ∪ the user's own engagements (the same on logged worlds; on positives-only
+        # data, which has no impressions, this keeps posts a user already engaged with off their page).
+        i_user = rows_of(self.user_ids, i["user_id"].to_numpy(), "user")
+        self.seen = CSR.build(np.r_[i_user, e_user], np.r_[i_post, e_post], n_users, unique=True)
         self.impressions_count = np.bincount(i_post, minlength=n_posts).astype(np.int32)
         self.author_followers = self.follows.in_degree()
         # Author reputation: positive engagements and impressions summed over the author's posts.
@@ -128,6 +139,16 @@ class ServingIndex:
         self.base_rate = {k: float(self.counts[k].sum()) / denom for k in ENGAGEMENT_KINDS}
 
     # -- lookups ----------------------------------------------------------------------------------
+
+    def positives_since(self, since: int) -> np.ndarray:
+        """Positive engagements per post row at or after `since` (before the build; live posts count 0).
+        Cached for the last `since`: trending asks with the same window on every request."""
+        n = len(self.post_id)
+        if self._positives_since is None or self._positives_since[0] != (since, n):
+            lo = int(np.searchsorted(self.positive_time, since))
+            counts = np.bincount(self.positive_post[lo:], minlength=n).astype(np.int32)
+            self._positives_since = ((since, n), counts)
+        return self._positives_since[1]
 
     def user_row(self, user_id: int) -> int | None:
         r = int(np.searchsorted(self.user_ids, user_id))

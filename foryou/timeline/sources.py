@@ -35,6 +35,18 @@ class _Source(CandidateSource):
         return CandidateBatch({"post_row": rows, "post_id": idx.post_id[rows], "author_row": idx.author_row[rows],
                                "retrieval_score": np.asarray(score, dtype=np.float32)})
 
+    def trending_counts(self, rows: np.ndarray) -> np.ndarray:
+        """Positive engagements of these posts in the `trending_count_hours` before the index build,
+        plus the live ones since (overlay). 24 h is the feed's velocity; a catalog (movies, artists)
+        trends over weeks, and a day of its events is a noisy sample of its popularity."""
+        ov = self.state.overlay
+        hours = self.cfg.trending_count_hours
+        if hours == 24:
+            return ov.counts_24h[rows]
+        idx = self.state.index
+        live = ov.counts_24h[rows] - idx.counts_24h[rows]
+        return idx.positives_since(idx.as_of - int(hours * HOUR))[rows] + live
+
 
 class InNetworkSource(_Source):
     """Recent posts of the viewer's RealGraph-top follows (24 h; 48 h for light users)."""
@@ -132,7 +144,8 @@ class FollowRecommendationSource(_Source):
 
 
 class TrendingSource(_Source):
-    """The most engaged posts of the last day: the cold-start path for users with no follows.
+    """The most engaged posts (`trending_count_hours`, a day by default): the cold-start path for
+    users with no follows.
 
     The same for every viewer, so it is computed once per (time, ~1,000 overlay events) and reused."""
 
@@ -149,7 +162,7 @@ class TrendingSource(_Source):
             return self._cache[1]
         idx = self.state.index
         rows = idx.recent_posts(query.now - int(self.cfg.trending_hours * HOUR), query.now)
-        score = self.state.overlay.counts_24h[rows].astype(np.float32)
+        score = self.trending_counts(rows).astype(np.float32)
         keep = top_k(score, self.cfg.trending)
         batch = self.batch(rows[keep], score[keep])
         self._cache = (key, batch)
@@ -174,7 +187,7 @@ class TopicTrendingSource(_Source):
         if self._cache is None or self._cache[0] != key:
             idx = self.state.index
             rows = idx.recent_posts(now - int(self.cfg.max_age_hours * HOUR), now)
-            score = self.state.overlay.counts_24h[rows].astype(np.float64) - 1e-9 * (now - idx.created_at[rows])
+            score = self.trending_counts(rows).astype(np.float64) - 1e-9 * (now - idx.created_at[rows])
             topic = idx.topic[rows]
             lists = []
             for t in range(idx.n_topics):  # a few dozen topics, once per refresh

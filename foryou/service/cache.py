@@ -4,7 +4,8 @@ X's home mixer keeps a user's scored candidates for 3 minutes and serves the nex
 without re-running retrieval and ranking. Here an entry holds the top `cache_depth` ranked items;
 a request is served from it when enough items remain after removing those its cursor already
 served. An entry dies after the TTL, on any write of the user's own (engagement, follow, block,
-mute ...), or when a followed account posts something new (so it is a candidate at once).
+mute ...), or when a followed account posts something new (so it is a candidate at once), and is
+not used for a request served under other experiment arms than the ones it was ranked under.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class CacheEntry:
     response: Any  # the TimelineResponse it came from (timings, sources, models)
     expires: float
     new_posts_seen: int  # overlay.new_posts when built: later posts are checked against follows
+    variant: str = ""  # the experiment arms it was ranked under ("" = none)
 
 
 class ScoredCandidateCache:
@@ -51,12 +53,13 @@ class ScoredCandidateCache:
             self._entries.move_to_end(user_id)
             return e
 
-    def put(self, user_id: int, items: list[Any], complete: bool, response: Any, new_posts_seen: int) -> None:
+    def put(self, user_id: int, items: list[Any], complete: bool, response: Any, new_posts_seen: int,
+            variant: str = "") -> None:
         if not self.enabled:
             return
         with self._lock:
             self._entries[user_id] = CacheEntry(items, complete, response, time.monotonic() + self.ttl_s,
-                                                new_posts_seen)
+                                                new_posts_seen, variant)
             self._entries.move_to_end(user_id)
             while len(self._entries) > self.max_users:
                 self._entries.popitem(last=False)

@@ -3,6 +3,8 @@
 A cursor must work on whichever worker process serves the next page, and after a restart, so it
 carries the served ids itself: sorted, delta-encoded as unsigned varints, base64url. A page of
 35 posts costs ~50 characters. A forged cursor can only change its holder's own next page.
+A v2 cursor also carries the scroll session's id (the first varint), so every page of one session
+is logged as one session in the experiment exposures whichever worker serves it.
 """
 
 from __future__ import annotations
@@ -12,32 +14,44 @@ import binascii
 
 MAX_CURSOR_CHARS = 8192
 PREFIX = "v1."
+PREFIX_V2 = "v2."
 
 
 class BadCursor(ValueError):
     pass
 
 
-def encode(post_ids: set[int] | frozenset[int]) -> str:
+def encode(post_ids: set[int] | frozenset[int], session: int | None = None) -> str:
     out = bytearray()
+    if session is not None:
+        _varint(out, session)
     prev = 0
     for pid in sorted(post_ids):
-        d = pid - prev
+        _varint(out, pid - prev)
         prev = pid
-        while True:
-            b = d & 0x7F
-            d >>= 7
-            out.append(b | (0x80 if d else 0))
-            if not d:
-                break
-    return PREFIX + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+    return (PREFIX if session is None else PREFIX_V2) + base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+
+
+def _varint(out: bytearray, d: int) -> None:
+    while True:
+        b = d & 0x7F
+        d >>= 7
+        out.append(b | (0x80 if d else 0))
+        if not d:
+            break
 
 
 def decode(cursor: str | None) -> frozenset[int]:
+    return decode_session(cursor)[0]
+
+
+def decode_session(cursor: str | None) -> tuple[frozenset[int], int | None]:
+    """(served post ids, the session id: None for no cursor or a v1 cursor)."""
     if not cursor:
-        return frozenset()
-    if len(cursor) > MAX_CURSOR_CHARS or not cursor.startswith(PREFIX):
+        return frozenset(), None
+    if len(cursor) > MAX_CURSOR_CHARS or not cursor.startswith((PREFIX, PREFIX_V2)):
         raise BadCursor("malformed cursor")
+    with_session = cursor.startswith(PREFIX_V2)
     raw = cursor[len(PREFIX):]
     try:
         data = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
@@ -53,6 +67,10 @@ def decode(cursor: str | None) -> frozenset[int]:
             prev += cur
             ids.append(prev)
             cur, shift = 0, 0
-    if shift:
+    if shift or (with_session and not ids):
         raise BadCursor("malformed cursor")
-    return frozenset(ids)
+    if with_session:
+        session = ids[0]
+        ids = [b - session for b in ids[1:]]  # the deltas ran on from the session varint
+        return frozenset(ids), session
+    return frozenset(ids), None

@@ -5,6 +5,18 @@ by `catch_up`, which applies every stored event this process has not applied yet
 Reads call `catch_up` too (one `PRAGMA data_version` when nothing changed), so with several worker
 processes each one sees the others' writes on its next request, and a restart rebuilds the
 real-time overlay by replaying the store.
+
+The world clock (the `t` of new events and the `now` pages are ranked at) starts at the dataset's
+end and runs with wall time while events arrive, but an idle gap (no event stored) counts as at most
+`clock_idle_cap_s` (1 h by default): a server left idle for days resumes where its world left off
+instead of finding every post older than the recency windows (48 h in-network, 24 h velocity).
+It is derived from the newest stored event, so every worker and every restart agree on it.
+`clock_idle_cap_s=0` freezes the clock at the newest event (reproducible pages).
+
+A/B experiments (`foryou experiments create`) apply here: a page is ranked with the merged config
+overrides of the user's arms, the exposure (experiment, arm, user, time, scroll session, posts) is
+logged, and engagements written through the service go to the experiment log as outcome events, so
+`foryou experiments results` analyses live traffic.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
+import random
 import threading
 import time
 import uuid
@@ -24,6 +38,9 @@ import numpy as np
 
 from foryou.config import ForYouConfig
 from foryou.data.schema import POST_KINDS
+from foryou.experiments.assignment import assign
+from foryou.experiments.runtime import ActiveExperiments
+from foryou.experiments.store import ExperimentLog, ExperimentStore
 from foryou.graph.index import POSITIVE
 from foryou.service import cursor as cursors
 from foryou.service import metrics
@@ -36,6 +53,7 @@ log = logging.getLogger("foryou.service")
 LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
 # Relations the dataset schema cannot hold (account-level blocks and mutes): always replayed.
 UNFOLDED_RELATIONS = ("block", "mute", "unblock", "unmute")
+IDLE_CAP_S = 3600.0
 
 
 def store_path(dataset: Path) -> Path:
@@ -65,6 +83,7 @@ class InvalidEvent(ValueError):
 class ServiceOptions:
     trace_log: Path = Path("runs/logs/trace.jsonl")
     store: Path | None = None  # default: DATASET/.service/events.sqlite
+    clock_idle_cap_s: float = IDLE_CAP_S  # an idle gap advances the world clock by at most this (0: frozen)
 
 
 class Service:
@@ -83,10 +102,11 @@ class Service:
         self.as_of = int(self.engine.now)
         self.store = EventStore(options.store or store_path(self.dataset),
                                 base_post_id=int(idx.post_id[-1]) if len(idx.post_id) else 0)
-        # The world clock: the dataset's end plus wall time since the store was created, shared by
-        # every worker and restart (so replayed events keep their times and posts age normally).
-        self._epoch_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
-        self._epoch_world = int(self.store.init_meta("epoch_world", str(self.as_of)))
+        # The world clock runs from the newest stored event (or the store's creation), see the module doc.
+        self._idle_cap_s = max(float(options.clock_idle_cap_s), 0.0)
+        self._last_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
+        self._last_world = int(self.store.init_meta("epoch_world", str(self.as_of)))
+        self.experiments = _Experiments(self.dataset)
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
         self.trace = TraceLog(options.trace_log, cfg.trace_log_bytes, cfg.trace_log_backups)
@@ -95,6 +115,7 @@ class Service:
         self._folded = compacted_seq(self.dataset)
         self._data_version = -1
         replayed = self.catch_up(force=True)
+        self.store.on_commit = self._on_commit  # this worker's group commits are applied without a read-back
         self.startup_seconds = time.perf_counter() - t0
         self.ready = True
         log.info("service ready", extra={"dataset": str(self.dataset), "replayed": replayed,
@@ -103,7 +124,8 @@ class Service:
     # -- time ---------------------------------------------------------------------------------------
 
     def clock(self) -> int:
-        return max(self.as_of, self._epoch_world + int(time.time() - self._epoch_wall))
+        idle = min(max(time.time() - self._last_wall, 0.0), self._idle_cap_s)
+        return max(self.as_of, self._last_world + int(idle))
 
     # -- applying the log -------------------------------------------------------------------------
 
@@ -139,6 +161,9 @@ class Service:
             self._apply(e)
         self._apply_engagements(run)
         self.applied_seq = batch[-1].seq
+        last = max(batch, key=lambda e: e.t)
+        if last.t >= self._last_world:  # the clock runs on from the newest event
+            self._last_world, self._last_wall = int(last.t), float(batch[-1].accepted_at)
         metrics.INGESTION_LAG.observe(max(now - batch[0].accepted_at, 0.0))  # the oldest of the batch
 
     def _apply_engagements(self, run: list[Event]) -> None:
@@ -178,7 +203,8 @@ class Service:
     # -- writes -------------------------------------------------------------------------------------
 
     def write(self, events: Sequence[Event]) -> list[tuple[Event, bool]]:
-        """Validate, commit durably, apply. Raises InvalidEvent (nothing stored) for unknown ids."""
+        """Validate, commit durably (group commit), apply. Raises InvalidEvent (nothing stored) for
+        unknown ids. Returns once the events are fsynced and applied to this worker's overlay."""
         self.catch_up()  # posts created on another worker must be known before validating
         if all(e.type == "engagement" for e in events):
             self._validate_engagements(events)
@@ -186,13 +212,16 @@ class Service:
             for i, e in enumerate(events):
                 self._validate(e, i if len(events) > 1 else None)
         acks = self.store.append(events)
-        fresh = [e for e, duplicate in acks if not duplicate]
-        with self._apply_lock:
-            # Nobody else committed in between: apply what we wrote without reading it back.
-            if fresh and fresh[0].seq == self.applied_seq + 1 and fresh[-1].seq == fresh[0].seq + len(fresh) - 1:
-                self._apply_batch(fresh)
-        self.catch_up(force=True)
+        self.catch_up()  # normally nothing left: the committer applied the group (see _on_commit)
+        self.experiments.record([e for e, duplicate in acks if not duplicate and e.type == "engagement"])
         return acks
+
+    def _on_commit(self, fresh: list[Event]) -> None:
+        """Called by the store's committer after each group commit: when nobody else committed in
+        between, apply what was written without reading it back (otherwise catch_up reads it)."""
+        with self._apply_lock:
+            if fresh[0].seq == self.applied_seq + 1 and fresh[-1].seq == fresh[0].seq + len(fresh) - 1:
+                self._apply_batch(fresh)
 
     def _validate_engagements(self, events: Sequence[Event]) -> None:
         """Vectorised id checks for a batch of engagements (the common case)."""
@@ -221,36 +250,54 @@ class Service:
                 raise InvalidEvent(f"{where}unknown post {post}", 404 if position is None else 422) from None
 
     def engagement(self, user_id: int, post_id: int, kind: str, value: float = 1.0,
-                   event_id: str | None = None) -> Event:
-        return Event("engagement", kind, int(user_id), self.clock(), post_id=int(post_id), value=float(value),
-                     event_id=event_id or uuid.uuid4().hex)
+                   event_id: str | None = None, t: int | None = None) -> Event:
+        return Event("engagement", kind, int(user_id), self.clock() if t is None else t, post_id=int(post_id),
+                     value=float(value), event_id=event_id or self.store.new_event_id())
 
     def post_event(self, author_id: int, kind: str = "original", event_id: str | None = None,
                    **columns: Any) -> Event:
         if kind not in POST_KINDS:
             raise InvalidEvent(f"unknown post kind {kind!r}")
-        return Event("post", kind, int(author_id), self.clock(), body=columns, event_id=event_id or uuid.uuid4().hex)
+        return Event("post", kind, int(author_id), self.clock(), body=columns,
+                     event_id=event_id or self.store.new_event_id())
 
     def relation(self, user_id: int, target_id: int, action: str, event_id: str | None = None) -> Event:
         return Event("relation", action, int(user_id), self.clock(), target_id=int(target_id),
-                     event_id=event_id or uuid.uuid4().hex)
+                     event_id=event_id or self.store.new_event_id())
 
     # -- reads --------------------------------------------------------------------------------------
 
     def timeline(self, user_id: int, n: int = 35, cursor: str | None = None, explain: bool = False,
                  request_id: str | None = None) -> dict[str, Any]:
-        """One page as a JSON-ready dict. Raises UnknownUser, cursors.BadCursor."""
+        """One page as a JSON-ready dict, from the cache or the whole funnel. Raises UnknownUser,
+        cursors.BadCursor."""
+        return self._timeline(user_id, n, cursor, explain, request_id, cached_only=False)  # type: ignore[return-value]
+
+    def timeline_cached(self, user_id: int, n: int = 35, cursor: str | None = None, explain: bool = False,
+                        request_id: str | None = None) -> dict[str, Any] | None:
+        """The page when the scored-candidate cache can serve it without touching the engine, else
+        None (then call `timeline`, off the event loop: a miss runs the funnel). Cheap: the HTTP
+        route calls it on the event loop so hits never wait behind a worker's misses."""
+        if explain or self._apply_lock.locked() or self.store.data_version() != self._data_version:
+            return None  # events to apply first (or being applied): the slow path catches up
+        return self._timeline(user_id, n, cursor, explain, request_id, cached_only=True)
+
+    def _timeline(self, user_id: int, n: int, cursor: str | None, explain: bool, request_id: str | None,
+                  cached_only: bool) -> dict[str, Any] | None:
         t0 = time.perf_counter()
         request_id = request_id or uuid.uuid4().hex
-        self.catch_up()
+        if not cached_only:
+            self.catch_up()
         engine = self.engine
         row = engine.state.index.user_row(int(user_id))
         if row is None:
             raise UnknownUser(user_id)
-        served = cursors.decode(cursor)
+        served, session = cursors.decode_session(cursor)
+        overrides, arms = self.experiments.overrides_for(int(user_id))
+        variant = json.dumps(arms, sort_keys=True) if arms else ""
         items: list[TimelineItem] | None = None
         entry = None if explain else self.cache.get(int(user_id))
-        if entry is not None and self._followee_posted_since(row, entry.new_posts_seen):
+        if entry is not None and (entry.variant != variant or self._followee_posted_since(row, entry.new_posts_seen)):
             self.cache.invalidate(int(user_id))
             entry = None
         if entry is not None:
@@ -258,13 +305,17 @@ class Service:
             if len(remaining) >= n or entry.complete:
                 items, resp = remaining[:n], entry.response
         cached = items is not None
+        if not cached and cached_only:
+            return None
         metrics.CACHE.labels("hit" if cached else "miss").inc()
+        now = self.clock()
         if items is None:
             depth = n if explain else max(n, self.config.service.cache_depth)
-            resp = engine.recommend(int(user_id), n=depth, explain=explain, now=self.clock() + 1, exclude=served)
+            resp = engine.recommend(int(user_id), n=depth, explain=explain, now=now + 1, exclude=served,
+                                    overrides=overrides or None)
             if not explain:
                 self.cache.put(int(user_id), resp.items, len(resp.items) < depth, resp,
-                               engine.state.overlay.new_posts)
+                               engine.state.overlay.new_posts, variant)
             items = resp.items[:n]
             for step, ms in resp.timings_ms.items():
                 metrics.step(step).observe(ms / 1000.0)
@@ -272,16 +323,22 @@ class Service:
                 metrics.source(src).observe(k)
             for _ in resp.errors:
                 metrics.ERRORS.labels("source_failed").inc()
+        if arms and session is None:
+            session = random.getrandbits(52)  # a new scroll session (its id rides in the cursor)
+        if arms:
+            self.experiments.log_exposure(arms, int(user_id), now, len(items), session)
         page = [_item(i + 1, it, explain) for i, it in enumerate(items)]
-        next_cursor = cursors.encode(served | {it.post_id for it in items})
+        next_cursor = cursors.encode(served | {it.post_id for it in items}, session)
         out = {"request_id": request_id, "user_id": int(user_id), "items": page, "cursor": next_cursor,
                "cold_start": resp.cold_start, "cached": cached, "sources": resp.sources, "models": resp.models}
+        if arms:
+            out["experiments"] = arms
         self.trace.write({"ts": round(time.time(), 3), "request_id": request_id, "route": "timeline",
                           "user_id": int(user_id), "n": n, "cached": cached,
                           "ms": round((time.perf_counter() - t0) * 1000, 3),
                           "steps_ms": None if cached else {k: round(v, 3) for k, v in resp.timings_ms.items()},
                           "sources": resp.sources, "models": resp.models, "errors": resp.errors,
-                          "posts": [it.post_id for it in items]})
+                          "experiments": arms or None, "posts": [it.post_id for it in items]})
         return out
 
     def _followee_posted_since(self, user_row: int, seen_new_posts: int) -> bool:
@@ -315,15 +372,20 @@ class Service:
         row = idx.user_row(int(user_id))
         if row is None:
             raise UnknownUser(user_id)
+        # Followers as of now: the dataset's follows plus live follows minus live unfollows.
+        c, at = self.engine.state.features.counters, np.array([2**62])
+        rows = np.array([row])
+        followers = int(c["followers"].count_before(rows, at)[0] - c["unfollowers"].count_before(rows, at)[0])
         return {"user_id": int(user_id), "following": len(ov.following_rows(row)),
-                "followers": int(idx.author_followers[row]),
+                "followers": max(followers, 0),
                 "posts": int(np.count_nonzero(idx.author_row == row)),
                 "blocked_or_muted": len(ov.blocked_authors(row))}
 
     def close(self) -> None:
         self.ready = False
+        self.store.close()  # first: its committer applies to the engine
         self.engine.close()
-        self.store.close()
+        self.experiments.close()
         self.trace.close()
         self._server_lock.close()
 
@@ -335,3 +397,56 @@ def _item(rank: int, it: TimelineItem, explain: bool) -> dict[str, Any]:
     if explain:
         d["explanation"] = it.explanation
     return d
+
+
+class _Experiments:
+    """The dataset's running experiments, re-read when `experiments.json` changes (an experiment
+    created or stopped through the CLI or /v1/experiments applies from the next request on); the
+    experiment log is opened once there is something to log."""
+
+    def __init__(self, dataset: Path):
+        self._store = ExperimentStore(dataset)
+        self._stamp: tuple[int, int] | None = None
+        self._active = ActiveExperiments([])
+        self._log: ExperimentLog | None = None
+        self._lock = threading.Lock()
+
+    def active(self) -> ActiveExperiments:
+        try:
+            st = os.stat(self._store.definitions_path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    running = self._store.running() if stamp != (0, 0) else []
+                    if running and self._log is None:
+                        self._log = ExperimentLog(self._store.log_path)
+                    self._active, self._stamp = ActiveExperiments(running, self._log), stamp
+        return self._active
+
+    def overrides_for(self, user_id: int) -> tuple[dict[str, Any], dict[str, str]]:
+        active = self.active()
+        return active.overrides_for(user_id) if active.experiments else ({}, {})
+
+    def log_exposure(self, arms: dict[str, str], user_id: int, t: int, items: int, session: int | None) -> None:
+        self.active().log_exposure(arms, user_id, t, items, session)
+
+    def record(self, events: list[Event]) -> None:
+        """Outcome events of users in a running experiment (one vectorised assignment per experiment)."""
+        active = self.active()
+        if not events or not active.experiments or active.log is None:
+            return
+        users = np.fromiter((e.user_id for e in events), np.int64, len(events))
+        inside = np.zeros(len(events), bool)
+        for experiment in active.experiments:
+            inside |= assign(experiment, users) >= 0
+        rows = [(e.user_id, e.post_id, e.kind, e.t, e.value) for e, keep in zip(events, inside.tolist(), strict=True)
+                if keep]
+        if rows:
+            active.log.log_events(rows)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()

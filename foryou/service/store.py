@@ -15,12 +15,14 @@ idempotency key: a retried write with the same id is acknowledged again and stor
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,            -- commit order (rowid)
-    event_id TEXT NOT NULL UNIQUE,      -- idempotency key (client's or a server uuid)
+    event_id TEXT NOT NULL UNIQUE,      -- idempotency key (client's, or the server's: ~random.counter)
     type TEXT NOT NULL,                 -- engagement | post | relation
     kind TEXT NOT NULL,                 -- engagement kind, post kind, or relation action
     user_id INTEGER NOT NULL,           -- who acted (the author for posts)
@@ -42,6 +44,22 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 COLUMNS = ("event_id", "type", "kind", "user_id", "post_id", "target_id", "t", "value", "body", "accepted_at")
+INSERT = f"INSERT INTO events({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# Server-assigned event ids: a per-process random part and a counter (cheaper than a uuid each, and
+# they insert near the right edge of the unique index). "~" is outside the client id pattern, so a
+# client id never collides with one and they skip the duplicate lookup.
+SERVER_ID_PREFIX = "~"
+log = logging.getLogger("foryou.service")
+
+
+@dataclass
+class _Pending:
+    """One caller's events waiting for the group commit."""
+
+    events: list
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list = field(default_factory=list)
+    error: BaseException | None = None
 
 
 @dataclass
@@ -87,6 +105,14 @@ class EventStore:
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="event-store-checkpoint",
                                               daemon=True)
         self._checkpointer.start()
+        self._id_prefix = f"{SERVER_ID_PREFIX}{uuid.uuid4().hex[:12]}."  # per store opened: workers differ
+        self._ids = itertools.count(1)
+        self.on_commit: Callable[[list[Event]], None] | None = None  # called in commit order, after the fsync
+        self._queue: list[_Pending] = []
+        self._queue_cond = threading.Condition()
+        self._closing = False
+        self._committer = threading.Thread(target=self._commit_loop, name="event-store-commit", daemon=True)
+        self._committer.start()
 
     def _connect(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -120,46 +146,97 @@ class EventStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
+    def new_event_id(self) -> str:
+        """A server-assigned event id (for writes without a client id)."""
+        return f"{self._id_prefix}{next(self._ids):x}"
+
     def append(self, events: Sequence[Event]) -> list[tuple[Event, bool]]:
         """Commit events durably, in order, in one transaction; returns (stored event, duplicate)
-        per input. A duplicate `event_id` returns the first stored event. Posts without an id get
-        the next one here, under the write lock, so concurrent workers never hand out the same id."""
+        per input once the commit is fsynced. A duplicate `event_id` returns the first stored event.
+        Posts without an id get the next one here, under the write lock, so concurrent workers never
+        hand out the same id.
+
+        Group commit: concurrent callers queue their events and one committer thread writes
+        whatever is queued in a single transaction (one fsync for all of them); each caller waits
+        for the commit that holds its events, then `on_commit` sees every fresh event of the group."""
+        request = _Pending(list(events))
+        with self._queue_cond:
+            if self._closing:
+                raise RuntimeError("event store is closed")
+            self._queue.append(request)
+            self._queue_cond.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._queue_cond:
+                while not self._queue and not self._closing:
+                    self._queue_cond.wait()
+                if not self._queue:
+                    return
+                group, self._queue = self._queue, []
+            try:
+                results = self._commit_group([r.events for r in group])
+            except BaseException as exc:  # nothing of the group was committed: every caller sees the error
+                for r in group:
+                    r.error = exc
+                    r.done.set()
+                continue
+            for r, result in zip(group, results, strict=True):
+                r.result = result
+                r.done.set()
+            if self.on_commit is not None:
+                fresh = [e for result in results for e, duplicate in result if not duplicate]
+                if fresh:
+                    try:
+                        self.on_commit(fresh)
+                    except Exception:  # the reader's catch_up applies them instead
+                        log.exception("on_commit failed")
+
+    def _commit_group(self, groups: list[list[Event]]) -> list[list[tuple[Event, bool]]]:
         now = time.time()
         with self._wlock:
             c = self._write
             c.execute("BEGIN IMMEDIATE")
             try:
-                existing = self._existing(c, [e.event_id for e in events])
+                # Only client-chosen ids can repeat; server ids (`new_event_id`) are unique by construction.
+                existing = self._existing(c, [e.event_id for g in groups for e in g
+                                              if not e.event_id.startswith(SERVER_ID_PREFIX)])
                 fresh: list[Event] = []
-                out: list[tuple[Event, bool]] = []
                 in_batch: dict[str, Event] = {}
                 next_post = None
-                for e in events:
-                    if e.event_id in existing:
-                        out.append((existing[e.event_id], True))
-                    elif e.event_id in in_batch:
-                        out.append((in_batch[e.event_id], True))
-                    else:
-                        if e.type == "post" and e.post_id is None:
-                            if next_post is None:
-                                r = c.execute("SELECT max(post_id) FROM events WHERE type = 'post'").fetchone()
-                                next_post = max(self.base_post_id, r[0] or 0) + 1
-                            e.post_id, next_post = next_post, next_post + 1
-                        e.accepted_at = now
-                        fresh.append(e)
-                        in_batch[e.event_id] = e
-                        out.append((e, False))
+                results = []
+                for events in groups:
+                    out: list[tuple[Event, bool]] = []
+                    for e in events:
+                        if e.event_id in existing:
+                            out.append((existing[e.event_id], True))
+                        elif e.event_id in in_batch:
+                            out.append((in_batch[e.event_id], True))
+                        else:
+                            if e.type == "post" and e.post_id is None:
+                                if next_post is None:
+                                    r = c.execute("SELECT max(post_id) FROM events WHERE type = 'post'").fetchone()
+                                    next_post = max(self.base_post_id, r[0] or 0) + 1
+                                e.post_id, next_post = next_post, next_post + 1
+                            e.accepted_at = now
+                            fresh.append(e)
+                            in_batch[e.event_id] = e
+                            out.append((e, False))
+                    results.append(out)
                 if fresh:
                     last = c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-                    c.executemany(f"INSERT INTO events({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                                  [e.row() for e in fresh])
+                    c.executemany(INSERT, [e.row() for e in fresh])
                     for i, e in enumerate(fresh):  # rowids are consecutive under the write lock
                         e.seq = last + 1 + i
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
-        return out
+        return results
 
     @staticmethod
     def _existing(c: sqlite3.Connection, ids: list[str]) -> dict[str, Event]:
@@ -215,6 +292,10 @@ class EventStore:
             return (Path(d) / "copy.sqlite").read_bytes()
 
     def close(self) -> None:
+        with self._queue_cond:  # the committer drains what is queued, then exits
+            self._closing = True
+            self._queue_cond.notify()
+        self._committer.join(timeout=30)
         self._stop.set()
         self._checkpointer.join(timeout=5)
         for c, lock in ((self._write, self._wlock), (self._read, self._rlock)):

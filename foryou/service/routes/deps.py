@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from foryou.service.service import Service
 
@@ -20,6 +21,27 @@ class ORJSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class ORJSONRequest(Request):
+    """Request bodies parsed with orjson (several times faster than json on 1,000-event batches)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())  # its JSONDecodeError is json's: FastAPI answers 422
+        return self._json
+
+
+class ORJSONRoute(APIRoute):
+    """A route whose handler sees an `ORJSONRequest` (FastAPI's custom request class pattern)."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(ORJSONRequest(request.scope, request.receive))
+
+        return route
 
 
 def service(request: Request) -> Service:

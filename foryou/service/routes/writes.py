@@ -11,12 +11,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from foryou.service import metrics
-from foryou.service.routes.deps import ORJSONResponse, request_id, service
+from foryou.service.routes.deps import ORJSONResponse, ORJSONRoute, request_id, service
 from foryou.service.schemas import EngagementBatch, EngagementIn, PostCreated, PostIn, RelationIn, WriteResult
 from foryou.service.service import LABELS, InvalidEvent, Service
 from foryou.service.store import Event
 
-router = APIRouter(prefix="/v1", tags=["writes"])
+router = APIRouter(prefix="/v1", tags=["writes"], route_class=ORJSONRoute)
 ERRORS = {401: {"description": "missing or wrong bearer token"}, 404: {"description": "unknown user or post"},
           413: {"description": "body too large"}}
 
@@ -59,7 +59,8 @@ async def engagements(body: EngagementIn | EngagementBatch, svc: Annotated[Servi
     items = body.events if isinstance(body, EngagementBatch) else [body]
     if len(items) > svc.config.service.max_batch:
         raise HTTPException(413, f"at most {svc.config.service.max_batch} events per request")
-    events = [svc.engagement(e.user_id, e.post_id, e.kind, e.value, e.event_id) for e in items]
+    t = svc.clock()  # one world time for the request
+    events = [svc.engagement(e.user_id, e.post_id, e.kind, e.value, e.event_id, t) for e in items]
     acks = await _commit(svc, events, rid, "engagements")
     return ORJSONResponse(_result(acks), headers={"x-request-id": rid})
 

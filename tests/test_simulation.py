@@ -64,3 +64,21 @@ def test_simulation_on_the_tiny_world(tiny_world_dir, tmp_path):
     m = read_manifest(out)
     assert m.counts["impressions"] > read_manifest(tiny_world_dir).counts["impressions"]
     assert m.counts["posts"] == read_manifest(tiny_world_dir).counts["posts"] + sim._published
+
+
+@pytest.mark.slow
+def test_nightly_retraining_serves_the_retrained_heavy_ranker(tiny_world_dir, tmp_path):
+    sim = Simulation(tiny_world_dir, SimulationConfig(days=2, seed=2, user_share=0.3, retrain=True),
+                     out=tmp_path / "sim")
+    assert "heavy_ranker" not in sim.engine.state.models  # the tiny world has no trained models
+    r = sim.run()
+    assert [n["day"] for n in r.summary["retrained"]] == [1]
+    assert r.summary["engine_models"]["heavy_ranker"].endswith("retrained after day 1")
+    assert (tmp_path / "sim" / "feedback" / "models" / "heavy_ranker").is_dir()
+    model = sim.engine.state.models["heavy_ranker"]
+    page = sim.engine.recommend(int(sim.users[sim.sim_rows[0]]), now=r.start + 2 * 86_400)
+    assert model.version.endswith("v1") and page.items
+    assert page.models["heavy_ranker"] == r.summary["engine_models"]["heavy_ranker"]
+    # Dwell events reach the engine (they used to be held back): the overlay counted every one.
+    dwell = [p for _, p, k, _, _ in sim._engagements if k == "dwell"]
+    assert dwell and sim.engine.state.overlay.counts["dwell"].sum() >= len(dwell)

@@ -46,8 +46,9 @@ class HttpEngine:
                  for it in body.get("items", [])]
         return _Page(items, body.get("cursor"))
 
-    def record_interaction(self, user_id: int, post_id: int, kind: str, t: int | None = None, **_: Any) -> None:
-        self._pending.append({"user_id": int(user_id), "post_id": int(post_id), "kind": kind})
+    def record_interaction(self, user_id: int, post_id: int, kind: str, t: int | None = None, value: float = 1.0,
+                           **_: Any) -> None:
+        self._pending.append({"user_id": int(user_id), "post_id": int(post_id), "kind": kind, "value": float(value)})
         if len(self._pending) >= self.batch:
             self.flush()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from foryou.config import ForYouConfig
@@ -115,6 +116,16 @@ class Simulation:
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> SimulationResult:
+        # One request's ranker batch is too small to gain from torch's intra-op threads; on a shared
+        # 2-core machine their spinning made the loop 4× slower (BENCHMARKS, simulation).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self) -> SimulationResult:
         cfg, truth = self.cfg, self.truth
         n_arms, n_users, days = len(self.arms), len(self.users), cfg.days
         rng = np.random.default_rng([cfg.seed, 2])
@@ -127,6 +138,7 @@ class Simulation:
         bubble = {m: np.zeros((n_arms + 1, days)) for m in ("entropy_seen", "entropy_interest", "kl", "bubble_users")}
         viewed: dict[int, list[int]] = defaultdict(list)
         self.feedback = feedback = FeedbackCollector()
+        self.retrained: list[dict[str, Any]] = []
         self._engagements: list[tuple] = []
         log_path = (self.out / "experiment_log.sqlite") if self.out and self.experiment else None
         if log_path is not None and log_path.exists():
@@ -260,9 +272,9 @@ class Simulation:
                 events.append((uid, pid, "impression", t, 1.0))
             for j, v in zip(acts.kinds[i].tolist(), acts.values[i].tolist(), strict=True):
                 kind = ENGAGEMENT_KINDS[j]
-                if kind != "dwell":  # the engine's RealGraph rejects dwell events (reported to its owner)
-                    record(uid, pid, kind, t=t + 1)
-                self._engagements.append((uid, pid, kind, t + 1, v if kind == "dwell" else 1.0))
+                value = v if kind == "dwell" else 1.0  # dwell seconds
+                record(uid, pid, kind, t=t + 1, value=value)
+                self._engagements.append((uid, pid, kind, t + 1, value))
                 if events is not None:
                     events.append((uid, pid, kind, t + 1, v))
                 w = self.utility_of.get(kind, 0.0)
@@ -366,9 +378,14 @@ class Simulation:
         path = self.write_feedback(self.out / "feedback")
         train_all(path, only="heavy_ranker")
         models, status = load_models(path, self.engine.state.features)
-        if "heavy_ranker" in models:
+        line = status.get("heavy_ranker")
+        if "heavy_ranker" in models:  # every arm's pipeline shares this models dict
             self.engine.state.models["heavy_ranker"] = models["heavy_ranker"]
-            log.info("retrained", extra={"day": d + 1, "status": status.get("heavy_ranker")})
+            self.engine.model_status["heavy_ranker"] = f"{line}, retrained after day {d + 1}"
+            self.retrained.append({"day": d + 1, "model": line})
+            log.info("retrained", extra={"day": d + 1, "status": line})
+        else:
+            log.warning("retraining produced no servable heavy ranker", extra={"day": d + 1, "status": line})
 
     # -- feedback ---------------------------------------------------------------------------------
 
@@ -434,6 +451,7 @@ class Simulation:
             ("disabled" if not self.cfg.new_posts else "engine has no add_post: no new posts"),
             "engine_models": self.engine.model_versions() if hasattr(self.engine, "model_versions") else {},
             "behaviour": self.cfg.behaviour.model_dump(), "regret_share": self.cfg.regret_share,
+            "retrained": self.retrained,
         }
         return SimulationResult(arms=[a.name for a in self.arms], days=self.cfg.days, start=self.start, daily=daily,
                                 experiment=experiment, drift=drift_days, exposure=exposure_daily, summary=summary)

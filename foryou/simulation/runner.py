@@ -453,6 +453,13 @@ class Simulation:
             "behaviour": self.cfg.behaviour.model_dump(), "regret_share": self.cfg.regret_share,
             "retrained": self.retrained,
         }
+        served = getattr(self.engine, "served_arms", None)
+        if served is not None and self.experiment is not None:  # over HTTP the service applies the arms
+            names = [a.name for a in self.arms]
+            rows = self.truth.user_rows(np.fromiter(served, np.int64, len(served)))
+            ours = [names[a] if a >= 0 else None for a in self.arm_of[rows].tolist()]
+            theirs = [arms.get(self.experiment.name) for arms in served.values()]
+            summary["arm_mismatches"] = sum(a != b for a, b in zip(ours, theirs, strict=True))
         return SimulationResult(arms=[a.name for a in self.arms], days=self.cfg.days, start=self.start, daily=daily,
                                 experiment=experiment, drift=drift_days, exposure=exposure_daily, summary=summary)
 

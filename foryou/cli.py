@@ -692,6 +692,10 @@ def simulate(
                                                                        "negative_rate", "session_depth",
                                                                        "creator_gini", "out_of_network_share")))
     console.print(table)
+    for arm, r in result.regret.get("arms", {}).items():
+        console.print(f"  {arm}: cumulative regret " + "; ".join(
+            f"{label} {r[k]['cumulative']:.3g} [{r[k]['low']:.3g}, {r[k]['high']:.3g}]"
+            for k, label in (("regret", "all slots"), ("new_post_regret", "new-post slots"))), highlight=False)
     if result.experiment:
         _print_experiment(result.experiment)
     console.print(f"report → {report}")

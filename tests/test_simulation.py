@@ -45,6 +45,13 @@ def test_simulation_on_the_tiny_world(tiny_world_dir, tmp_path):
         assert max(d["new_post_share"]) > 0  # new posts are served
     # The random arm is worse against the oracle.
     assert np.mean(r.daily["random"]["regret"]) > np.mean(r.daily["control"]["regret"])
+    for arm in r.arms:  # cumulative regret with intervals from resampling users
+        for name in ("regret", "new_post_regret"):
+            c = r.regret["arms"][arm][name]
+            assert c["low"] <= c["cumulative"] <= c["high"] and c["slots"] > 0
+        assert r.regret["arms"][arm]["regret"]["cumulative"] == pytest.approx(r.daily[arm]["cumulative_regret"][-1],
+                                                                              abs=1e-4)
+    assert r.regret["vs_control"]["random"]["regret"]["low"] > 0  # random ranking loses, beyond the noise
     assert r.experiment["srm"]["p"] > 0.001
     assert {c["metric"] for c in r.experiment["comparisons"]} == {"utility", "engagement_rate", "negative_rate",
                                                                    "session_depth"}

@@ -19,7 +19,8 @@ PLOTS = (("engagement_rate", "engagement per impression"), ("utility", "expected
          ("negative_rate", "negative feedback per impression"), ("session_depth", "posts viewed per session"),
          ("topic_diversity", "distinct topics per page"), ("creator_gini", "creator-exposure Gini"),
          ("out_of_network_share", "out-of-network share"), ("new_post_share", "share of new posts viewed"),
-         ("topic_entropy_seen", "topic entropy of viewed posts"), ("topic_kl", "KL(viewed topics ‖ interests)"))
+         ("topic_entropy_seen", "topic entropy of viewed posts"), ("topic_kl", "KL(viewed topics ‖ interests)"),
+         ("new_post_regret", "regret per new-post slot"), ("cumulative_new_post_regret", "cumulative new-post regret"))
 
 
 def _figure(result: SimulationResult) -> str:
@@ -28,9 +29,12 @@ def _figure(result: SimulationResult) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 4, figsize=(16, 10))
+    rows = -(-len(PLOTS) // 4)
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 3.3 * rows))
     days = np.arange(1, result.days + 1)
-    for ax, (key, title) in zip(axes.ravel(), PLOTS, strict=True):
+    for ax in axes.ravel()[len(PLOTS):]:
+        ax.set_visible(False)
+    for ax, (key, title) in zip(axes.ravel(), PLOTS, strict=False):
         for arm in result.arms:
             ax.plot(days, result.daily[arm][key], marker="o", ms=3, label=arm)
         if key == "topic_entropy_seen" and result.arms:
@@ -81,6 +85,18 @@ def write_report(result: SimulationResult, path: str | Path, title: str = "foryo
                        "topic entropy seen": float(np.mean(d["topic_entropy_seen"])),
                        "interest entropy": float(np.mean(d["topic_entropy_interest"]))})
     parts += ["<h2>Per arm, whole run</h2>", _table(totals, list(totals[0]))] if totals else []
+    reg = result.regret
+    if reg.get("arms"):
+        rows = [{"arm": arm, "users": r["users"], **{f"{name} {k}": r[name][k] for name in ("regret", "new_post_regret")
+                                                   for k in ("cumulative", "low", "high", "slots")}}
+                for arm, r in reg["arms"].items()]
+        rows += [{"arm": f"{arm} − {result.arms[0]}", **{f"{name} {k2}": d[name][k1] for name in d
+                                                          for k1, k2 in (("diff", "cumulative"), ("low", "low"),
+                                                                         ("high", "high"))}}
+                 for arm, d in reg["vs_control"].items()]
+        parts += ["<h2>Cumulative regret against the oracle (sum over days of the per-slot regret), 95 % "
+                  f"intervals from resampling users ({reg['resamples']} resamples)</h2>",
+                  _table(rows, list(rows[0]))]
     exp = result.experiment
     if exp:
         srm = exp["srm"]
@@ -113,6 +129,7 @@ def write_report(result: SimulationResult, path: str | Path, title: str = "foryo
 def write_json(result: SimulationResult, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps({"summary": result.summary, "arms": result.arms, "daily": result.daily,
+                                "regret": result.regret,
                                 "experiment": result.experiment, "drift": result.drift},
                                default=lambda o: o.item() if hasattr(o, "item") else str(o), indent=1) + "\n")
     return path

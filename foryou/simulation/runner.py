@@ -45,8 +45,11 @@ Progress = Callable[[str, float], None]
 KIND_INDEX = {k: i for i, k in enumerate(ENGAGEMENT_KINDS)}
 DRIFT_FEATURES = ("post_rate", "author_rate", "post_impressions_log", "age_log_h", "user_topic_share",
                   "author_followers_log", "user_positive_log", "in_network")
+REGRET_SUMS = ("regret", "regret_pages", "new_post_regret", "new_post_slots")
+BOOTSTRAP = 2000
 DAY_METRICS = ("sessions", "pages", "impressions", "positives", "negatives", "clicks", "follows",
                "realised_utility", "expected_utility", "regret", "regret_pages", "oracle_utility", "out_of_network",
+               "new_post_regret", "new_post_slots",
                "page_topics", "page_authors", "page_items", "new_post_impressions", "new_post_positives", "empty_pages")
 
 
@@ -73,6 +76,7 @@ class SimulationResult:
     drift: list[dict[str, Any]]
     exposure: dict[str, list[dict[str, float]]]
     summary: dict[str, Any] = field(default_factory=dict)
+    regret: dict[str, Any] = field(default_factory=dict)  # cumulative regret per arm with bootstrap intervals
 
 
 class Simulation:
@@ -131,6 +135,8 @@ class Simulation:
         rng = np.random.default_rng([cfg.seed, 2])
         sums = {m: np.zeros((n_arms + 1, days)) for m in DAY_METRICS}  # row n_arms: users outside
         per_user = {k: np.zeros(n_users) for k in ("sessions", "impressions", "positives", "negatives", "utility")}
+        # Regret per user and day, for intervals by resampling users.
+        per_user.update({k: np.zeros((n_users, days)) for k in REGRET_SUMS})
         followers = self._followers()
         exposure = [ExposureMonitor(followers) for _ in range(n_arms + 1)]
         exposure_daily: dict[str, list[dict[str, float]]] = {a.name: [] for a in self.arms}
@@ -148,7 +154,8 @@ class Simulation:
         self._published, session_id = 0, 0
         t0 = time.perf_counter()
         interest_entropy = _entropy(truth.latent.interests)
-        n_world_posts = len(truth.posts.post_id) - (len(self.arrivals) if self.arrivals is not None else 0)
+        self._n_world_posts = n_world_posts = \
+            len(truth.posts.post_id) - (len(self.arrivals) if self.arrivals is not None else 0)
         for d in range(days):
             day_start = self.start + d * DAY
             s_users, s_times = day_sessions(truth.latent.activity, self.sim_rows, day_start, rng)
@@ -174,7 +181,7 @@ class Simulation:
                 if self.experiment is not None and arm >= 0:
                     exposures.append((self.experiment.name, self.arms[arm].name, uid, t, session_id, len(page.items)))
                 if rng.random() < cfg.regret_share:
-                    self._regret(sums, a, d, u, t, page, viewed)
+                    self._regret(sums, per_user, a, d, u, t, page, viewed)
                 t_page, pages = t, 0
                 while True:
                     pages += 1
@@ -291,9 +298,12 @@ class Simulation:
                 elif kind == "follow_author":
                     sums["follows"][a, d] += 1
 
-    def _regret(self, sums: dict, a: int, d: int, u: int, t: int, page, viewed: dict) -> None:
+    def _regret(self, sums: dict, per_user: dict, a: int, d: int, u: int, t: int, page, viewed: dict) -> None:
         """Per-slot regret of the first page against the oracle page (best eligible posts the user
-        has not viewed in this simulation, by true expected utility at the request time)."""
+        has not viewed in this simulation, by true expected utility at the request time). On new
+        posts (created during the simulation): the k new posts the page holds against the best k
+        eligible new posts — how well the engine picks among posts it has little evidence on,
+        which is what exploration is for."""
         truth = self.truth
         k = len(page.items)
         rows = truth.eligible_rows(u, t)
@@ -305,10 +315,25 @@ class Simulation:
         k = min(k, len(util))
         oracle = np.partition(-util, k - 1)[:k].sum() * -1 / k
         served = truth.post_rows(np.fromiter((it.post_id for it in page.items), np.int64, len(page.items)))[:k]
-        got = float(truth.utility_from(truth.probabilities_rows(np.full(k, u), served, np.int64(t))).mean())
-        sums["regret"][a, d] += max(oracle - got, 0.0)
+        got_all = truth.utility_from(truth.probabilities_rows(np.full(k, u), served, np.int64(t)))
+        regret = max(oracle - float(got_all.mean()), 0.0)
+        sums["regret"][a, d] += regret
         sums["oracle_utility"][a, d] += oracle
         sums["regret_pages"][a, d] += 1
+        per_user["regret"][u, d] += regret
+        per_user["regret_pages"][u, d] += 1
+        new = served >= self._n_world_posts
+        kn = int(new.sum())
+        if kn:
+            pool = util[rows >= self._n_world_posts]
+            kn = min(kn, len(pool))
+            best = -np.partition(-pool, kn - 1)[:kn].sum() if kn else 0.0
+            got = np.sort(got_all[new])[::-1][:kn].sum()
+            loss = max(float(best - got), 0.0)  # summed over the kn slots
+            sums["new_post_regret"][a, d] += loss
+            sums["new_post_slots"][a, d] += kn
+            per_user["new_post_regret"][u, d] += loss
+            per_user["new_post_slots"][u, d] += kn
 
     def _followers(self) -> np.ndarray:
         f = pq.read_table(self.world_dir / "follows.parquet", columns=["dst_id"])["dst_id"].to_numpy()
@@ -421,6 +446,8 @@ class Simulation:
                 "utility": s["expected_utility"] / imp, "realised_utility": s["realised_utility"] / imp,
                 "negative_rate": s["negatives"] / imp, "session_depth": s["impressions"] / np.maximum(s["sessions"], 1),
                 "regret": s["regret"] / rp, "cumulative_regret": np.cumsum(s["regret"] / rp),
+                "new_post_regret": s["new_post_regret"] / np.maximum(s["new_post_slots"], 1),
+                "cumulative_new_post_regret": np.cumsum(s["new_post_regret"] / np.maximum(s["new_post_slots"], 1)),
                 "oracle_utility": s["oracle_utility"] / rp,
                 "topic_diversity": s["page_topics"] / np.maximum(s["pages"] - s["empty_pages"], 1),
                 "author_diversity": s["page_authors"] / np.maximum(s["page_items"], 1),
@@ -442,6 +469,7 @@ class Simulation:
                               impressions=per_user["impressions"][rows], positives=per_user["positives"][rows],
                               negatives=per_user["negatives"][rows], utility=per_user["utility"][rows])
             experiment = analyse(self.experiment, table)
+        regret = self._regret_intervals(per_user)
         summary = {
             "world": str(self.world_dir), "days": self.cfg.days, "seed": self.cfg.seed, "seconds": round(seconds, 1),
             "users_simulated": len(self.sim_rows), "users_total": len(self.users),
@@ -461,7 +489,44 @@ class Simulation:
             theirs = [arms.get(self.experiment.name) for arms in served.values()]
             summary["arm_mismatches"] = sum(a != b for a, b in zip(ours, theirs, strict=True))
         return SimulationResult(arms=[a.name for a in self.arms], days=self.cfg.days, start=self.start, daily=daily,
-                                experiment=experiment, drift=drift_days, exposure=exposure_daily, summary=summary)
+                                experiment=experiment, drift=drift_days, exposure=exposure_daily, summary=summary,
+                                regret=regret)
+
+    def _regret_intervals(self, per_user: dict) -> dict[str, Any]:
+        """Cumulative regret (the sum over days of each day's per-slot regret, as plotted) per arm,
+        all slots and new-post slots, with 95 % percentile intervals from resampling the arm's
+        users (a user's pages are correlated, users are not); differences against the first arm
+        resample the two arms independently."""
+        rng = np.random.default_rng([self.cfg.seed, 4])
+        draws: dict[str, dict[str, np.ndarray]] = {}
+        out: dict[str, Any] = {"unit": "user", "resamples": BOOTSTRAP, "arms": {}, "vs_control": {}}
+        for i, arm in enumerate(self.arms):
+            rows = self.sim_rows[self.arm_of[self.sim_rows] == (i if self.experiment else 0)]
+            rows = rows[per_user["regret_pages"][rows].sum(1) > 0]
+            if not len(rows):
+                continue
+            weights = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=BOOTSTRAP)
+            draws[arm.name], out["arms"][arm.name] = {}, {"users": len(rows)}
+            for name, num, den in (("regret", "regret", "regret_pages"),
+                                   ("new_post_regret", "new_post_regret", "new_post_slots")):
+                n, m = per_user[num][rows], per_user[den][rows]
+                point = float((n.sum(0) / np.maximum(m.sum(0), 1)).sum())
+                boot = ((weights @ n) / np.maximum(weights @ m, 1)).sum(1)
+                draws[arm.name][name] = boot
+                out["arms"][arm.name][name] = {"cumulative": point, "low": float(np.quantile(boot, 0.025)),
+                                               "high": float(np.quantile(boot, 0.975)),
+                                               "slots": int(m.sum())}
+        control = self.arms[0].name
+        for arm in self.arms[1:]:
+            if arm.name in draws and control in draws:
+                out["vs_control"][arm.name] = {}
+                for name in ("regret", "new_post_regret"):
+                    diff = draws[arm.name][name] - draws[control][name]
+                    point = out["arms"][arm.name][name]["cumulative"] - out["arms"][control][name]["cumulative"]
+                    out["vs_control"][arm.name][name] = {
+                        "diff": point, "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),
+                        "share_below_zero": float((diff < 0).mean())}
+        return out
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:

@@ -135,14 +135,18 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
             t1 = time.perf_counter()
             ids = net.vocab_index(np.stack([np.full(candidates, store.user_ids[user]),
                                             store.user_ids[store.author_row[rows]]], 1))
-            net(torch.from_numpy(x), torch.from_numpy(store.topic[rows]), torch.from_numpy(ids))
+            if model.runtime is not None:  # what the engine serves with
+                model.runtime(x, store.topic[rows], ids)
+            else:
+                net(torch.from_numpy(x), torch.from_numpy(store.topic[rows]), torch.from_numpy(ids))
             t2 = time.perf_counter()
             if i >= 20:
                 feats.append((t1 - t0) * 1000)
                 infer.append((t2 - t1) * 1000)
     engine.close()
     result = {"bench": "ranker", "dataset": str(dataset), "model": model.version, "candidates": candidates,
-              "threads": 1, "features_ms": _percentiles(feats), "inference_ms": _percentiles(infer),
+              "threads": 1, "runtime": "onnx" if model.runtime is not None else "torch",
+              "features_ms": _percentiles(feats), "inference_ms": _percentiles(infer),
               "machine": machine()}
     if compare_int8 or compare_onnx:
         result["runtimes"] = _runtime_comparison(dataset, store, net, candidates, compare_int8, compare_onnx)

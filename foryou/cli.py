@@ -825,7 +825,7 @@ def bench_ranker(
     candidates: Annotated[int, typer.Option(help="candidates per request")] = 500,
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/ranker.json"),
     int8: Annotated[bool, typer.Option(help="also measure dynamic int8 quantisation (AUC and latency)")] = False,
-    onnx: Annotated[bool, typer.Option(help="also measure an ONNX Runtime export (needs foryou[onnx])")] = False,
+    onnx: Annotated[bool, typer.Option(help="compare eager torch with ONNX Runtime (AUC and latency)")] = False,
 ) -> None:
     """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
     from foryou.bench import bench_ranker as run

@@ -56,7 +56,7 @@ def test_engine_serves_the_promoted_model(trained):
     path, _ = trained
     engine = RecommendationEngine.open(path)
     versions = engine.model_versions()
-    assert versions["heavy_ranker"] == "v1 (promoted)"
+    assert versions["heavy_ranker"] == "v1 (promoted) (ONNX Runtime)"
     assert versions["embedding_ann"] == "v1 (promoted)" and "two_tower" in engine.state.models
     assert versions["realgraph"] == "v1 (promoted)"
     assert versions["light_ranker"] == "v1 (promoted) / v1 (promoted)"
@@ -64,7 +64,19 @@ def test_engine_serves_the_promoted_model(trained):
     rg = engine.state.realgraph.coefficients
     assert rg != type(rg)() and rg.block <= 0 and rg.mute <= 0
     page = engine.recommend(7, explain=True)
-    assert page.models["heavy_ranker"] == "v1 (promoted)" and len(page.items) > 0
+    assert page.models["heavy_ranker"] == "v1 (promoted) (ONNX Runtime)" and len(page.items) > 0
+    # ONNX Runtime serves the eager network's probabilities
+    from foryou.mixer import CandidateBatch
+    from foryou.timeline.query import TimelineQuery
+
+    model = engine.state.models["heavy_ranker"]
+    rows = np.arange(min(300, len(model.store.post_id)))
+    query = TimelineQuery(user_id=7, user_row=engine.state.index.user_row(7), now=engine.now, n=35)
+    served = model.predict(query, CandidateBatch({"post_row": rows}))
+    model.runtime = None
+    eager = model.predict(query, CandidateBatch({"post_row": rows}))
+    for head in served:
+        np.testing.assert_allclose(served[head], eager[head], atol=1e-5)
     engine.close()
 
 

@@ -1,7 +1,7 @@
 """Export of the heavy ranker for serving runtimes other than eager torch (ONNX Runtime).
 
-Kept optional: `foryou bench ranker --onnx` measures it beside eager fp32, and it is only worth
-serving if it is faster at equal AUC (BENCHMARKS.md has both figures).
+The engine serves the heavy ranker through ONNX Runtime (falling back to eager torch if that fails):
+`foryou bench ranker --onnx` measured it faster than eager fp32 at equal AUC (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class OnnxHeavyRanker:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ValueError("ONNX export needs onnxruntime: pip install 'foryou[onnx]'") from exc
+            raise ValueError("ONNX Runtime is not installed (pip install onnxruntime)") from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = threads
         self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])

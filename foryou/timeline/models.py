@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,17 @@ from foryou.models.logistic import logistic_from_tensors
 from foryou.timeline.query import TimelineQuery
 from foryou.training.registry import ModelRegistry
 
+log = logging.getLogger("foryou.timeline")
+
 
 class TrainedHeavyRanker:
     """The registry's heavy ranker over the feature store: the same features it was trained on."""
 
-    def __init__(self, net: HeavyRankerNet, store: FeatureStore, version: str):
+    def __init__(self, net: HeavyRankerNet, store: FeatureStore, version: str, runtime=None):
         self.net = net.eval()
         self.store = store
         self.version = version
+        self.runtime = runtime  # an ONNX Runtime session of the same network (faster), or None: eager torch
 
     def predict(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
         rows = batch["post_row"]
@@ -30,8 +34,11 @@ class TrainedHeavyRanker:
             np.full(len(rows), query.user_row), rows, query.now)  # hydrated once per request
         s = self.store
         ids = self.net.vocab_index(np.stack([np.full(len(rows), query.user_id), s.user_ids[s.author_row[rows]]], 1))
-        with torch.inference_mode():
-            p = self.net(torch.from_numpy(x), torch.from_numpy(s.topic[rows]), torch.from_numpy(ids)).numpy()
+        if self.runtime is not None:
+            p = self.runtime(x, s.topic[rows], ids)
+        else:
+            with torch.inference_mode():
+                p = self.net(torch.from_numpy(x), torch.from_numpy(s.topic[rows]), torch.from_numpy(ids)).numpy()
         return {h: p[:, j] for j, h in enumerate(self.net.heads)}
 
 
@@ -52,7 +59,10 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
                                  mlp_dim=int(cfg["mlp_dim"]), tower_dim=int(cfg["tower_dim"]),
                                  id_vocab=vocab, id_dim=int(cfg.get("id_dim", 0)))
             net.load_state_dict(tensors)
-            models["heavy_ranker"] = TrainedHeavyRanker(net, store, version.label)
+            runtime = _onnx_runtime(net)
+            models["heavy_ranker"] = TrainedHeavyRanker(net, store, version.label, runtime)
+            if runtime is not None:
+                line += " (ONNX Runtime)"
         except (KeyError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit
             line = f"error: {version.label} does not fit this code ({type(exc).__name__}); heuristic fallback"
     status["heavy_ranker"] = line
@@ -69,6 +79,18 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
     if tensors is not None:
         models["realgraph"] = realgraph_coefficients(tensors)
     return models, status
+
+
+def _onnx_runtime(net: HeavyRankerNet):
+    """The network exported to ONNX Runtime — same probabilities, faster on one thread (BENCHMARKS.md) —
+    or None (eager torch) where onnxruntime is not installed or the export fails."""
+    try:
+        from foryou.models.export import OnnxHeavyRanker, to_onnx
+
+        return OnnxHeavyRanker(to_onnx(net), threads=1)
+    except Exception as exc:  # any export/runtime problem: serve with eager torch, say why in the log
+        log.warning("ONNX Runtime unavailable for the heavy ranker; eager torch", extra={"error": str(exc)})
+        return None
 
 
 class TrainedLightRanker:

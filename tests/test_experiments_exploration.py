@@ -79,3 +79,19 @@ def test_thompson_and_ucb_explore_new_posts_more_than_proven_ones(engine):
                        for k in range(20)])
         moved = np.abs(fs - 1).mean(0)
         assert moved[50:].mean() > moved[:50].mean(), strategy
+
+
+def test_epsilon_greedy_explores_only_candidates_the_post_filters_keep(engine):
+    rng = np.random.default_rng(1)
+    score = rng.random(300) + 0.01
+    eligible = rng.random(300) < 0.3
+    for _ in range(200):
+        f = ExplorationScorer._epsilon_greedy(rng, score, 35, 0.2, eligible)
+        assert np.all(f[~eligible] == 1.0)
+    # Served through the engine: the explored posts reach the page (≈ ε · page, not half of it).
+    eps = {"timeline": {"exploration": {"strategy": "epsilon_greedy", "epsilon": 0.2}}}
+    idx = engine.state.index
+    on_page = [sum(it.post_id not in {g.post_id for g in engine.recommend(int(u), overrides={
+        "timeline": {"exploration": {"strategy": "none"}}}).items} for it in engine.recommend(int(u), overrides=eps)
+        .items) for u in idx.user_ids[:60]]
+    assert np.mean(on_page) > 0.5 * 0.2 * 35

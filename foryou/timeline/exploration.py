@@ -6,8 +6,11 @@ post from the real-time overlay, which every `record_interaction` updates, on to
 serving index was built with. Each post's engagement rate has a Beta posterior with an informed
 prior worth PRIOR_IMPRESSIONS impressions at the global base rate.
 
-- ε-greedy: Binomial(page size, ε) slots go to candidates drawn uniformly from all candidates; each
-  is given the score of a uniformly drawn slot of the greedy page, so it lands at a random position;
+- ε-greedy: Binomial(page size, ε) slots go to candidates drawn uniformly from the candidates the
+  post-scoring filters will keep (out-of-network posts need social proof or a topic the viewer
+  engages with, no out-of-network NSFW: drawn from all, most draws were filtered out after this step
+  and ε = 0.05 explored ~2 % of the page); each is given the score of a uniformly drawn slot of the
+  greedy page, so it lands at a random position;
 - UCB1: optimism in proportion to the posterior mean, mean·(1 + c·√(2 ln N / n)), N the candidates'
   impressions, n the post's (prior included);
 - Thompson: one draw from each post's Beta posterior.
@@ -24,6 +27,7 @@ import numpy as np
 from foryou.features import PRIOR_IMPRESSIONS
 from foryou.graph.index import POSITIVE
 from foryou.mixer import CandidateBatch
+from foryou.timeline.filters import OutOfNetworkNsfwFilter, OutOfNetworkSocialProofFilter
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.scorers import _Factor
 
@@ -59,7 +63,7 @@ class ExplorationScorer(_Factor):
         if cfg.strategy == "random":
             return rng.random(n) / score
         if cfg.strategy == "epsilon_greedy":
-            return self._epsilon_greedy(rng, score, query.n, cfg.epsilon)
+            return self._epsilon_greedy(rng, score, query.n, cfg.epsilon, self._kept_by_post_filters(query, batch))
         alpha, beta = self.post_posterior(batch["post_row"])
         mean = alpha / (alpha + beta)
         if cfg.strategy == "ucb":
@@ -70,14 +74,25 @@ class ExplorationScorer(_Factor):
             value = rng.beta(alpha, beta)
         return np.clip(1 + cfg.weight * (value - mean) / mean, 0.5, 2.0)
 
+    def _kept_by_post_filters(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray | None:
+        try:
+            keep = np.ones(len(batch), dtype=bool)
+            for post_filter in (OutOfNetworkSocialProofFilter, OutOfNetworkNsfwFilter):
+                keep &= post_filter(self.state).keep(query, batch)
+            return keep
+        except KeyError:  # a batch without the filters' columns: no post filter will run on it either
+            return None
+
     @staticmethod
-    def _epsilon_greedy(rng: np.random.Generator, score: np.ndarray, page: int, epsilon: float) -> np.ndarray:
+    def _epsilon_greedy(rng: np.random.Generator, score: np.ndarray, page: int, epsilon: float,
+                        eligible: np.ndarray | None = None) -> np.ndarray:
         n = len(score)
         out = np.ones(n)
-        k = min(int(rng.binomial(max(page, 1), epsilon)), n)
+        pool = np.arange(n) if eligible is None else np.flatnonzero(eligible)
+        k = min(int(rng.binomial(max(page, 1), epsilon)), len(pool))
         if k == 0:
             return out
-        picked = rng.choice(n, size=k, replace=False)
+        picked = rng.choice(pool, size=k, replace=False)
         greedy = -np.sort(-score)[:max(min(page, n), 1)]  # the greedy page's scores, best first
         slots = greedy[rng.integers(0, len(greedy), k)] * (1 + 1e-6)
         out[picked] = slots / score[picked]

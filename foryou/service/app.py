@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +29,8 @@ from foryou.service.security import BodyLimit, WriteToken
 from foryou.service.service import Service, ServiceOptions
 
 log = logging.getLogger("foryou.service")
-SETTINGS_ENV = "FORYOU_SERVE_SETTINGS"  # how `foryou serve --workers N` hands settings to each worker
+SETTINGS_ENV = "FORYOU_SERVE_SETTINGS"
+GIL_SWITCH_INTERVAL_S = 0.0005  # how `foryou serve --workers N` hands settings to each worker
 
 
 class ServeSettings(BaseModel):
@@ -46,6 +48,11 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure()
+        # Cache misses run in worker threads; with CPython's default 5 ms GIL switch interval the
+        # event loop thread waits up to 5 ms for the GIL after each socket operation while a miss
+        # computes (the convoy effect), which halved throughput in `bench http` with misses in the
+        # mix. 0.5 ms hands the GIL back to the loop quickly (measured in BENCHMARKS.md).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         if getattr(app.state, "service", None) is None:
             app.state.service = Service(settings.dataset, config,
                                         ServiceOptions(trace_log=settings.trace_log, store=settings.store))

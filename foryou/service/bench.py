@@ -3,7 +3,8 @@
 http: wrk (when installed; a Python client otherwise) with N connections for a bounded time over
 timeline requests of a fixed set of users → req/s, latency percentiles, cache hit share.
 ingest: batches of engagements from concurrent clients → durable events/s; then single-event
-writes one at a time → their latency percentiles (each one committed and fsynced before the reply).
+writes one at a time → their latency percentiles (each one committed and fsynced before the reply);
+then single-event writes from several clients at once (they share commits: group commit).
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def _python_drive(url: str, paths: list[str], connections: int, seconds: float, 
 
 
 def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, singles: int,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, single_clients: int = 8) -> dict[str, Any]:
     import httpx
 
     from foryou.bench import machine
@@ -256,9 +257,27 @@ def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, single
                 t1 = time.perf_counter()
                 c.post("/v1/engagements", content=body, headers=headers).raise_for_status()
                 lat.append((time.perf_counter() - t1) * 1000)
-    a = np.asarray(lat)
+        concurrent: list[list[float]] = [[] for _ in range(single_clients)]
+
+        def single_client(k: int) -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as c:
+                for body in singles_bodies[k::single_clients]:
+                    t1 = time.perf_counter()
+                    c.post("/v1/engagements", content=body, headers=headers).raise_for_status()
+                    concurrent[k].append((time.perf_counter() - t1) * 1000)
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=single_client, args=(k,)) for k in range(single_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        concurrent_s = time.perf_counter() - t0
+    a, b = np.asarray(lat), np.concatenate([np.asarray(x) for x in concurrent])
     return {"bench": "ingest", "dataset": str(dataset), "batch": batch, "clients": clients, "seconds": seconds,
             "events": int(sum(accepted)), "events_per_s": round(sum(accepted) / batch_s, 1),
             "single_writes": len(a), **{f"single_p{q}_ms": round(float(np.percentile(a, q)), 3) for q in (50, 90, 99)},
+            "concurrent_single_clients": single_clients, "concurrent_singles_per_s": round(len(b) / concurrent_s, 1),
+            **{f"concurrent_single_p{q}_ms": round(float(np.percentile(b, q)), 3) for q in (50, 90, 99)},
             "durability": "SQLite WAL, synchronous=FULL: committed and fsynced before each reply",
             "machine": machine()}

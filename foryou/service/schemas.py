@@ -109,6 +109,7 @@ class TimelinePage(Strict):
     cached: bool = Field(description="served from the scored-candidate cache")
     sources: dict[str, int]
     models: dict[str, str]
+    experiments: dict[str, str] | None = Field(None, description="the user's experiment arms, when in any")
 
 
 class PostOut(Strict):

@@ -50,8 +50,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         logs.configure()
         # Cache misses run in worker threads; with CPython's default 5 ms GIL switch interval the
         # event loop thread waits up to 5 ms for the GIL after each socket operation while a miss
-        # computes (the convoy effect), which halved throughput in `bench http` with misses in the
-        # mix. 0.5 ms hands the GIL back to the loop quickly (measured in BENCHMARKS.md).
+        # computes (the convoy effect); 0.5 ms hands it back to the loop quickly (BENCHMARKS.md).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         if getattr(app.state, "service", None) is None:
             app.state.service = Service(settings.dataset, config,

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,17 +198,22 @@ def _python_drive(url: str, paths: list[str], connections: int, seconds: float, 
         with lock:
             lat.extend(mine)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    secs = time.perf_counter() - t0
+    secs = _run_clients(client, connections)
     a = np.asarray(lat) * 1000
     return {"requests": len(a), "req_per_s": round(len(a) / secs, 1), "non_2xx": bad[0], "socket_errors": 0,
             **{f"p{q}_ms": round(float(np.percentile(a, q)), 3) for q in (50, 90, 99)},
             "max_ms": round(float(a.max()), 3)}
+
+
+def _run_clients(client: Callable[[int], None], n: int) -> float:
+    """Run client(0..n-1) on n threads at once; wall seconds until the last one finishes."""
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, singles: int,
@@ -244,13 +249,7 @@ def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, single
                     accepted[k] += r.json()["accepted"]
                     i += clients
 
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        batch_s = time.perf_counter() - t0
+        batch_s = _run_clients(client, clients)
         lat = []
         with httpx.Client(base_url=server.url, timeout=60) as c:
             for body in singles_bodies:
@@ -266,13 +265,7 @@ def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, single
                     c.post("/v1/engagements", content=body, headers=headers).raise_for_status()
                     concurrent[k].append((time.perf_counter() - t1) * 1000)
 
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=single_client, args=(k,)) for k in range(single_clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        concurrent_s = time.perf_counter() - t0
+        concurrent_s = _run_clients(single_client, single_clients)
     a, b = np.asarray(lat), np.concatenate([np.asarray(x) for x in concurrent])
     return {"bench": "ingest", "dataset": str(dataset), "batch": batch, "clients": clients, "seconds": seconds,
             "events": int(sum(accepted)), "events_per_s": round(sum(accepted) / batch_s, 1),

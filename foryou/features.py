@@ -153,7 +153,7 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
 # Schema of the model inputs: a model trained on another feature list or definition is rejected at
 # load time. Bump FEATURE_VERSION whenever a feature's computation changes.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 FEATURE_SCHEMA = hashlib.sha256(f"{FEATURE_VERSION}|{'|'.join(FEATURE_NAMES)}".encode()).hexdigest()[:16]
 
 
@@ -169,15 +169,24 @@ class FeatureStore:
         self.author_row = np.searchsorted(self.user_ids, p["author_id"].to_numpy())
         self.created_at = p["created_at"].to_numpy()
         kind = p["kind"].to_numpy(zero_copy_only=False)
-        self.topic = p["topic"].to_numpy().astype(np.int64)
+        # A repost shows its source post. As X's home-mixer hydrates a retweet's source tweet, every
+        # post and author feature of a repost (counters, content columns, topic, the author) is its
+        # source's; only its age, its is_repost flag and in_network (the viewer follows the reposter)
+        # are its own. Engagements on a repost count for the source.
+        parent = pc.fill_null(p["parent_id"], -1).to_numpy()
+        src = np.minimum(np.searchsorted(self.post_id, parent), len(self.post_id) - 1)
+        is_source = (kind == "repost") & (parent >= 0) & (self.post_id[src] == parent)
+        self.content_row = np.where(is_source, src, np.arange(len(self.post_id)))
+        c_row = self.content_row
+        self.topic = p["topic"].to_numpy().astype(np.int64)[c_row]
         self.n_topics = int(max(self.topic.max(initial=-1) + 1, 1))
         self.static = {
-            "has_media": p["has_media"].to_numpy(zero_copy_only=False).astype(np.float32),
-            "has_link": p["has_link"].to_numpy(zero_copy_only=False).astype(np.float32),
-            "length_log": np.log1p(p["length"].to_numpy()).astype(np.float32),
-            "is_reply": (kind == "reply").astype(np.float32),
+            "has_media": p["has_media"].to_numpy(zero_copy_only=False).astype(np.float32)[c_row],
+            "has_link": p["has_link"].to_numpy(zero_copy_only=False).astype(np.float32)[c_row],
+            "length_log": np.log1p(p["length"].to_numpy()).astype(np.float32)[c_row],
+            "is_reply": (kind == "reply").astype(np.float32)[c_row],
             "is_repost": (kind == "repost").astype(np.float32),
-            **{lb: p[lb].to_numpy(zero_copy_only=False).astype(np.float32)
+            **{lb: p[lb].to_numpy(zero_copy_only=False).astype(np.float32)[c_row]
                for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")},
         }
         n_users = len(self.user_ids)
@@ -185,7 +194,7 @@ class FeatureStore:
 
         e = h.engagements
         e_user = np.searchsorted(self.user_ids, e["user_id"].to_numpy())
-        e_post = np.searchsorted(self.post_id, e["post_id"].to_numpy())
+        e_post = self.content_row[np.searchsorted(self.post_id, e["post_id"].to_numpy())]
         e_time = e["created_at"].to_numpy()
         code = pc.index_in(e["kind"], value_set=pa.array(ENGAGEMENT_KINDS)).to_numpy(zero_copy_only=False)
         pos = np.isin(code, [ENGAGEMENT_KINDS.index(k) for k in POSITIVE])
@@ -197,7 +206,7 @@ class FeatureStore:
             unsafe |= self.static[lb][e_post] > 0
         i = h.impressions
         i_user = np.searchsorted(self.user_ids, i["user_id"].to_numpy())
-        i_post = np.searchsorted(self.post_id, i["post_id"].to_numpy())
+        i_post = self.content_row[np.searchsorted(self.post_id, i["post_id"].to_numpy())]
         i_time = i["created_at"].to_numpy()
         f = h.follows
         f_src = np.searchsorted(self.user_ids, f["src_id"].to_numpy())
@@ -236,6 +245,7 @@ class FeatureStore:
 
     def record(self, user_row: int, post_row: int, kind: str, t: int) -> None:
         """Feed one live event (served engines call this for every recorded interaction)."""
+        post_row = int(self.content_row[post_row])
         c, author = self.counters, int(self.author_row[post_row])
         if kind == "impression":
             c["global_imp"].add(0, t)
@@ -274,6 +284,10 @@ class FeatureStore:
             c["unfollow"].add(key, t)
             c["unfollowers"].add(target_row, t)
 
+    def content_author(self, post_rows: np.ndarray) -> np.ndarray:
+        """Author rows of what these posts show: a repost's source author, otherwise the post's own."""
+        return self.author_row[self.content_row[post_rows]]
+
     def base_rates(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positives and negative feedback per impression before t (defaults until 1,000 impressions)."""
         zero = np.zeros(len(t), np.int64)
@@ -292,7 +306,10 @@ class FeatureStore:
         u = np.asarray(user_rows, dtype=np.int64)
         p = np.asarray(post_rows, dtype=np.int64)
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), p.shape)
-        c, k, a = self.counters, PRIOR_IMPRESSIONS, self.author_row[p]
+        c, k = self.counters, PRIOR_IMPRESSIONS
+        own, own_author = p, self.author_row[p]  # age, and in_network: whoever posted (or reposted) it
+        p = self.content_row[p]  # every other post and author feature: what the post shows
+        a = self.author_row[p]
         topic = np.maximum(self.topic[p], 0)
         memo: dict[str, np.ndarray] = {}
 
@@ -309,15 +326,15 @@ class FeatureStore:
                 memo["rates"] = memo["r0"]
             return memo["r0"], memo["n0"]
 
-        ut, ua = u * self.n_topics + topic, u * self.n_users + a
+        ut, ua, u_own = u * self.n_topics + topic, u * self.n_users + a, u * self.n_users + own_author
         defs = {
-            "age_log_h": lambda: np.log1p(np.maximum(t - self.created_at[p], 0) / 3600.0),
+            "age_log_h": lambda: np.log1p(np.maximum(t - self.created_at[own], 0) / 3600.0),
             "post_positive_log": lambda: np.log1p(n("post_pos", p)),
             "post_impressions_log": lambda: np.log1p(n("post_imp", p)),
             "post_rate": lambda: (n("post_pos", p) + k * rates()[0]) / (n("post_imp", p) + k),
             "post_positive_24h_log": lambda: np.log1p(n("post_pos", p) - c["post_pos"].count_before(p, t - DAY)),
             "post_negative_rate": lambda: (n("post_neg", p) + k * rates()[1]) / (n("post_imp", p) + k),
-            **{name: (lambda col=col: col[p]) for name, col in self.static.items()},
+            **{name: (lambda col=col: col[own]) for name, col in self.static.items()},  # already the source's
             "author_rate": lambda: (n("author_pos", a) + k * rates()[0]) / (n("author_imp", a) + k),
             "author_impressions_log": lambda: np.log1p(n("author_imp", a)),
             "author_negative_rate": lambda: (n("author_neg", a) + k * rates()[1]) / (n("author_imp", a) + k),
@@ -334,7 +351,7 @@ class FeatureStore:
             "user_author_impressions_log": lambda: np.log1p(n("user_author_imp", ua)),
             "user_author_rate": lambda: (n("user_author_pos", ua) + 5 * rates()[0]) / (n("user_author_imp", ua) + 5),
             "user_author_negative": lambda: n("user_author_neg", ua),
-            "in_network": lambda: (c["follow"].count_before(ua, t + 1)
-                                   > c["unfollow"].count_before(ua, t + 1)).astype(np.float64),
+            "in_network": lambda: (c["follow"].count_before(u_own, t + 1)
+                                   > c["unfollow"].count_before(u_own, t + 1)).astype(np.float64),
         }
         return np.stack([defs[name]() for name in names], axis=1).astype(np.float32)

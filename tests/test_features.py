@@ -48,3 +48,41 @@ def test_live_follow_graph_changes_reach_the_features(tiny_world_dir):
     assert in_network(now + 20) == 1.0
     engine.record_interaction(int(s.index.user_ids[user]), int(s.features.post_id[post]), "dwell", t=now + 30)
     engine.close()
+
+
+def test_a_repost_shows_its_source_post(tiny_world_dir):
+    """A repost's post and author features are its source's (X hydrates a retweet's source tweet);
+    its age, is_repost flag and in_network stay its own; a like on the repost counts for the source,
+    built (history) and live alike."""
+    from foryou.data.dataset import Dataset
+    from foryou.features import FEATURE_NAMES
+    from foryou.timeline.engine import RecommendationEngine
+
+    engine = RecommendationEngine(Dataset.load(tiny_world_dir))
+    f = engine.state.features
+    reposts = np.flatnonzero(f.static["is_repost"] > 0)
+    assert len(reposts), "the tiny world has reposts"
+    r = int(reposts[0])
+    src = int(f.content_row[r])
+    assert src != r and f.author_row[src] != f.author_row[r]  # reposted someone else's post
+    viewer = int(next(u for u in range(f.n_users) if u not in (f.author_row[r], f.author_row[src])))
+    t = engine.now
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    x = f.compute(np.array([viewer, viewer]), np.array([r, src]), t)
+    own = {"age_log_h", "is_repost", "in_network"}
+    same = [i for name, i in col.items() if name not in own]
+    np.testing.assert_array_equal(x[0, same], x[1, same])
+    assert x[0, col["is_repost"]] == 1.0 and x[1, col["is_repost"]] == 0.0
+    assert x[0, col["age_log_h"]] < x[1, col["age_log_h"]]  # the repost is younger than its source
+    np.testing.assert_array_equal(f.content_author([r]), f.author_row[[src]])
+
+    before = f.compute(np.array([viewer]), np.array([src]), t + 10)[0, col["post_positive_log"]]
+    engine.record_interaction(int(f.user_ids[viewer]), int(f.post_id[r]), "like", t=t + 1)
+    after = f.compute(np.array([viewer]), np.array([src]), t + 10)[0, col["post_positive_log"]]
+    assert after > before
+
+    # A live repost shows its source too.
+    new_id = int(f.post_id.max()) + 1
+    row = engine.add_post(new_id, int(f.user_ids[viewer]), t=t + 2, kind="repost", parent_id=int(f.post_id[src]))
+    assert f.content_row[row] == src and f.static["has_media"][row] == f.static["has_media"][src]
+    engine.close()

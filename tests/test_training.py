@@ -154,3 +154,35 @@ def test_id_vocabulary_maps_unknown_ids_to_the_default_row():
     np.testing.assert_array_equal(net.vocab_index(np.array([[10, 20], [30, 99]])), [[1, 2], [3, 0]])
     assert net.vocab_index(np.array([5])).tolist() == [0]
     assert HeavyRankerNet(3, 2).vocab_index(np.array([10])).tolist() == [0]  # no id embeddings: all default
+
+
+def test_a_feature_constant_in_training_does_not_move_predictions():
+    """is_repost / is_reply never vary in a log without reposts or replies; at serving time a repost
+    must be scored as what it shows, not pushed by a 1/ε-scaled input the net never saw."""
+    from foryou.config import HeavyRankerConfig
+    from foryou.features import FEATURE_NAMES
+    from foryou.models.export import OnnxHeavyRanker, to_onnx
+    from foryou.models.heavy_ranker import HEADS
+    from foryou.training.heavy_ranker import Rows, train_heavy_ranker
+
+    rng = np.random.default_rng(0)
+    n, d = 2_000, len(FEATURE_NAMES)
+
+    def rows() -> Rows:
+        x = rng.normal(size=(n, d)).astype(np.float32)
+        x[:, FEATURE_NAMES.index("is_repost")] = 0.0
+        y = (rng.random((n, len(HEADS))) < 1 / (1 + np.exp(-x[:, :1] * 2))).astype(np.float32)
+        return Rows(np.zeros(n, np.int64), np.arange(n), np.arange(n), x, rng.integers(-1, 3, n), y,
+                    rng.integers(1, 50, (n, 2)))
+
+    cfg = HeavyRankerConfig(epochs=1, blocks=1, block_dim=8, mlp_dim=8, tower_dim=4, id_dim=2, batch_size=512)
+    net, _ = train_heavy_ranker(rows(), rows(), 3, cfg)
+    x = torch.randn(64, d)
+    topic, ids = torch.zeros(64, dtype=torch.int64), torch.zeros((64, 2), dtype=torch.int64)
+    flagged = x.clone()
+    flagged[:, FEATURE_NAMES.index("is_repost")] = 1.0
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(flagged, topic, ids).numpy(), net(x, topic, ids).numpy())
+    runtime = OnnxHeavyRanker(to_onnx(net.eval()))
+    np.testing.assert_allclose(runtime(flagged.numpy(), topic.numpy(), ids.numpy()),
+                               runtime(x.numpy(), topic.numpy(), ids.numpy()), atol=1e-6)

@@ -327,12 +327,18 @@ class RecommendationEngine:
             row = s.overlay.add_post(int(post_id), a, t, POST_KINDS.index(kind), parent, int(topic), has_media,
                                      has_link, int(length), labels)
             f, g = s.features, s.overlay.grower
-            for name, value in (("post_id", post_id), ("author_row", a), ("created_at", t), ("topic", int(topic))):
+            source = parent if kind == "repost" and parent >= 0 else row  # a repost shows its source
+            if source != row:
+                topic = int(f.topic[source])
+            for name, value in (("post_id", post_id), ("author_row", a), ("created_at", t), ("topic", int(topic)),
+                                ("content_row", source)):
                 g.append(f, name, value)
             static = {"has_media": has_media, "has_link": has_link, "length_log": np.log1p(length),
-                      "is_reply": kind == "reply", "is_repost": kind == "repost", **(labels or {})}
+                      "is_reply": kind == "reply", **(labels or {})}
             for name in f.static:
-                g.append(f.static, name, float(static.get(name, False)))
+                value = float(kind == "repost") if name == "is_repost" else (
+                    float(f.static[name][source]) if source != row else float(static.get(name, False)))
+                g.append(f.static, name, value)
             if s.simclusters is not None:
                 s.simclusters.add_post(t)
         return row

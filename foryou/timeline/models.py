@@ -33,7 +33,7 @@ class TrainedHeavyRanker:
         x = batch["features"] if "features" in batch else self.store.compute(
             np.full(len(rows), query.user_row), rows, query.now)  # hydrated once per request
         s = self.store
-        ids = self.net.vocab_index(np.stack([np.full(len(rows), query.user_id), s.user_ids[s.author_row[rows]]], 1))
+        ids = self.net.vocab_index(np.stack([np.full(len(rows), query.user_id), s.user_ids[s.content_author(rows)]], 1))
         if self.runtime is not None:
             p = self.runtime(x, s.topic[rows], ids)
         else:

@@ -57,7 +57,7 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
     for j, head in enumerate(HEADS):
         kinds = HEAD_KINDS.get(head, (head,))
         y[:, j] = np.isin(key, e_key[np.isin(e_kind, kinds)])
-    ids = np.stack([store.user_ids[u], store.user_ids[store.author_row[p]]], axis=1)
+    ids = np.stack([store.user_ids[u], store.user_ids[store.content_author(p)]], axis=1)
     return Rows(u, p, t, store.compute(u, p, t), store.topic[p], y, ids)
 
 
@@ -124,7 +124,11 @@ def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRanker
     net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim, cfg.tower_dim,
                          id_vocab=vocab, id_dim=cfg.id_dim)
     net.mean.copy_(torch.from_numpy(train.x.mean(0)))
-    net.std.copy_(torch.from_numpy(train.x.std(0) + 1e-6))
+    # A column constant in the train window (e.g. is_repost where no repost was ever shown) carries
+    # nothing to learn from; an infinite scale makes the net ignore it instead of seeing 1/1e-6 at
+    # serving time, which pushed every repost and reply ~1.4 logits off.
+    std = train.x.std(0)
+    net.std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_state, stale, history = float("inf"), None, 0, []
     t0, seen = time.perf_counter(), 0

@@ -770,6 +770,10 @@ def _print_eval(r: dict[str, Any]) -> None:
         console.print("  retrieval recall@K: " + ", ".join(
             f"{n} {s['recall']['mean']:.3f} (K={s['candidates_per_user']:g})" for n, s in stages.items()),
             highlight=False)
+    if "oracle" in r:
+        console.print("  utility ÷ oracle, references: " + ", ".join(
+            f"{n} {m['ratio']['mean']:.3f}" for n, m in r["oracle"]["methods"].items() if n not in r["methods"]),
+            highlight=False)
     for key, value in r["targets"].items():
         console.print(f"  {key}: {_fmt(value)}", highlight=False)
 

@@ -159,6 +159,27 @@ class _Cells(HTMLParser):
             self.cells[self._cur]["text"] += data
 
 
+def test_blind_oracles_lose_only_what_their_latent_decides(ds, tiny_world_dir):
+    """Each blind oracle picks by the truth minus one latent: a latent that does not vary makes it the oracle,
+    and the taste affinity the worlds do have costs it utility (never more than the oracle has)."""
+    from dataclasses import replace
+
+    from foryou.data.world.truth import GroundTruth
+    from foryou.eval.oracle import page_utilities
+
+    split = temporal(ds, max_users=30)
+    truth = GroundTruth.load(tiny_world_dir)
+    lists = {"some_page": np.full((len(split.users), 35), -1, np.int64)}  # 20 posts: the blind pages' length
+    lists["some_page"][:, :20] = truth.posts.post_id[truth.eligible_rows(-1, split.as_of)[:20]]
+    u = page_utilities(truth, split, lists)
+    taste = u["oracle_blind_to_taste"]
+    assert (taste["length"] == 20).all() and (taste["served"] <= taste["oracle"] + 1e-4).all()
+    assert taste["served"].sum() < 0.99 * taste["oracle"].sum()
+    flat = replace(truth.latent, taste=np.zeros_like(truth.latent.taste))
+    u = page_utilities(GroundTruth(truth.params, flat, truth.user_ids, truth.posts, truth.weights), split, lists)
+    np.testing.assert_allclose(u["oracle_blind_to_taste"]["served"], u["oracle_blind_to_taste"]["oracle"], rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
     out = tmp_path / "report"

@@ -189,7 +189,11 @@ def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
     r = json.loads((out / "metrics.json").read_text())
     page = (out / "index.html").read_text()
     assert set(r["methods"]) == {"foryou", *BASELINES}
-    assert r["users"] == 60 and "oracle" in r and "best_own_candidates" in r["oracle"]["methods"]
+    assert r["users"] == 60 and "oracle" in r
+    o = {name: m["ratio"]["mean"] for name, m in r["oracle"]["methods"].items()}
+    # The decomposition: perfect order of our candidates ≥ the ranker's order of them; blind oracles ≤ 1.
+    assert o["best_own_candidates"] >= o["ranked_own_candidates"] and "references: best_own_candidates" in res.stdout
+    assert 0 < o["oracle_blind_to_taste"] <= 1 and 0 < o["oracle_blind_to_post_quality"] <= 1
     assert page.count("data:image/png;base64,") >= 7  # bars, oracle, sources, retrieval, 2 calibration, scores
     embedded = re.search(r'<script type="application/json" id="metrics">(.*?)</script>', page, re.S).group(1)
     assert json.loads(embedded.replace("<\\/", "</")) == r

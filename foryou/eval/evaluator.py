@@ -259,7 +259,7 @@ def _oracle(path: Path, dataset: Dataset, split: EvalSplit, engine, lists: dict[
                                 "served_per_user": round(float(u["served"].mean()), 4),
                                 "oracle_per_user": round(float(u["oracle"].mean()), 4),
                                 "mean_length": round(float(u["length"].mean()), 2)}
-    out["candidates_per_user"] = round(float(np.mean([len(c) for c in cands])), 1)
+    out["candidates_per_user"] = round(float(np.mean([len(c) for c, _ in cands])), 1)
     # Calibration and per-head AUC of our served items against the true probabilities.
     valid = pages.post_id >= 0
     uid = np.broadcast_to(split.users[:, None], valid.shape)[valid]

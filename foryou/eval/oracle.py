@@ -4,8 +4,11 @@ For each evaluated user at the split instant, every list is compared with the or
 same length (same user, same time): the posts with the highest true expected utility among those
 eligible (`GroundTruth.eligible_rows`: created in the last 48 h, not the user's own) and not already
 shown to the user (no page may repeat an impression). `best_own_candidates` is the best page of that
-length from the engine's own candidates (retrieval and filters fixed, ranking perfect): it separates
-what retrieval loses from what ranking loses.
+length from the engine's own candidates (retrieval and filters fixed, ranking perfect) and
+`ranked_own_candidates` the page of the heavy ranker's top candidates by predicted utility (no rescoring,
+diversity or mixing): oracle → best_own_candidates is what retrieval loses, → ranked_own_candidates what
+the ranker's errors lose, → our served page what the product policy (rescoring, diversity, mixing,
+exploration) costs under a truth that has no taste for variety.
 
 The blind oracles say what is achievable at all: each picks the page of the same length from the same
 eligible posts with the truth minus one latent a ranker must estimate from data (`BLIND`), and is scored
@@ -48,11 +51,12 @@ def seen_by_user(split: EvalSplit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.ndarray],
-                   candidates: list[np.ndarray] | None = None,
+                   candidates: list[tuple[np.ndarray, np.ndarray]] | None = None,
                    progress: Callable[[float], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per method: per-user expected utility of its list (`served`), of the same-length oracle page
     (`oracle`), and the list length; plus the blind oracles at our page's length, and
-    `best_own_candidates` when the engine's candidates are given."""
+    `best_own_candidates` / `ranked_own_candidates` when the engine's candidates (post ids, predicted
+    utility) are given."""
     t = np.int64(split.as_of)
     seen_u, seen_p = seen_by_user(split)
     order = np.argsort(seen_u, kind="stable")
@@ -62,7 +66,8 @@ def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.nda
     out = {m: {"served": np.zeros(n_users), "oracle": np.zeros(n_users), "length": np.zeros(n_users, np.int64)}
            for m in lists}
     blind = blind_truths(truth)
-    for name in (["best_own_candidates"] if candidates is not None else []) + list(blind):
+    own = ["best_own_candidates", "ranked_own_candidates"] if candidates is not None else []
+    for name in own + list(blind):
         out[name] = {"served": np.zeros(n_users), "oracle": np.zeros(n_users), "length": np.zeros(n_users, np.int64)}
     user_rows = truth.user_rows(split.users)
     for i in range(n_users):
@@ -83,11 +88,13 @@ def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.nda
             out[m]["length"][i] = n
         if candidates is not None:
             n = int(out[next(iter(lists))]["length"][i])  # the served page's length (our system comes first)
-            c = candidates[i]
-            cu = np.sort(truth.expected_utility(np.full(len(c), split.users[i]), c, t))[::-1] if len(c) else c
-            out["best_own_candidates"]["served"][i] = float(np.sum(cu[:n], dtype=np.float64))
-            out["best_own_candidates"]["oracle"][i] = best[min(n, len(util))]
-            out["best_own_candidates"]["length"][i] = min(n, len(c))
+            c, predicted = candidates[i]
+            cu = truth.expected_utility(np.full(len(c), split.users[i]), c, t) if len(c) else np.empty(0)
+            for name, order in (("best_own_candidates", np.argsort(-cu, kind="stable")),
+                                ("ranked_own_candidates", np.argsort(-predicted, kind="stable"))):
+                out[name]["served"][i] = float(np.sum(cu[order[:n]], dtype=np.float64))
+                out[name]["oracle"][i] = best[min(n, len(util))]
+                out[name]["length"][i] = min(n, len(c))
         n = min(int(out[next(iter(lists))]["length"][i]), len(rows))  # as long as our page
         for name, g in blind.items():
             guess = g.utility_from(g.probabilities_rows(user, rows, t))

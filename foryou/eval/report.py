@@ -126,9 +126,10 @@ def _oracle_section(r: dict[str, Any]) -> str:
     plot = _bars({n: rows[n]["ratio"] for n in rows}, "expected utility ÷ oracle (95 % CI)")
     return (f"<h2>Against the oracle (ground truth)</h2><p>{html.escape(o['what'])}. Our engine had "
             f"{fmt(o['candidates_per_user'])} candidates per user before selection; <code>best_own_candidates</code> "
-            "is the best page of the same length from them; each <code>oracle_blind_to_X</code> picks from every "
-            "eligible post by the truth without latent X (scored by the full truth): what is achievable without "
-            "knowing X.</p>"
+            "is the best page of the same length from them and <code>ranked_own_candidates</code> the heavy "
+            "ranker's top ones by predicted utility (before rescoring, diversity and mixing); each "
+            "<code>oracle_blind_to_X</code> picks from every eligible post by the truth without latent X (scored "
+            "by the full truth): what is achievable without knowing X.</p>"
             + _table(rows, ["ratio", "served_per_user", "oracle_per_user", "mean_length"], "oracle.")
             + f'<div class="plots">{plot}</div>')
 

@@ -114,9 +114,12 @@ def candidate_pipeline(engine: RecommendationEngine) -> ProductPipeline:
 
 
 def candidates_of(engine: RecommendationEngine, pipeline: ProductPipeline, user_id: int, now: int,
-                  n: int) -> np.ndarray:
-    """Post ids of the user's candidates before selection (same query as `engine.recommend`)."""
+                  n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(post ids, predicted utility Σ wᵢ·p̂ᵢ) of the user's candidates before selection (same query as
+    `engine.recommend`)."""
     row = engine.state.index.user_row(int(user_id))
     query = TimelineQuery(user_id=int(user_id), user_row=row, now=int(now), n=n)
     batch = pipeline.run(query).batch
-    return np.asarray(batch["post_id"], dtype=np.int64) if len(batch) else np.empty(0, np.int64)
+    if not len(batch):
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.asarray(batch["post_id"], dtype=np.int64), np.asarray(batch["utility"], dtype=np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -180,11 +181,18 @@ def test_blind_oracles_lose_only_what_their_latent_decides(ds, tiny_world_dir):
     np.testing.assert_allclose(u["oracle_blind_to_taste"]["served"], u["oracle_blind_to_taste"]["oracle"], rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
-    out = tmp_path / "report"
-    res = _foryou("eval", str(tiny_world_dir), "--report", str(out), "--users", "60", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def eval_report(tiny_world_dir, tmp_path_factory):
+    """`foryou eval` on the tiny world once: (report directory, the finished process)."""
+    tmp = tmp_path_factory.mktemp("eval")
+    res = _foryou("eval", str(tiny_world_dir), "--report", str(tmp / "report"), "--users", "60", cwd=tmp)
     assert res.returncode == 0, res.stderr
+    return tmp / "report", res
+
+
+@pytest.mark.slow
+def test_foryou_eval_end_to_end_json_and_html_agree(eval_report):
+    out, res = eval_report
     assert "ndcg@10" in res.stdout and "report →" in res.stdout
     r = json.loads((out / "metrics.json").read_text())
     page = (out / "index.html").read_text()
@@ -219,6 +227,32 @@ def test_foryou_eval_end_to_end_json_and_html_agree(tiny_world_dir, tmp_path):
         assert float(c["data-value"]) == s["recall"]["mean"] or np.isnan(s["recall"]["mean"])
         assert cells.cells[(stage, "retrieval.candidates_per_user")]["text"] == fmt(s["candidates_per_user"])
     assert checked == len(r["methods"]) * len(r["methods"]["foryou"]["ranking"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium here (.ci/run installs it)")
+def test_the_report_shows_its_plots_in_a_browser(eval_report, tmp_path):
+    """Headless Chromium renders index.html: the page's pixels in our plots' colour come from the embedded
+    PNGs (the same page with its images removed has next to none)."""
+    from PIL import Image
+
+    out, _ = eval_report
+    page = (out / "index.html").read_text()
+    stripped = tmp_path / "no_images.html"
+    stripped.write_text(re.sub(r'<img [^>]*src="data:image/png;base64,[^"]*"[^>]*>', "", page))
+    assert stripped.read_text() != page
+
+    def plot_pixels(html_path) -> int:
+        shot = tmp_path / f"{html_path.stem}.png"
+        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1400,6000", f"--screenshot={shot}", html_path.resolve().as_uri()],
+                       capture_output=True, timeout=120, check=True)
+        rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        ours = np.array([0x1D, 0x9B, 0xF0])  # report.COLORS["foryou"]
+        return int((np.abs(rgb - ours).sum(-1) < 30).sum())
+
+    assert plot_pixels(out / "index.html") > 5_000
+    assert plot_pixels(stripped) < 200
 
 
 def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path):

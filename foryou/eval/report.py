@@ -79,12 +79,12 @@ def _bars(methods: dict[str, dict[str, float]], title: str) -> str:
     mean = np.array([methods[n]["mean"] for n in names], dtype=float)
     lo = np.array([methods[n]["lo"] for n in names], dtype=float)
     hi = np.array([methods[n]["hi"] for n in names], dtype=float)
-    fig = Figure(figsize=(4.2, 2.8))
+    fig = Figure(figsize=(max(4.2, 0.5 * len(names) + 1.5), 3.2), layout="constrained")
     ax = fig.subplots()
-    ax.bar(names, mean, yerr=np.vstack([mean - lo, hi - mean]), capsize=3,
+    ax.bar(range(len(names)), mean, yerr=np.vstack([mean - lo, hi - mean]), capsize=3,
            color=[COLORS.get(n, GREY) for n in names])
     ax.set_title(title, fontsize=10)
-    ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)  # long names must not overlap
     return _png(fig)
 
 

@@ -275,12 +275,16 @@ class FeatureStore:
             self.relate(user_row, author, "follow", t)
 
     def relate(self, user_row: int, target_row: int, action: str, t: int) -> None:
-        """A live follow or unfollow: `in_network` and `author_followers_log` see it from t on."""
+        """A live follow or unfollow: `in_network` and `author_followers_log` see it from t on. A follow of
+        someone already followed (or an unfollow of someone not followed) changes nothing: counted twice,
+        it would leave `in_network` on after the one unfollow that ends it."""
         c, key = self.counters, user_row * self.n_users + target_row
-        if action == "follow":
+        keys, at = np.array([key]), np.array([t + 1])
+        following = int(c["follow"].count_before(keys, at)[0]) > int(c["unfollow"].count_before(keys, at)[0])
+        if action == "follow" and not following:
             c["follow"].add(key, t)
             c["followers"].add(target_row, t)
-        elif action == "unfollow":
+        elif action == "unfollow" and following:
             c["unfollow"].add(key, t)
             c["unfollowers"].add(target_row, t)
 

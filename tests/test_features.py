@@ -46,6 +46,20 @@ def test_live_follow_graph_changes_reach_the_features(tiny_world_dir):
     assert in_network(now) == 1.0 and in_network(now + 10) == 0.0  # point in time: from the unfollow on
     engine.relate(int(s.index.user_ids[user]), int(s.index.user_ids[author]), "follow", t=now + 20)
     assert in_network(now + 20) == 1.0
+
+    def followers(t: int) -> float:
+        return float(s.features.compute(np.array([user]), np.array([post]), t, ("author_followers_log",))[0, 0])
+
+    # Following again is a no-op: one unfollow ends it, and the author's followers are counted once.
+    before = followers(now + 21)
+    engine.relate(int(s.index.user_ids[user]), int(s.index.user_ids[author]), "follow", t=now + 22)
+    assert followers(now + 23) == before
+    engine.relate(int(s.index.user_ids[user]), int(s.index.user_ids[author]), "unfollow", t=now + 24)
+    assert in_network(now + 25) == 0.0 and followers(now + 25) < before
+    engine.relate(int(s.index.user_ids[user]), int(s.index.user_ids[author]), "unfollow", t=now + 26)
+    assert followers(now + 27) == followers(now + 25)  # unfollowing a non-followee changes nothing
+    engine.relate(int(s.index.user_ids[user]), int(s.index.user_ids[author]), "follow", t=now + 28)
+    assert in_network(now + 28) == 1.0 and followers(now + 29) == before
     engine.record_interaction(int(s.index.user_ids[user]), int(s.features.post_id[post]), "dwell", t=now + 30)
     engine.close()
 

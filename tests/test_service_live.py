@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from foryou.experiments.definition import Experiment
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentLog, ExperimentStore
 from foryou.service import service as service_module
@@ -192,3 +193,32 @@ def test_timeline_fast_path_serves_hits_only(world, tmp_path):
 
 def _pid(item: dict) -> int:
     return item["post_id"]
+
+
+def test_an_outcome_lost_in_a_crash_is_logged_again_on_restart(world, tmp_path):
+    """The experiment log is written after the event store's commit; a crash in between loses the
+    outcome row, not the event. On restart the service logs it from the event store, exactly once."""
+    options = ServiceOptions(trace_log=tmp_path / "trace.jsonl")
+    ExperimentStore(world).create(Experiment.model_validate({"name": "explore", "arms": [
+        {"name": "A"}, {"name": "B", "overrides": ARM_B}]}))
+    svc = Service(world, options=options)
+    try:
+        users = _active_users(svc)[:20]
+        posts = [int(p) for p in svc.engine.state.index.post_id[:3]]
+        svc.write([svc.engagement(users[0], posts[0], "like")])  # logged normally
+        svc.write([svc.engagement(u, posts[1], "like") for u in users[1:6]])
+    finally:
+        svc.close()
+    log = ExperimentLog(ExperimentStore(world).log_path)
+    logged = log.query("SELECT user_id, post_id, seq FROM events WHERE seq IS NOT NULL ORDER BY seq")
+    assert len(logged) == 6
+    with log._lock:  # the crash: the last commit's outcome rows never reached the experiment log
+        log._db.execute("DELETE FROM events WHERE post_id = ?", (posts[1],))
+    log.close()
+
+    for _ in range(2):  # restart twice: the second one finds nothing missing
+        Service(world, options=options).close()
+        log = ExperimentLog(ExperimentStore(world).log_path)
+        again = log.query("SELECT user_id, post_id, seq FROM events WHERE seq IS NOT NULL ORDER BY seq")
+        log.close()
+        assert again == logged

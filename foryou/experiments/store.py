@@ -104,9 +104,15 @@ class ExperimentLog:
             CREATE TABLE IF NOT EXISTS exposures (experiment TEXT, arm TEXT, user_id INTEGER, t INTEGER,
                                                   session_id INTEGER, items INTEGER);
             CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures (experiment, user_id);
-            CREATE TABLE IF NOT EXISTS events (user_id INTEGER, post_id INTEGER, kind TEXT, t INTEGER, value REAL);
+            CREATE TABLE IF NOT EXISTS events (user_id INTEGER, post_id INTEGER, kind TEXT, t INTEGER, value REAL,
+                                               seq INTEGER);
             CREATE INDEX IF NOT EXISTS events_user ON events (user_id, t);
         """)
+        # seq = the service event store's sequence number of an outcome (NULL for simulated impressions):
+        # unique, so outcomes re-derived from the event store after a crash are never counted twice.
+        if "seq" not in {row[1] for row in self._db.execute("PRAGMA table_info(events)")}:
+            self._db.execute("ALTER TABLE events ADD COLUMN seq INTEGER")  # a log from before the column
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_seq ON events (seq)")
         self._lock = threading.Lock()
 
     def log_exposures(self, rows: Iterable[tuple[str, str, int, int, int, int]]) -> None:
@@ -120,8 +126,21 @@ class ExperimentLog:
         """(user_id, post_id, kind, t, value) rows; kind is "impression" or an engagement kind."""
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT INTO events (user_id, post_id, kind, t, value) VALUES (?, ?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
+
+    def log_outcomes(self, rows: Iterable[tuple[int, int, str, int, float, int]]) -> None:
+        """(user_id, post_id, kind, t, value, seq) rows of stored service events; a seq already logged is skipped."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO events (user_id, post_id, kind, t, value, seq) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def last_outcome_seq(self) -> int | None:
+        """The newest event-store seq logged as an outcome (None: none yet)."""
+        with self._lock:
+            return self._db.execute("SELECT max(seq) FROM events").fetchone()[0]
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:

@@ -115,6 +115,7 @@ class Service:
         self._folded = compacted_seq(self.dataset)
         self._data_version = -1
         replayed = self.catch_up(force=True)
+        self.experiments.backfill(self.store)  # outcomes a crash lost between commit and experiment log
         self.store.on_commit = self._on_commit  # this worker's group commits are applied without a read-back
         self.startup_seconds = time.perf_counter() - t0
         self.ready = True
@@ -442,10 +443,29 @@ class _Experiments:
         inside = np.zeros(len(events), bool)
         for experiment in active.experiments:
             inside |= assign(experiment, users) >= 0
-        rows = [(e.user_id, e.post_id, e.kind, e.t, e.value) for e, keep in zip(events, inside.tolist(), strict=True)
-                if keep]
+        rows = [(e.user_id, e.post_id, e.kind, e.t, e.value, e.seq)
+                for e, keep in zip(events, inside.tolist(), strict=True) if keep]
         if rows:
-            active.log.log_events(rows)
+            active.log.log_outcomes(rows)
+
+    def backfill(self, store: EventStore, chunk: int = 50_000) -> int:
+        """Log the outcomes of engagements stored after the newest logged one: `record` runs after the
+        event store's commit, so a crash in between loses the row, never the event. Returns the events
+        looked at (0 when no experiment runs or none of its outcomes was logged yet)."""
+        active = self.active()
+        last = active.log.last_outcome_seq() if active.experiments and active.log is not None else None
+        if last is None:
+            return 0
+        seen, batch = 0, []
+        for e in store.iter_since(int(last)):
+            seen += 1
+            if e.type == "engagement":
+                batch.append(e)
+            if len(batch) >= chunk:
+                self.record(batch)
+                batch = []
+        self.record(batch)
+        return seen
 
     def close(self) -> None:
         if self._log is not None:

@@ -168,6 +168,8 @@ class HeavyRankerConfig(Strict):
     id_dim: int = Field(16, ge=0, description="user and author id embeddings (0 = off): +0.003–0.005 test AUC")
     id_dropout: float = Field(0.1, ge=0, lt=1, description="share of ids dropped to 'unknown' while training")
     max_train_rows: int = Field(3_000_000, ge=1000, description="most recent training impressions kept")
+    negatives_per_positive: int = Field(4, ge=1, description="without impressions (positives-only imports): "
+                                        "sampled negatives per engagement (foryou.training.negatives)")
     seed: int = 0
 
 
@@ -186,6 +188,8 @@ class ServiceConfig(Strict):
     max_page: int = Field(200, ge=1, le=1000, description="largest n a timeline request may ask for")
     trace_log_bytes: int = Field(50 * 2**20, ge=2**16, description="trace log rotates at this size")
     trace_log_backups: int = Field(5, ge=0)
+    clock_idle_cap_s: float = Field(3600.0, ge=0, description="an idle gap advances the world clock by at most "
+                                    "this; 0 freezes it at the newest event (reproducible pages)")
 
 
 class ForYouConfig(Strict):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from foryou.config import ForYouConfig, apply_overrides, parse_overrides
 from foryou.experiments.definition import Experiment
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentLog, ExperimentStore
@@ -115,7 +116,8 @@ class FakeWall:
 def test_world_clock_runs_with_traffic_and_idle_gaps_are_capped(world, tmp_path, monkeypatch):
     wall = FakeWall(1_000_000.0)
     monkeypatch.setattr(service_module.time, "time", wall)
-    opts = ServiceOptions(trace_log=tmp_path / "trace.jsonl", clock_idle_cap_s=3600)
+    opts = ServiceOptions(trace_log=tmp_path / "trace.jsonl")
+    assert ForYouConfig().service.clock_idle_cap_s == 3600
     svc = Service(world, options=opts)
     users = _active_users(svc)
     start = svc.clock()
@@ -137,7 +139,7 @@ def test_world_clock_runs_with_traffic_and_idle_gaps_are_capped(world, tmp_path,
     assert svc.clock() == e.t + 3600
     svc.close()
 
-    frozen = Service(world, options=ServiceOptions(trace_log=tmp_path / "trace.jsonl", clock_idle_cap_s=0))
+    frozen = Service(world, apply_overrides(ForYouConfig(), parse_overrides(["service.clock_idle_cap_s=0"])), opts)
     wall.t += 5000
     assert frozen.clock() == e.t  # 0: frozen at the newest event
     frozen.close()

@@ -8,10 +8,10 @@ real-time overlay by replaying the store.
 
 The world clock (the `t` of new events and the `now` pages are ranked at) starts at the dataset's
 end and runs with wall time while events arrive, but an idle gap (no event stored) counts as at most
-`clock_idle_cap_s` (1 h by default): a server left idle for days resumes where its world left off
+`service.clock_idle_cap_s` (1 h by default): a server left idle for days resumes where its world left off
 instead of finding every post older than the recency windows (48 h in-network, 24 h velocity).
 It is derived from the newest stored event, so every worker and every restart agree on it.
-`clock_idle_cap_s=0` freezes the clock at the newest event (reproducible pages).
+`--set service.clock_idle_cap_s=0` freezes the clock at the newest event (reproducible pages).
 
 A/B experiments (`foryou experiments create`) apply here: a page is ranked with the merged config
 overrides of the user's arms, the exposure (experiment, arm, user, time, scroll session, posts) is
@@ -53,7 +53,6 @@ log = logging.getLogger("foryou.service")
 LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
 # Relations the dataset schema cannot hold (account-level blocks and mutes): always replayed.
 UNFOLDED_RELATIONS = ("block", "mute", "unblock", "unmute")
-IDLE_CAP_S = 3600.0
 
 
 def store_path(dataset: Path) -> Path:
@@ -83,7 +82,6 @@ class InvalidEvent(ValueError):
 class ServiceOptions:
     trace_log: Path = Path("runs/logs/trace.jsonl")
     store: Path | None = None  # default: DATASET/.service/events.sqlite
-    clock_idle_cap_s: float = IDLE_CAP_S  # an idle gap advances the world clock by at most this (0: frozen)
 
 
 class Service:
@@ -103,7 +101,7 @@ class Service:
         self.store = EventStore(options.store or store_path(self.dataset),
                                 base_post_id=int(idx.post_id[-1]) if len(idx.post_id) else 0)
         # The world clock runs from the newest stored event (or the store's creation), see the module doc.
-        self._idle_cap_s = max(float(options.clock_idle_cap_s), 0.0)
+        self._idle_cap_s = self.config.service.clock_idle_cap_s
         self._last_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
         self._last_world = int(self.store.init_meta("epoch_world", str(self.as_of)))
         self.experiments = _Experiments(self.dataset)

@@ -431,7 +431,7 @@ app.add_typer(models_app, name="models")
 
 @app.command()
 def train(
-    dataset: Annotated[Path, typer.Argument(help="dataset directory (needs impressions)")],
+    dataset: Annotated[Path, typer.Argument(help="dataset directory (without impressions: sampled negatives)")],
     only: Annotated[str | None, typer.Option(help="train one model: heavy_ranker")] = None,
     promote: Annotated[bool, typer.Option(help="promote what was trained")] = True,
     tune: Annotated[int, typer.Option(help="heavy-ranker hyperparameter trials (optuna) on validation", min=0)] = 0,
@@ -450,20 +450,33 @@ def train(
 
 
 def _print_model_metrics(name: str, r: dict) -> None:
+    if "skipped" in r:
+        console.print(f"[yellow]{name} skipped[/]: {r['skipped']}", highlight=False)
+        return
     fit = r.get("fit", {})
     parts = [f"{k} {_fmt(len(v) if isinstance(v, list) else v)}" for k, v in fit.items()
              if k in ("epochs", "train_rows", "edges", "seconds", "examples_per_s")]
     console.print(f"[green]{name} v{r['version']}[/]: " + ", ".join(parts), highlight=False)
     test = r.get("test", {})
     heads = {h: m for h, m in test.items() if isinstance(m, dict)}
+    sampled = r.get("negatives")
     if not heads:
         if test:
-            console.print("  test: " + ", ".join(f"{k} {_fmt(v)}" for k, v in test.items()), highlight=False)
+            console.print("  test" + (" (vs sampled negatives)" if sampled else "") + ": "
+                          + ", ".join(f"{k} {_fmt(v)}" for k, v in test.items()), highlight=False)
         return
-    table = Table(title=f"{name}: test window", title_justify="left")
+    title = f"{name}: test window" + (f", vs {sampled['per_positive']} sampled negatives per positive (no impressions)"
+                                      if sampled else "")
+    table = Table(title=title, title_justify="left")
     for col in ("head", "AUC", "ceiling AUC", "RCE", "PR-AUC", "ECE", "positives"):
         table.add_column(col, justify="right")
+    silent = [h for h, m in heads.items() if m["positives"] == 0]
+    if silent:  # a head no test row fires (e.g. repost on MovieLens) has no AUC to show
+        table.caption = f"no positives in the test window: {', '.join(silent)}"
+        table.caption_justify = "left"
     for head, m in heads.items():
+        if head in silent:
+            continue
         table.add_row(head, f"{m['auc']:.4f}", f"{m.get('ceiling_auc', float('nan')):.4f}", f"{m['rce']:.2f}",
                       f"{m['pr_auc']:.4f}", f"{m['ece']:.4f}", f"{m['positives']:,}")
     console.print(table)

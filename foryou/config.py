@@ -170,6 +170,8 @@ class HeavyRankerConfig(Strict):
     max_train_rows: int = Field(3_000_000, ge=1000, description="most recent training impressions kept")
     negatives_per_positive: int = Field(4, ge=1, description="without impressions (positives-only imports): "
                                         "sampled negatives per engagement (foryou.training.negatives)")
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        "uniform", description="negatives drawn uniformly over existing posts, or in proportion to their engagements")
     seed: int = 0
 
 

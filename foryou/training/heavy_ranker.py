@@ -17,6 +17,7 @@ from foryou.data.split import Window
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.models.heavy_ranker import HEADS, HeavyRankerNet
 from foryou.training.metrics import head_metrics
+from foryou.training.negatives import sampled_rows
 
 HEAD_KINDS = {"negative_feedback": ("not_interested", "mute", "block")}
 
@@ -39,17 +40,27 @@ class Rows:
         return len(self.time)
 
 
-def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: int | None = None) -> Rows:
-    """Impressions in `window`, labelled by whether the viewer did each head's action on the post."""
-    imp = window.rows(dataset, "impressions")
-    if max_rows is not None and imp.num_rows > max_rows:  # keep the most recent
-        imp = imp.sort_by("created_at").slice(imp.num_rows - max_rows)
-    u = np.searchsorted(store.user_ids, imp["user_id"].to_numpy())
-    p = np.searchsorted(store.post_id, imp["post_id"].to_numpy())
-    t = imp["created_at"].to_numpy()
+def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: int | None = None,
+               negatives: int = 4, seed: int = 0, sampling: str = "uniform") -> Rows:
+    """Impressions in `window`, labelled by whether the viewer did each head's action on the post.
+    Without impressions (positives-only imports): the window's engagements plus `negatives` sampled
+    posts each (foryou.training.negatives), labelled the same way from engagements before the window's end."""
+    e = dataset.engagements
+    if has_impressions(dataset):
+        imp = window.rows(dataset, "impressions")
+        if max_rows is not None and imp.num_rows > max_rows:  # keep the most recent
+            imp = imp.sort_by("created_at").slice(imp.num_rows - max_rows)
+        u = np.searchsorted(store.user_ids, imp["user_id"].to_numpy())
+        p = np.searchsorted(store.post_id, imp["post_id"].to_numpy())
+        t = imp["created_at"].to_numpy()
+    else:
+        kinds = tuple(k for head in HEADS for k in HEAD_KINDS.get(head, (head,)))
+        u, p, t = sampled_rows(dataset, store, window, kinds, negatives, seed, sampling)
+        u, p, t = (a[-max_rows:] for a in (u, p, t)) if max_rows is not None else (u, p, t)  # the most recent
+        if window.end is not None:  # a later engagement must not label (and leak into) an earlier window
+            e = e.filter(pc.less(e["created_at"], window.end))
     n_posts = len(store.post_id)
     key = u * n_posts + p
-    e = dataset.engagements
     e_key = np.searchsorted(store.user_ids, e["user_id"].to_numpy()) * n_posts + np.searchsorted(
         store.post_id, e["post_id"].to_numpy())
     e_kind = e["kind"].to_numpy(zero_copy_only=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from foryou.config import ForYouConfig, HeavyRankerConfig
 from foryou.data.dataset import Dataset
 from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
-from foryou.training.heavy_ranker import build_rows, evaluate, split_windows, train_heavy_ranker
+from foryou.training.heavy_ranker import build_rows, evaluate, has_impressions, split_windows, train_heavy_ranker
 from foryou.training.light_models import train_light_ranker, train_realgraph, train_safety
 from foryou.training.registry import ModelRegistry
 
 log = logging.getLogger("foryou.training")
 MODELS = ("realgraph", "light_ranker", "heavy_ranker", "safety", "two_tower", "twhin")
+MIN_POSITIVES = 10  # a logistic model on fewer positive labels is noise: skip it (the engine keeps its heuristic)
 Progress = Callable[[str, float], None]
 
 
@@ -40,16 +42,22 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
               progress: Progress | None = None, tune: int = 0) -> dict[str, Any]:
     """Train (and register, and by default promote) the models in dependency order; returns their
     metrics by name. Order: RealGraph classifier, light rankers, heavy ranker (all on the feature
-    store's rows), safety classifiers, two-tower (embedding ANN), TwHIN."""
+    store's rows), safety classifiers, two-tower (embedding ANN), TwHIN.
+
+    Without impressions (positives-only imports) the rankers' rows are the engagements plus sampled
+    negatives (foryou.training.negatives), and their metrics say so; a model whose labels the data does
+    not carry (RealGraph where no account is engaged with twice, a safety label no post has) is skipped:
+    its result is {"skipped": why}."""
     config = config or ForYouConfig()
     progress = progress or (lambda stage, frac: None)
     if only is not None and only not in MODELS:
         raise ValueError(f"unknown model {only!r}; one of {', '.join(MODELS)}")
     path = Path(path)
     dataset = Dataset.load(path)
-    if dataset.impressions.num_rows == 0:
-        raise ValueError(f"{path}: no impressions (positives-only source): the rankers train on logged "
-                         "impressions; evaluate it with baselines instead")
+    sampled = None if has_impressions(dataset) else {
+        "per_positive": config.training.heavy_ranker.negatives_per_positive,
+        "sampling": config.training.heavy_ranker.negative_sampling,
+        "note": "no impressions: rows = engagements + sampled negatives; AUC is positives vs sampled negatives"}
     torch.manual_seed(config.training.heavy_ranker.seed)
     registry = registry_for(path)
     fingerprint = dataset_fingerprint(path)
@@ -68,23 +76,44 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
 
     if only in (None, "realgraph"):
         progress("RealGraph classifier", 0.0)
-        register("realgraph", *train_realgraph(dataset, windows), schema="realgraph-features-1")
+        tensors, cfg_, metrics = train_realgraph(dataset, windows)
+        held_out = metrics["test"]["positives"]
+        if min(metrics["train_positives"], held_out) < MIN_POSITIVES:
+            results["realgraph"] = {"skipped": f"{metrics['train_positives']} train / {held_out} held-out pairs "
+                                    "with an engagement in the validation window (each account engaged with "
+                                    "once?); the decayed-count heuristic stays"}
+        else:
+            register("realgraph", tensors, cfg_, metrics, schema="realgraph-features-1")
         progress("RealGraph classifier", 1.0)
     rows = None
     if only in (None, "light_ranker", "heavy_ranker"):
         cfg = config.training.heavy_ranker
         progress("training rows", 0.0)
-        rows = [build_rows(dataset, store, w, cfg.max_train_rows if w is train_w else None) for w in windows]
+        rows = [build_rows(dataset, store, w, cfg.max_train_rows if w is train_w else None,
+                           cfg.negatives_per_positive, cfg.seed, cfg.negative_sampling) for w in windows]
         progress("training rows", 1.0)
     if only in (None, "light_ranker"):
         progress("light rankers", 0.0)
-        for name, (tensors, cfg_, metrics) in train_light_ranker(*rows, store).items():
-            register(name, tensors, cfg_, metrics, schema=FEATURE_SCHEMA)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # an empty segment: NaN metrics
+            light = train_light_ranker(*rows, store)
+        for name, (tensors, cfg_, metrics) in light.items():
+            positives = metrics["fit"]["rows"] * np.nan_to_num(metrics["train_positive_share"])
+            if positives < MIN_POSITIVES:
+                results[name] = {"skipped": f"{metrics['fit']['rows']:,} train rows, {positives:,.0f} positive "
+                                 "(none on a followed account's posts?); the heuristic light ranker stays"}
+            else:
+                register(name, tensors, {**cfg_, "negatives": sampled} if sampled else cfg_,
+                         {**metrics, "negatives": sampled} if sampled else metrics, schema=FEATURE_SCHEMA)
         progress("light rankers", 1.0)
     if only in (None, "safety"):
         progress("safety classifiers", 0.0)
         for name, (tensors, cfg_, metrics) in train_safety(dataset, store, windows).items():
-            register(name, tensors, cfg_, metrics, schema=FEATURE_SCHEMA)
+            if metrics["train_positives"] < MIN_POSITIVES:
+                results[name] = {"skipped": f"{metrics['train_positives']} train-window posts carry "
+                                 f"{cfg_['label']}: nothing to learn"}
+            else:
+                register(name, tensors, cfg_, metrics, schema=FEATURE_SCHEMA)
         progress("safety classifiers", 1.0)
     if only in (None, "heavy_ranker"):
         cfg = config.training.heavy_ranker
@@ -93,6 +122,8 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
         net, fit = train_heavy_ranker(rows[0], rows[1], store.n_topics, cfg, progress)
         progress("evaluation", 0.0)
         metrics = {"fit": fit, "test": evaluate(net, rows[2], truth, store)}
+        if sampled:
+            metrics["negatives"] = sampled
         progress("evaluation", 1.0)
         version = registry.register(
             "heavy_ranker", dict(net.state_dict()), config=cfg.model_dump(), metrics=metrics,

@@ -433,11 +433,13 @@ app.add_typer(models_app, name="models")
 def train(
     dataset: Annotated[Path, typer.Argument(help="dataset directory (without impressions: sampled negatives)")],
     only: Annotated[str | None, typer.Option(help="train one model: heavy_ranker")] = None,
-    promote: Annotated[bool, typer.Option(help="promote what was trained")] = True,
+    promote: Annotated[bool | None, typer.Option(
+        help="promote what was trained [default: promote, except models trained against sampled negatives]")] = None,
     tune: Annotated[int, typer.Option(help="heavy-ranker hyperparameter trials (optuna) on validation", min=0)] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
 ) -> None:
-    """Train the models on the train window (early stopping on validation), register and promote them."""
+    """Train the models on the train window (early stopping on validation), register and promote them
+    (without impressions: register only, see --promote)."""
     from foryou.training.pipeline import train_all
 
     with progress_bars() as bar:
@@ -447,6 +449,10 @@ def train(
         console.print(f"tuning: best of {len(tuning['trials'])} trials: {tuning['best']}", highlight=False)
     for name, r in results.items():
         _print_model_metrics(name, r)
+    if promote is None and any("negatives" in r for r in results.values() if isinstance(r, dict)):
+        console.print("[yellow]registered, not promoted[/]: without impressions (sampled negatives) the trained "
+                      "models put our pages below the heuristic rankers on MovieLens, Last.fm and Higgs "
+                      "(EVALUATION.md); serve them with --promote or `foryou models promote`", highlight=False)
 
 
 def _print_model_metrics(name: str, r: dict) -> None:
@@ -477,7 +483,8 @@ def _print_model_metrics(name: str, r: dict) -> None:
     for head, m in heads.items():
         if head in silent:
             continue
-        table.add_row(head, f"{m['auc']:.4f}", f"{m.get('ceiling_auc', float('nan')):.4f}", f"{m['rce']:.2f}",
+        ceiling = m.get("ceiling_auc", float("nan"))  # only worlds with a ground truth have one
+        table.add_row(head, f"{m['auc']:.4f}", "—" if np.isnan(ceiling) else f"{ceiling:.4f}", f"{m['rce']:.2f}",
                       f"{m['pr_auc']:.4f}", f"{m['ece']:.4f}", f"{m['positives']:,}")
     console.print(table)
 

@@ -146,14 +146,26 @@ def _write_catalog(root: Path, n_users: int = 120, n_items: int = 80, seed: int 
     return root
 
 
-def test_train_all_without_impressions_serves_the_trained_ranker(tmp_path: Path):
+def test_train_all_without_impressions_registers_and_serves_once_promoted(tmp_path: Path):
     path = tmp_path / "catalog"
     import_movielens(_write_catalog(tmp_path / "src")).write(path)
     config = ForYouConfig(training=TrainingConfig(heavy_ranker=HeavyRankerConfig(
         epochs=2, batch_size=512, negatives_per_positive=3)))
-    results = train_all(path, config)
+    wide = ForYouConfig.model_validate({"timeline": {"sources": {
+        "max_age_hours": 100_000, "in_network_hours": 100_000, "in_network_hours_light": 100_000,
+        "trending_hours": 100_000}}})
+    as_of = Dataset.load(path).manifest.split.valid_end
+
+    # By default models trained against sampled negatives are registered, not served (they lose to the
+    # heuristic rankers on the real datasets): the engine keeps its heuristic heavy ranker.
+    train_all(path, config, only="heavy_ranker")
+    engine = RecommendationEngine.open(path, wide, as_of=as_of)
+    assert "heuristic" in engine.model_versions()["heavy_ranker"]
+    engine.close()
+
+    results = train_all(path, config, promote=True)
     heavy = results["heavy_ranker"]
-    assert heavy["version"] == 1
+    assert heavy["version"] == 2
     assert heavy["negatives"]["per_positive"] == 3 and "sampled negatives" in heavy["negatives"]["note"]
     assert heavy["test"]["click"]["auc"] > 0.6 and heavy["test"]["like"]["auc"] > 0.6
     # what this data cannot teach is skipped with a reason, not trained on nothing
@@ -162,12 +174,9 @@ def test_train_all_without_impressions_serves_the_trained_ranker(tmp_path: Path)
     assert all("skipped" in results[f"safety_{lb}"] for lb in ("nsfw", "toxic", "spam", "misinfo"))
     assert results["light_ranker_out_of_network"]["version"] == 1
 
-    wide = ForYouConfig.model_validate({"timeline": {"sources": {
-        "max_age_hours": 100_000, "in_network_hours": 100_000, "in_network_hours_light": 100_000,
-        "trending_hours": 100_000}}})
-    engine = RecommendationEngine.open(path, wide, as_of=Dataset.load(path).manifest.split.valid_end)
-    assert engine.model_versions()["heavy_ranker"].startswith("v1 (promoted)")
+    engine = RecommendationEngine.open(path, wide, as_of=as_of)
+    assert engine.model_versions()["heavy_ranker"].startswith("v2 (promoted)")
     page = engine.recommend(1, n=10, explain=True)
     assert len(page.items) > 0
-    assert page.models["heavy_ranker"].startswith("v1 (promoted)") and "heuristic" not in page.models["heavy_ranker"]
+    assert page.models["heavy_ranker"].startswith("v2 (promoted)") and "heuristic" not in page.models["heavy_ranker"]
     engine.close()

@@ -38,7 +38,7 @@ def registry_for(path: Path) -> ModelRegistry:
     return ModelRegistry(Path(path) / "models")
 
 
-def train_all(path: Path, config: ForYouConfig | None = None, only: str | None = None, promote: bool = True,
+def train_all(path: Path, config: ForYouConfig | None = None, only: str | None = None, promote: bool | None = None,
               progress: Progress | None = None, tune: int = 0) -> dict[str, Any]:
     """Train (and register, and by default promote) the models in dependency order; returns their
     metrics by name. Order: RealGraph classifier, light rankers, heavy ranker (all on the feature
@@ -47,7 +47,12 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
     Without impressions (positives-only imports) the rankers' rows are the engagements plus sampled
     negatives (foryou.training.negatives), and their metrics say so; a model whose labels the data does
     not carry (RealGraph where no account is engaged with twice, a safety label no post has) is skipped:
-    its result is {"skipped": why}."""
+    its result is {"skipped": why}.
+
+    `promote=None` (the default) promotes what trained on logged impressions and only registers what
+    trained against sampled negatives: on MovieLens, Last.fm and Higgs those models rank our pages below
+    the heuristic rankers they would replace (EVALUATION.md), so serving them is an explicit choice
+    (`promote=True`, or `foryou models promote`)."""
     config = config or ForYouConfig()
     progress = progress or (lambda stage, frac: None)
     if only is not None and only not in MODELS:
@@ -58,6 +63,8 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
         "per_positive": config.training.heavy_ranker.negatives_per_positive,
         "sampling": config.training.heavy_ranker.negative_sampling,
         "note": "no impressions: rows = engagements + sampled negatives; AUC is positives vs sampled negatives"}
+    if promote is None:
+        promote = sampled is None
     torch.manual_seed(config.training.heavy_ranker.seed)
     registry = registry_for(path)
     fingerprint = dataset_fingerprint(path)

@@ -86,8 +86,9 @@ def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.nda
                 out[m]["served"][i] = float(truth.expected_utility(np.full(n, split.users[i]), posts, t).sum())
             out[m]["oracle"][i] = best[min(n, len(util))]
             out[m]["length"][i] = n
+        ours = int(out[next(iter(lists))]["length"][i])  # the served page's length (our system comes first)
         if candidates is not None:
-            n = int(out[next(iter(lists))]["length"][i])  # the served page's length (our system comes first)
+            n = ours
             c, predicted = candidates[i]
             cu = truth.expected_utility(np.full(len(c), split.users[i]), c, t) if len(c) else np.empty(0)
             for name, order in (("best_own_candidates", np.argsort(-cu, kind="stable")),
@@ -95,7 +96,7 @@ def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.nda
                 out[name]["served"][i] = float(np.sum(cu[order[:n]], dtype=np.float64))
                 out[name]["oracle"][i] = best[min(n, len(util))]
                 out[name]["length"][i] = min(n, len(c))
-        n = min(int(out[next(iter(lists))]["length"][i]), len(rows))  # as long as our page
+        n = min(ours, len(rows))
         for name, g in blind.items():
             guess = g.utility_from(g.probabilities_rows(user, rows, t))
             out[name]["served"][i] = float(np.sum(true_util[np.argsort(-guess, kind="stable")[:n]], dtype=np.float64))

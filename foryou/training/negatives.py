@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
+from foryou.data.lookup import member
 from foryou.data.split import Window
 from foryou.features import FeatureStore
 
@@ -54,7 +55,7 @@ def sampled_rows(dataset: Dataset, store: FeatureStore, window: Window, kinds: t
     u, p, t = dedupe(u[in_window], p[in_window], t[in_window], n_posts)
     nu, np_, nt = sample_negatives(store, u, t, k, window_seed(seed, window), sampling,
                                    dataset.engagements if sampling == "popularity" else None)
-    fresh = ~_member(engaged, nu * n_posts + np_)
+    fresh = ~member(engaged, nu * n_posts + np_)[0]
     nu, np_, nt = dedupe(nu[fresh], np_[fresh], nt[fresh], n_posts)
     u, p, t = np.concatenate([u, nu]), np.concatenate([p, np_]), np.concatenate([t, nt])
     order = np.lexsort((u * n_posts + p, t))
@@ -106,14 +107,9 @@ def dedupe(user_row: np.ndarray, post_row: np.ndarray, time: np.ndarray,
     return user_row[first], post_row[first], time[first]
 
 
-def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    at = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
-    return sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), bool)
-
-
 def _known(store: FeatureStore, user_id: np.ndarray, post_id: np.ndarray,
            time: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    u = np.minimum(np.searchsorted(store.user_ids, user_id), len(store.user_ids) - 1)
-    p = np.minimum(np.searchsorted(store.post_id, post_id), len(store.post_id) - 1)
-    ok = (store.user_ids[u] == user_id) & (store.post_id[p] == post_id)
+    u_ok, u = member(store.user_ids, user_id)
+    p_ok, p = member(store.post_id, post_id)
+    ok = u_ok & p_ok
     return u[ok].astype(np.int64), p[ok].astype(np.int64), np.asarray(time, np.int64)[ok]

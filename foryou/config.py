@@ -8,7 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or ±inf anywhere in the tree (e.g. `--set weights.like=nan`) would turn every score into
+    # nan: floats must be finite; ranges are checked per field below.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+WEIGHT_BOUND = 10_000.0  # |weight|: X's largest is 369 (report); a bigger one is a typo or an attack
+# ~114 years: "all of history" for any dataset (catalogs use 8,760 h), bounded so time maths stays finite
+HOURS_MAX = 1e6
+FETCH_MAX = 20_000  # a source's fetch size: X's whole funnel scores ~1,500; larger only amplifies load
 
 
 class EngagementWeights(Strict):
@@ -19,15 +27,15 @@ class EngagementWeights(Strict):
     follow_author has no 2023 weight; 4.0 is the 2026 (Phoenix) weight.
     """
 
-    like: float = 0.5
-    repost: float = 1.0
-    reply: float = 13.5
-    profile_click: float = 12.0
-    click: float = 11.0
-    dwell: float = 10.0
-    follow_author: float = 4.0
-    negative_feedback: float = -74.0
-    report: float = -369.0
+    like: float = Field(0.5, ge=0, le=WEIGHT_BOUND)
+    repost: float = Field(1.0, ge=0, le=WEIGHT_BOUND)
+    reply: float = Field(13.5, ge=0, le=WEIGHT_BOUND)
+    profile_click: float = Field(12.0, ge=0, le=WEIGHT_BOUND)
+    click: float = Field(11.0, ge=0, le=WEIGHT_BOUND)
+    dwell: float = Field(10.0, ge=0, le=WEIGHT_BOUND)
+    follow_author: float = Field(4.0, ge=0, le=WEIGHT_BOUND)
+    negative_feedback: float = Field(-74.0, ge=-WEIGHT_BOUND, le=0)
+    report: float = Field(-369.0, ge=-WEIGHT_BOUND, le=0)
 
     def as_dict(self) -> dict[str, float]:
         return self.model_dump()
@@ -84,35 +92,41 @@ def world_config(preset: WorldPreset = "small", **overrides) -> WorldConfig:
 class SourcesConfig(Strict):
     """Fetch sizes per candidate source (REFERENCE.md, 2023 home-mixer)."""
 
-    in_network: int = Field(600, ge=0)
-    in_network_hours: float = Field(24.0, gt=0, description="look-back for in-network posts")
-    in_network_hours_light: float = Field(48.0, gt=0, description="look-back when 24 h holds less than a page")
-    in_network_top_follows: int = Field(300, ge=1, description="RealGraph-top follows used for in-network")
-    uteg: int = Field(300, ge=0)
-    uteg_follows: int = Field(100, ge=1, description="RealGraph-top follows whose engagements UTEG walks")
-    uteg_max_proof: int = Field(10, ge=1, description="'liked by' users kept per post")
-    simclusters: int = Field(200, ge=0, description="REFERENCE: keep the top 200 by dot product")
-    embedding_ann: int = Field(200, ge=0)
-    follow_recommendation: int = Field(100, ge=0)
-    follow_recommendation_authors: int = Field(20, ge=1)
-    trending: int = Field(100, ge=0)
-    topic_trending: int = Field(150, ge=0, description="most engaged recent posts of the viewer's top topics")
-    trending_hours: float = Field(24.0, gt=0)
-    trending_count_hours: float = Field(24.0, gt=0, description="trending / topic_trending rank posts by positive "
+    in_network: int = Field(600, ge=0, le=FETCH_MAX)
+    in_network_hours: float = Field(24.0, gt=0, le=HOURS_MAX,
+                                    description="look-back for in-network posts")
+    in_network_hours_light: float = Field(48.0, gt=0, le=HOURS_MAX,
+                                          description="look-back when 24 h holds less than a page")
+    in_network_top_follows: int = Field(300, ge=1, le=FETCH_MAX,
+                                        description="RealGraph-top follows used for in-network")
+    uteg: int = Field(300, ge=0, le=FETCH_MAX)
+    uteg_follows: int = Field(100, ge=1, le=FETCH_MAX, description="RealGraph-top follows whose engagements UTEG walks")
+    uteg_max_proof: int = Field(10, ge=1, le=1000, description="'liked by' users kept per post")
+    simclusters: int = Field(200, ge=0, le=FETCH_MAX,
+                             description="REFERENCE: keep the top 200 by dot product")
+    embedding_ann: int = Field(200, ge=0, le=FETCH_MAX)
+    follow_recommendation: int = Field(100, ge=0, le=FETCH_MAX)
+    follow_recommendation_authors: int = Field(20, ge=1, le=FETCH_MAX)
+    trending: int = Field(100, ge=0, le=FETCH_MAX)
+    topic_trending: int = Field(150, ge=0, le=FETCH_MAX,
+                                description="most engaged recent posts of the viewer's top topics")
+    trending_hours: float = Field(24.0, gt=0, le=HOURS_MAX)
+    trending_count_hours: float = Field(24.0, gt=0, le=HOURS_MAX,
+                                        description="trending / topic_trending rank posts by positive "
                                         "engagements in this window before the index build (catalogs: 720)")
-    max_age_hours: float = Field(48.0, gt=0, description="TooOldFilter: older posts are dropped")
+    max_age_hours: float = Field(48.0, gt=0, le=HOURS_MAX, description="TooOldFilter: older posts are dropped")
 
 
 class RankingConfig(Strict):
-    light_ranker_keep: int = Field(500, ge=1, description="per source, into the heavy ranker")
-    max_in_network: int = Field(60, ge=1, description="kept after scoring (REFERENCE: 60 / 60)")
-    max_out_of_network: int = Field(60, ge=1)
+    light_ranker_keep: int = Field(500, ge=1, le=FETCH_MAX, description="per source, into the heavy ranker")
+    max_in_network: int = Field(60, ge=1, le=FETCH_MAX, description="kept after scoring (REFERENCE: 60 / 60)")
+    max_out_of_network: int = Field(60, ge=1, le=FETCH_MAX)
     author_diversity_floor: float = Field(0.25, ge=0, le=1, description="(1−f)·0.5ⁿ + f for the n-th post")
     author_diversity_decay: float = Field(0.5, gt=0, le=1)
     out_of_network_factor: float = Field(0.75, gt=0, le=1)
     reply_factor: float = Field(0.75, gt=0, le=1)
-    fatigue_drop_days: float = Field(14.0, ge=0, description="'see fewer' drops the author for this long")
-    fatigue_recover_days: float = Field(140.0, gt=0, description="then the multiplier climbs 0.2 → 1.0")
+    fatigue_drop_days: float = Field(14.0, ge=0, le=3650, description="'see fewer' drops the author for this long")
+    fatigue_recover_days: float = Field(140.0, gt=0, le=3650, description="then the multiplier climbs 0.2 → 1.0")
     fatigue_min: float = Field(0.2, ge=0, le=1)
 
 
@@ -120,9 +134,9 @@ class ExplorationConfig(Strict):
     # "random" replaces the ranking by a random order: the deliberately bad arm of an A/B test.
     strategy: Literal["none", "epsilon_greedy", "ucb", "thompson", "random"] = "thompson"
     epsilon: float = Field(0.05, ge=0, le=1, description="ε-greedy: share of page slots given to a random candidate")
-    ucb_c: float = Field(0.5, ge=0)
-    weight: float = Field(0.1, ge=0, description="how strongly the exploration term moves the score")
-    seed: int = 0
+    ucb_c: float = Field(0.5, ge=0, le=100)
+    weight: float = Field(0.1, ge=0, le=100, description="how strongly the exploration term moves the score")
+    seed: int = Field(0, ge=0, le=2**53 - 1)  # exact as a JSON number
 
 
 class SafetyConfig(Strict):
@@ -133,14 +147,14 @@ class SafetyConfig(Strict):
 
 
 class DiversityConfig(Strict):
-    max_per_author: int = Field(3, ge=1)
+    max_per_author: int = Field(3, ge=1, le=1000)
     max_per_topic_share: float = Field(0.5, gt=0, le=1, description="at most this share of a page from one topic")
     mmr_lambda: float | None = Field(None, ge=0, le=1, description="set to re-rank by MMR over topics")
 
 
 class MixingConfig(Strict):
     page_size: int = Field(35, ge=1, le=200)
-    max_out_of_network_in_a_row: int = Field(2, ge=0)
+    max_out_of_network_in_a_row: int = Field(2, ge=0, le=1000)
     out_of_network_share: float = Field(0.5, ge=0, le=1, description="target share of out-of-network posts")
     backfill: bool = Field(True, description="once in-network posts run out, fill the rest of the page with "
                            "out-of-network posts (X's backfill) instead of ending it short")
@@ -185,7 +199,14 @@ class ServiceConfig(Strict):
     cache_ttl_s: float = Field(180.0, ge=0, description="scored-candidate cache per user (X: 3 minutes); 0 = off")
     cache_depth: int = Field(105, ge=1, le=1000, description="ranked candidates kept per user (several pages)")
     cache_users: int = Field(200_000, ge=1, description="most users held in the cache (least recent evicted)")
-    max_body_bytes: int = Field(4 * 2**20, ge=1024, description="larger request bodies get 413")
+    # Request limits: what one client can make the server hold or do (issue 12).
+    max_body_bytes: int = Field(4 * 2**20, ge=1024, le=2**30,
+                                description="larger request bodies get 413, declared or chunked")
+    max_json_depth: int = Field(32, ge=2, le=512, description="deeper JSON bodies get 422 (our bodies need 3)")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="a connection that has not sent a request's "
+                                    "whole header within this is closed (slow-header clients)")
+    max_error_bytes: int = Field(4096, ge=256, le=2**20, description="an error's JSON body is cut to about this "
+                                 "size; the input is never echoed")
     max_batch: int = Field(10_000, ge=1, description="most events in one POST")
     max_page: int = Field(200, ge=1, le=1000, description="largest n a timeline request may ask for")
     trace_log_bytes: int = Field(50 * 2**20, ge=2**16, description="trace log rotates at this size")

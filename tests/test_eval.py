@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -181,11 +182,23 @@ def test_blind_oracles_lose_only_what_their_latent_decides(ds, tiny_world_dir):
     np.testing.assert_allclose(u["oracle_blind_to_taste"]["served"], u["oracle_blind_to_taste"]["oracle"], rtol=1e-5)
 
 
+@pytest.fixture(scope="session")
+def foryou_cli(tmp_path_factory):
+    """Runs the CLI in a pytest tmp dir only: its cwd and its log (FORYOU_LOG) are written there."""
+    base = tmp_path_factory.getbasetemp().resolve()
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        assert Path(cwd).resolve().is_relative_to(base), f"{cwd}: tests write only under {base}"
+        return _foryou(*args, cwd=Path(cwd))
+
+    return run
+
+
 @pytest.fixture(scope="module")
-def eval_report(tiny_world_dir, tmp_path_factory):
+def eval_report(tiny_world_dir, tmp_path_factory, foryou_cli):
     """`foryou eval` on the tiny world once: (report directory, the finished process)."""
     tmp = tmp_path_factory.mktemp("eval")
-    res = _foryou("eval", str(tiny_world_dir), "--report", str(tmp / "report"), "--users", "60", cwd=tmp)
+    res = foryou_cli("eval", str(tiny_world_dir), "--report", str(tmp / "report"), "--users", "60", cwd=tmp)
     assert res.returncode == 0, res.stderr
     return tmp / "report", res
 
@@ -255,17 +268,18 @@ def test_the_report_shows_its_plots_in_a_browser(eval_report, tmp_path):
     assert plot_pixels(stripped) < 200
 
 
-def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path):
+def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path, foryou_cli):
     for args, what in ((["--baselines", "lightfm"], "unknown baseline 'lightfm'"),
                        (["--protocol", "leave_one_out"], "unknown protocol"), ([], "")):
         path = str(tmp_path / "nowhere") if not args else str(tiny_world_dir)
-        r = _foryou("eval", path, "--report", str(tmp_path / "r"), *args, cwd=tmp_path)
+        r = foryou_cli("eval", path, "--report", str(tmp_path / "r"), *args, cwd=tmp_path)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
         assert what in lines[0] and "Traceback" not in r.stderr
 
 
-def _foryou(*args: str, cwd) -> subprocess.CompletedProcess:
+def _foryou(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Use the `foryou_cli` fixture, which keeps cwd (and so the log) inside pytest's tmp dir."""
     return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": "160", "PATH": "/usr/bin:/bin"},
                           timeout=600)

@@ -55,6 +55,19 @@ def _check_auc(m: dict) -> None:
         assert np.isnan(m["auc"])
 
 
+def _check_fit(fit: dict, name: str) -> None:
+    """The fit's record is real: it took time, saw rows, iterated, and moved the loss down from its
+    all-zero start (p = 0.5 everywhere: BCE = log 2)."""
+    assert isinstance(fit["seconds"], float) and fit["seconds"] > 0, (name, fit)
+    assert fit["rows"] > 0 and fit["iterations"] >= 1 and fit["evaluations"] >= fit["iterations"], (name, fit)
+    assert 0 < fit["loss"] < np.log(2), (name, fit)
+
+
+def _entropy(p: float) -> float:
+    """The training loss of the best constant prediction (the base rate p), in nats."""
+    return float(-(p * np.log(p) + (1 - p) * np.log1p(-p)))
+
+
 # -- the module ------------------------------------------------------------------------------------
 
 
@@ -144,7 +157,7 @@ def test_trainers_return_loadable_tensors_and_metrics(trained):
         assert logistic_from_tensors(tensors).n_features == len(config["features"])
         m = metrics["test"]
         _check_auc(m)
-        assert "fit" in metrics and metrics["fit"]["seconds"] >= 0, name
+        _check_fit(metrics["fit"], name)
     for name in ("light_ranker_in_network", "light_ranker_out_of_network"):
         cfg = trained[name][1]
         assert cfg["features"] == list(LIGHT_FEATURES) and set(cfg["features"]) <= set(FEATURE_NAMES)
@@ -155,6 +168,12 @@ def test_trainers_return_loadable_tensors_and_metrics(trained):
         assert not {"is_nsfw", "is_toxic", "is_spam", "is_misinfo"} & set(cfg["features"])
         assert "pr_auc" in trained[name][2]["test"]
     assert "heuristic_auc" in trained["realgraph"][2]["test"]
+    # Unweighted fits beat the best constant predictor on their own training rows: the model learned something.
+    rg = trained["realgraph"][2]
+    assert rg["fit"]["rows"] == rg["train_pairs"]
+    for name in ("safety_nsfw", "safety_toxic", "safety_spam", "safety_misinfo", "realgraph"):
+        m = trained[name][2]
+        assert m["fit"]["loss"] < _entropy(m["train_positives"] / m["fit"]["rows"]), (name, m)
 
 
 def test_trainers_are_deterministic(setup, trained):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from foryou.errors import ForYouError
 from foryou.training import registry as registry_module
 from foryou.training.registry import MODEL_SCHEMA_VERSION, ModelRegistry, RegistryError
 
@@ -130,8 +131,8 @@ def test_corrupt_weights_give_clear_error_and_fallback(tmp_path: Path) -> None:
         reg.load("heavy_ranker")
     tensors, version, status = reg.load_or_fallback("heavy_ranker")
     assert tensors is None and version is None
-    assert status.startswith("error: heavy_ranker v1: weights file is corrupt")
-    assert status.endswith("; heuristic fallback")
+    assert status == ("corrupt: heavy_ranker v1: weights file is corrupt (checksum mismatch), "
+                      "serving the fallback (heuristic)")
 
     # Garbage that also matches its recorded checksum (e.g. a hand-edited manifest) is still caught.
     weights.write_bytes(b"not a safetensors file")
@@ -145,7 +146,7 @@ def test_corrupt_weights_give_clear_error_and_fallback(tmp_path: Path) -> None:
     weights.unlink()
     with pytest.raises(RegistryError, match="heavy_ranker v1: weights file is missing"):
         reg.load("heavy_ranker")
-    assert reg.load_or_fallback("heavy_ranker")[2].startswith("error: heavy_ranker v1: weights file is missing")
+    assert reg.load_or_fallback("heavy_ranker")[2].startswith("corrupt: heavy_ranker v1: weights file is missing")
 
 
 def test_corrupt_manifest_gives_fallback(tmp_path: Path) -> None:
@@ -154,8 +155,13 @@ def test_corrupt_manifest_gives_fallback(tmp_path: Path) -> None:
     (mv.path / "manifest.json").write_text("{not json")
     tensors, version, status = reg.load_or_fallback("heavy_ranker")
     assert tensors is None and version is None
-    assert status == "error: heavy_ranker v1: manifest is unreadable (JSONDecodeError); heuristic fallback"
-    assert reg.list() == []  # unreadable versions are left out of the listing, not a crash
+    expected = ("corrupt: heavy_ranker v1: manifest is not valid JSON (JSONDecodeError), "
+                "serving the fallback (heuristic)")
+    assert status == expected
+    # listed with what is wrong, not left out (a damaged model must not look untrained), and not a crash
+    [listed] = reg.list()
+    assert (listed.version, listed.promoted, listed.status, listed.metrics) == (1, True, expected, {})
+    assert reg.show("heavy_ranker").status == expected
 
 
 def test_model_schema_mismatch_gives_clear_error_and_fallback(tmp_path: Path) -> None:
@@ -174,7 +180,7 @@ def test_model_schema_mismatch_gives_clear_error_and_fallback(tmp_path: Path) ->
     assert str(info.value) == expected
     tensors, version, status = reg.load_or_fallback("heavy_ranker")
     assert tensors is None and version is None
-    assert status == f"error: {expected}; heuristic fallback"
+    assert status == f"incompatible: {expected}, serving the fallback (heuristic)"
 
     with pytest.raises(RegistryError, match="built for model schema"):
         reg.promote("heavy_ranker", 1)
@@ -187,7 +193,8 @@ def test_input_schema_mismatch(tmp_path: Path) -> None:
         reg.load("heavy_ranker", schema="b" * 40)
     tensors, _, status = reg.load_or_fallback("heavy_ranker", schema="b" * 40)
     assert tensors is None
-    assert status.startswith("error: heavy_ranker v1: input schema")
+    assert status.startswith("incompatible: heavy_ranker v1: input schema")
+    assert status.endswith(", serving the fallback (heuristic)")
     assert reg.load("heavy_ranker", schema="a" * 40)[1].version == 1
 
 
@@ -211,7 +218,8 @@ def test_corrupt_promotion_state_gives_fallback(tmp_path: Path) -> None:
     _register(reg, 0, promote=True)
     (tmp_path / "heavy_ranker" / "promoted.json").write_text("[]")
     status = reg.load_or_fallback("heavy_ranker")[2]
-    assert status.startswith("error: heavy_ranker: promotion state")
+    assert status.startswith("corrupt: heavy_ranker: promotion state") and "malformed" in status
+    assert status.endswith(", serving the fallback (heuristic)")
 
 
 def test_partial_write_leaves_no_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,3 +264,68 @@ def test_load_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(torch, "load", forbidden)
     tensors, mv = reg.load("heavy_ranker")
     assert mv.version == 1 and "w" in tensors
+
+
+# -- damaged models say so wherever their status is shown (never "not trained") ----------------------
+
+
+def test_registry_errors_are_user_errors(tmp_path: Path) -> None:
+    """The CLI prints any ForYouError as one `error:` line; a registry problem is one."""
+    with pytest.raises(ForYouError, match="heavy_ranker: no versions registered"):
+        ModelRegistry(tmp_path).show("heavy_ranker")
+    assert issubclass(RegistryError, ForYouError)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_damaged_promoted_weights_show_as_corrupt_in_list_and_show(tmp_path: Path, damage: str) -> None:
+    reg = ModelRegistry(tmp_path)
+    v1 = _register(reg, 0, promote=True)
+    _register(reg, 1)  # v2: registered, not promoted
+    weights = v1.path / "weights.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 16)
+
+    expected = ("corrupt: heavy_ranker v1: weights file is corrupt (checksum mismatch), "
+                "serving the fallback (heuristic)")
+    assert reg.load_or_fallback("heavy_ranker")[2] == expected
+    assert reg.status("heavy_ranker") == expected
+    assert [(m.version, m.promoted, m.status) for m in reg.list()] == [(1, True, expected), (2, False, "not promoted")]
+    shown = reg.show("heavy_ranker")
+    assert (shown.version, shown.status) == (1, expected)
+    with pytest.raises(RegistryError, match="checksum mismatch"):  # a damaged version is never promoted
+        reg.promote("heavy_ranker", 1)
+    assert reg.promote("heavy_ranker", 2).status == "promoted"
+    assert [m.status for m in reg.list()] == ["not promoted", "promoted"]  # list() verifies the promoted one only
+    assert reg.show("heavy_ranker", 1).status == "corrupt: heavy_ranker v1: weights file is corrupt (checksum mismatch)"
+
+
+@pytest.mark.parametrize("content", [b"{\"version\": 1, \"hist", b"\xff\xfe\x00garbage", b"[]", b'{"version": "1"}',
+                                     b'{"version": 7, "history": []}'])
+def test_damaged_promotion_state_shows_as_corrupt_and_promoting_repairs_it(tmp_path: Path, content: bytes) -> None:
+    reg = ModelRegistry(tmp_path)
+    _register(reg, 0, promote=True)
+    _register(reg, 1)
+    (tmp_path / "heavy_ranker" / "promoted.json").write_bytes(content)
+
+    status = reg.load_or_fallback("heavy_ranker")[2]
+    assert status.startswith("corrupt: heavy_ranker: ") and status.endswith(", serving the fallback (heuristic)")
+    assert "promot" in status  # names the promotion state (or the promoted version that is gone)
+    assert [(m.promoted, m.status) for m in reg.list()] == [(False, status), (False, status)]
+    shown = reg.show("heavy_ranker")
+    assert (shown.version, shown.status) == (2, status)  # the latest, saying why nothing serves
+    with pytest.raises(RegistryError, match="promot"):
+        reg.load("heavy_ranker")
+    assert reg.promote("heavy_ranker", 1).status == "promoted"  # how it is repaired
+    assert reg.load_or_fallback("heavy_ranker")[2] == "v1 (promoted)"
+    assert [m.status for m in reg.list()] == ["promoted", "not promoted"]
+
+
+def test_healthy_and_unpromoted_statuses(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path)
+    _register(reg, 0)
+    assert [m.status for m in reg.list()] == ["not promoted"]
+    assert reg.status("heavy_ranker") == "missing: 1 version(s), none promoted; heuristic fallback"
+    assert reg.status("realgraph") == "missing: decayed-count heuristic"  # each model's own fallback
+    _register(reg, 1, promote=True)
+    assert [m.status for m in reg.list()] == ["not promoted", "promoted"]
+    assert reg.show("heavy_ranker").status == "promoted" and reg.status("heavy_ranker") == "v2 (promoted)"

@@ -3,6 +3,8 @@ ground truth, new posts, the report, the experiment log and the feedback dataset
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from foryou.experiments import Experiment, ExperimentLog
 from foryou.experiments.analysis import analyse, user_table
 from foryou.simulation import Simulation, SimulationConfig
 from foryou.simulation.arrivals import draw_arrivals, extend_truth
-from foryou.simulation.report import write_report
+from foryou.simulation.report import write_json, write_report
 
 RANDOM = {"timeline": {"exploration": {"strategy": "random"}}}
 
@@ -40,7 +42,8 @@ def test_simulation_on_the_tiny_world(tiny_world_dir, tmp_path):
     assert r.arms == ["control", "random"] and r.summary["new_posts"] > 0
     for arm in r.arms:
         d = r.daily[arm]
-        assert len(d["utility"]) == 2 and min(d["sessions"]) > 0
+        assert len(d["expected_utility"]) == len(d["realised_utility"]) == 2 and min(d["sessions"]) > 0
+        assert "utility" not in d  # two utilities, named apart (they can move in opposite directions)
         assert min(d["regret"]) >= 0 and 0 <= min(d["creator_gini"]) <= max(d["creator_gini"]) <= 1
         assert max(d["new_post_share"]) > 0  # new posts are served
     # The random arm is worse against the oracle.
@@ -63,6 +66,10 @@ def test_simulation_on_the_tiny_world(tiny_world_dir, tmp_path):
     assert logged["arms"][0]["impressions"] == r.experiment["arms"][0]["impressions"]
     html = write_report(r, tmp_path / "report.html").read_text()
     assert "data:image/png;base64" in html and "significance" in html
+    assert "<th>expected_utility</th><th>realised_utility</th>" in html  # the per-arm table names both
+    assert "<td>utility</td>" not in html and "<td>realised_utility</td>" in html  # the experiment's is realised
+    saved = json.loads(write_json(r, tmp_path / "results.json").read_text())
+    assert {"expected_utility", "realised_utility"} <= set(saved["daily"]["control"])
     # Feedback → a valid dataset that training can read.
     from foryou.data.validate import validate_dir
 

@@ -150,6 +150,24 @@ def test_explanation_shows_why_the_top_post_beat_the_second(engine):
     assert a["score"] >= b["score"]
 
 
+def test_each_post_says_whether_it_is_in_network_why_and_which_source_found_it(engine):
+    """In-network means the viewer follows the author, whatever source found the post: a followed
+    account's post found by SimClusters must not read as "simclusters" next to "in-network"."""
+    idx = engine.state.index
+    seen = set()
+    for u in users(engine, 40, seed=3):
+        follows = set(idx.user_ids[engine.state.overlay.following_rows(idx.user_row(u))].tolist())
+        for it in engine.recommend(u, explain=True).items:
+            assert it.in_network == (it.author_id in follows)
+            side = (f"in-network (you follow @{it.author_id})" if it.in_network
+                    else f"out-of-network (you don't follow @{it.author_id})")
+            expected = side if it.source == "in_network" else f"{side}, found by {it.source}"
+            assert it.network_reason == expected and it.explanation["network"] == expected
+            seen.add((it.in_network, it.source == "in_network"))
+    assert (True, False) in seen  # a followed author's post found by another source: the case that read wrong
+    assert (True, True) in seen and (False, False) in seen
+
+
 def test_unknown_user_and_bad_interaction_are_clear_errors(engine):
     with pytest.raises(UnknownUser, match="unknown user 99999999"):
         engine.recommend(99_999_999)

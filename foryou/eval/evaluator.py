@@ -54,10 +54,14 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
     timings["engine"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    before = _light_batches(engine)
     pages = serve_pages(engine, split, page_n, lambda f: progress("our pages", f))
     scored = pages
     if protocol == "minirecsys":  # the mimic's engagement metrics read a separate 100-item request
         scored = serve_pages(engine, split, MINIRECSYS_ENGAGEMENT_N, lambda f: progress("our 100-item lists", f))
+    served_models = engine.model_versions()  # what served our lists, not only what is loaded:
+    served_models["light_ranker"] = engine.light_ranker_status(  # a light ranker runs only where its cut binds
+        {side: n - before[side] for side, n in _light_batches(engine).items()})
     timings["system"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     retrieved = retrieve(engine, split, page_n, lambda f: progress("retrieval recall", f))
@@ -97,7 +101,7 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
         "relevant_pairs": len(split.truth_post), "k_values": list(split.k_values), "page_size": page_n,
         "catalog_size": len(catalog), "positive_kinds": list(split.positive_kinds),
         "baselines": list(baselines), "bootstrap_reps": reps, "seed": seed,
-        "config_overrides": _overrides(config), "models": engine.model_versions(),
+        "config_overrides": _overrides(config), "models": served_models,
         "engine_errors": pages.errors, "notes": split.notes + _notes(baselines), "methods": methods,
         "sources": _sources(pages, split),
     }
@@ -212,6 +216,12 @@ def _retrieval(r: Retrieved, pages: Pages, split: EvalSplit, idx: np.ndarray) ->
                     "(each source after its light-ranker cut; merged = their deduplicated union; after_filters = "
                     "what the heavy ranker scores; page = the served page); mean over users with a bootstrap "
                     "95 % interval, pooled = Σ hits / Σ relevant", "stages": rows}
+
+
+def _light_batches(engine) -> dict[str, int]:
+    """Source batches each side's trained light ranker has ordered so far (0 where none is loaded)."""
+    return {side: getattr(engine.state.models.get(f"light_ranker_{side}"), "batches", 0)
+            for side in ("in_network", "out_of_network")}
 
 
 def _score_hist(p: np.ndarray, y: np.ndarray, bins: int = 30) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""The FastAPI application: routers from `foryou.service.routes`, body limits, per-route latency
-metrics, and the service opened once per worker process at startup.
+"""The FastAPI application: routers from `foryou.service.routes`; around them, outermost first,
+per-route latency metrics, the write token (`security.WriteAuth`), request limits
+(`limits.RequestLimits`); one error shape (`errors`); API docs whose assets are served from the
+installed package (no CDN); and the service opened once per worker process at startup.
 
     foryou serve runs/default --port 8000                  # the CLI
     create_app(ServeSettings(dataset=...))                  # tests, embedding
@@ -15,17 +17,19 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from foryou import logs
 from foryou.config import ForYouConfig
-from foryou.service import metrics
+from foryou.service import errors, metrics
+from foryou.service.limits import RequestLimits
 from foryou.service.routes import ROUTERS
-from foryou.service.security import BodyLimit, WriteToken
+from foryou.service.security import SAFE_METHODS, WriteAuth
 from foryou.service.service import Service, ServiceOptions
 
 log = logging.getLogger("foryou.service")
@@ -60,22 +64,37 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         finally:
             app.state.service.close()
 
-    app = FastAPI(title="foryou", version="1", lifespan=lifespan,
-                  description="X's For You timeline over HTTP: pages, durable real-time writes, metrics.")
+    limits = config.service
+    app = FastAPIOffline(title="foryou", version="1", lifespan=lifespan,
+                         description="X's For You timeline over HTTP: pages, durable real-time writes, metrics. "
+                         + ("State-changing routes need `Authorization: Bearer <token>`." if settings.token else
+                            "Writes are open: this server has no token (a loopback bind)."))
     app.state.service = service
-    app.state.write_token = WriteToken(settings.token)
     for router in ROUTERS:
         app.include_router(router)
-
-    @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        metrics.ERRORS.labels("http_5xx").inc()
-        log.exception("request failed", extra={"path": request.url.path})
-        return JSONResponse({"detail": "internal error"}, status_code=500)
-
+    errors.install(app, limits.max_error_bytes)
+    app.openapi = lambda: _openapi(app, bearer=settings.token is not None)  # type: ignore[method-assign]
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(RequestLimits, max_body_bytes=limits.max_body_bytes, max_json_depth=limits.max_json_depth)
+    app.add_middleware(WriteAuth, token=settings.token)
     app.add_middleware(RouteMetrics)
-    app.add_middleware(BodyLimit, max_bytes=config.service.max_body_bytes)
     return app
+
+
+def _openapi(app: FastAPI, bearer: bool) -> dict[str, Any]:
+    """FastAPI's schema, plus the bearer scheme on every state-changing operation when the server
+    has a token (what `WriteAuth` enforces), so /docs offers "Authorize" and clients know."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        if bearer:
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the server's --token"}}
+            for operations in schema["paths"].values():
+                for method, op in operations.items():
+                    if method.upper() not in SAFE_METHODS:
+                        op["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 class RouteMetrics:

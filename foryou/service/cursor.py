@@ -13,8 +13,12 @@ import base64
 import binascii
 
 MAX_CURSOR_CHARS = 8192
+CURSOR_PATTERN = r"^v[12]\.[A-Za-z0-9_-]*$"
 PREFIX = "v1."
 PREFIX_V2 = "v2."
+# The largest id the API takes: the largest integer a JSON number carries exactly everywhere
+# (JavaScript's Number.MAX_SAFE_INTEGER); far from int64 overflow in any arithmetic on ids.
+ID_MAX = 2**53 - 1
 
 
 class BadCursor(ValueError):
@@ -65,6 +69,8 @@ def decode_session(cursor: str | None) -> tuple[frozenset[int], int | None]:
             raise BadCursor("malformed cursor")
         if not b & 0x80:
             prev += cur
+            if prev > ID_MAX:  # a forged cursor: its running sum would overflow int64 downstream
+                raise BadCursor("malformed cursor")
             ids.append(prev)
             cur, shift = 0, 0
     if shift or (with_session and not ids):

@@ -18,6 +18,7 @@ from starlette.routing import Match
 from foryou.service import metrics
 
 MAX_ITEMS = 20
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _PART = 120  # characters kept of one location part or message: a key can be attacker-sized
 log = logging.getLogger("foryou.service")
 
@@ -62,12 +63,11 @@ def install(app: FastAPI, max_error_bytes: int) -> None:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes on this path."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Every method some route takes on this path (asked of the router itself, so included routers
+    and mounts answer too)."""
+    routes = request.app.router.routes
+    return [m for m in _METHODS
+            if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
 
 
 def _cut(text: str, limit: int) -> str:

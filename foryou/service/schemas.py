@@ -1,29 +1,54 @@
 """Request and response bodies: ids, enums and sizes validated here (422 otherwise); unknown
-fields are rejected. Nothing in a request names a file, a model or a config key."""
+fields are rejected. Nothing in a request names a file, a model or a config key.
+
+Bodies are strict: an id is a JSON integer, a flag a JSON boolean (`"7"` and `true` are not ids);
+query and path parameters are text by nature and are parsed as documented."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from foryou.data.schema import ENGAGEMENT_KINDS, POST_KINDS
+from foryou.config import EngagementWeights, TimelineConfig
+from foryou.data.schema import ENGAGEMENT_KINDS
+from foryou.experiments.definition import NAME_PATTERN, Arm, Experiment, Metric
+from foryou.service.cursor import ID_MAX
 
-ID_MAX = 2**62  # ids are int64 in the dataset; leave room for arithmetic on them
 EventId = str
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 EngagementKind = Literal[("impression", *ENGAGEMENT_KINDS)]  # type: ignore[valid-type]
-PostKind = Literal[POST_KINDS]  # type: ignore[valid-type]
 Action = Literal["follow", "unfollow", "block", "mute", "unblock", "unmute"]
 
 
+def _integral(v: Any) -> Any:
+    """JSON Schema's `integer` includes 7.0; strict validation alone would refuse it."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ValidationIssue(Strict):
+    loc: list[str | int] = Field(description="where: body / query / path, then the field path")
+    msg: str
+    type: str
+
+
+class ErrorOut(Strict):
+    """Every error response: one readable line, plus the issues of a validation error."""
+
+    detail: str
+    errors: list[ValidationIssue] | None = Field(None, description="422 only: what is wrong where (≤ 20)")
 
 
 class EngagementIn(Strict):
-    user_id: int = Field(ge=0, le=ID_MAX, description="who acted")
-    post_id: int = Field(ge=0, le=ID_MAX, description="on which post")
+    user_id: Int = Field(ge=0, le=ID_MAX, description="who acted")
+    post_id: Int = Field(ge=0, le=ID_MAX, description="on which post")
     kind: EngagementKind = Field(description="an engagement kind, or impression (the post was shown)")
     value: float = Field(1.0, ge=0, le=1e6, allow_inf_nan=False, description="dwell seconds for dwell, else 1")
     event_id: EventId | None = Field(None, pattern=EVENT_ID_PATTERN,
@@ -34,38 +59,37 @@ class EngagementBatch(Strict):
     events: list[EngagementIn] = Field(min_length=1, max_length=10_000)
 
 
-class PostIn(Strict):
-    author_id: int = Field(ge=0, le=ID_MAX)
-    kind: PostKind = "original"
-    parent_id: int | None = Field(None, ge=0, le=ID_MAX, description="the post replied to or reposted")
-    topic: int = Field(-1, ge=-1, le=32767, description="topic id, -1 when unknown")
+class _PostFields(Strict):
+    author_id: Int = Field(ge=0, le=ID_MAX)
+    topic: Int = Field(-1, ge=-1, le=32767, description="topic id, -1 when unknown")
     has_media: bool = False
     has_link: bool = False
-    length: int = Field(0, ge=0, le=100_000)
+    length: Int = Field(0, ge=0, le=100_000)
     is_nsfw: bool = False
     is_toxic: bool = False
     is_spam: bool = False
     is_misinfo: bool = False
     event_id: EventId | None = Field(None, pattern=EVENT_ID_PATTERN)
 
-    @model_validator(mode="after")
-    def _parent(self) -> PostIn:
-        if (self.kind == "original") != (self.parent_id is None):
-            raise ValueError("parent_id is required for replies and reposts and not allowed for originals")
-        return self
+
+class OriginalPostIn(_PostFields):
+    kind: Literal["original"] = "original"
+
+
+class DerivedPostIn(_PostFields):
+    kind: Literal["reply", "repost"]
+    parent_id: Int = Field(ge=0, le=ID_MAX, description="the post replied to or reposted")
+
+
+# The schema says what the server checks: an original has no parent_id, a reply or repost needs one.
+PostIn = OriginalPostIn | DerivedPostIn
 
 
 class RelationIn(Strict):
-    user_id: int = Field(ge=0, le=ID_MAX)
-    target_id: int = Field(ge=0, le=ID_MAX, description="the account followed, unfollowed, blocked or muted")
+    user_id: Int = Field(ge=0, le=ID_MAX)
+    target_id: Int = Field(ge=0, le=ID_MAX, description="the account followed, unfollowed, blocked or muted")
     action: Action = "follow"
     event_id: EventId | None = Field(None, pattern=EVENT_ID_PATTERN)
-
-    @model_validator(mode="after")
-    def _not_self(self) -> RelationIn:
-        if self.user_id == self.target_id:
-            raise ValueError("an account cannot follow, block or mute itself")
-        return self
 
 
 class Ack(Strict):
@@ -126,9 +150,51 @@ class PostOut(Strict):
     counters: dict[str, int] = Field(description="engagements by kind, impressions, positives in the last 24 h")
 
 
+class Readiness(Strict):
+    status: Literal["ready"]
+    applied_seq: int = Field(description="the last event of the store this worker has applied")
+    models: dict[str, str] = Field(description="what serves each model: a registry version or the fallback")
+
+
 class UserOut(Strict):
     user_id: int
     following: int
     followers: int
     posts: int
     blocked_or_muted: int
+
+
+class ServingOverrides(Strict):
+    """What an experiment arm may change: X's weights and the timeline's knobs (any subset; the rest
+    keeps the server's value). Worlds, training and the server itself are not per-user settings."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
+    weights: EngagementWeights = EngagementWeights()
+    timeline: TimelineConfig = TimelineConfig()
+
+
+class ArmIn(Strict):
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0, le=1e6, description="relative share of the experiment's users")
+    overrides: ServingOverrides = ServingOverrides()
+
+
+class ExperimentIn(Strict):
+    """A new experiment. `arms` maps each arm's name to its share and overrides; the first is the
+    control. The server places it in its layer (the `offset` of the answer)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field("", max_length=2000)
+    salt: str = Field("", max_length=64, description="hashing salt; the name when empty")
+    layer: str = Field("default", pattern=NAME_PATTERN)
+    traffic: float = Field(1.0, gt=0, le=1, description="share of the layer's users in the experiment")
+    arms: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ArmIn] = Field(
+        min_length=2, max_length=32, json_schema_extra={"additionalProperties": False})
+    primary_metric: Metric = "utility"
+
+    def experiment(self) -> Experiment:
+        arms = tuple(Arm(name=k, weight=a.weight, overrides=a.overrides.model_dump(exclude_unset=True))
+                     for k, a in self.arms.items())
+        return Experiment(name=self.name, description=self.description, salt=self.salt, layer=self.layer,
+                          traffic=self.traffic, arms=arms, primary_metric=self.primary_metric)

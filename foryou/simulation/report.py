@@ -14,7 +14,9 @@ import numpy as np
 
 from foryou.simulation.runner import SimulationResult
 
-PLOTS = (("engagement_rate", "engagement per impression"), ("utility", "expected utility per impression"),
+PLOTS = (("engagement_rate", "engagement per impression"),
+         ("expected_utility", "expected utility per impression (truth Σ w·p)"),
+         ("realised_utility", "realised utility per impression (actions × w)"),
          ("regret", "regret per slot vs oracle"), ("cumulative_regret", "cumulative regret (per slot, summed)"),
          ("negative_rate", "negative feedback per impression"), ("session_depth", "posts viewed per session"),
          ("topic_diversity", "distinct topics per page"), ("creator_gini", "creator-exposure Gini"),
@@ -56,6 +58,16 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _metric(name: Any) -> str:
+    """An experiment metric as this report names it: the experiments' "utility" is the realised one
+    (X's weights on the actions taken), not the expected utility plotted above."""
+    return "realised_utility" if name == "utility" else str(name)
+
+
+def _named(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "metric": _metric(r.get("metric"))} for r in rows]
+
+
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
@@ -77,7 +89,8 @@ def write_report(result: SimulationResult, path: str | Path, title: str = "foryo
         imp = np.asarray(d["impressions"])
         w = imp / max(imp.sum(), 1)
         totals.append({"arm": arm, "sessions": int(sum(d["sessions"])), "impressions": int(imp.sum()),
-                       **{k: float(np.dot(w, d[k])) for k in ("engagement_rate", "utility", "negative_rate",
+                       **{k: float(np.dot(w, d[k])) for k in ("engagement_rate", "expected_utility",
+                                                              "realised_utility", "negative_rate",
                                                               "session_depth", "out_of_network_share")},
                        "regret (mean/day)": float(np.mean(d["regret"])),
                        "cumulative regret": d["cumulative_regret"][-1],
@@ -101,17 +114,18 @@ def write_report(result: SimulationResult, path: str | Path, title: str = "foryo
     if exp:
         srm = exp["srm"]
         parts += [f"<h2>Experiment {html.escape(exp['experiment'])}: significance (control = "
-                  f"{html.escape(exp['control'])}, primary metric = {exp['primary_metric']}, α = {exp['alpha']})</h2>",
+                  f"{html.escape(exp['control'])}, primary metric = {_metric(exp['primary_metric'])}, "
+                  f"α = {exp['alpha']})</h2>",
                   f"<p>Decision on the primary metric: {_fmt(exp['decision'])}. Sample ratio: observed "
                   f"{srm.get('observed')} vs expected {srm.get('expected')}, χ² p = {_fmt(srm['p'])} — "
                   f"{'<b>MISMATCH: do not trust these results</b>' if srm['mismatch'] else 'no mismatch'}.</p>",
-                  _table(exp["comparisons"], ["arm", "metric", "control", "treatment", "diff", "ci_low", "ci_high",
-                                              "lift", "lift_low", "lift_high", "p", "significant", "mde",
-                                              "mde_relative"]),
+                  _table(_named(exp["comparisons"]), ["arm", "metric", "control", "treatment", "diff", "ci_low",
+                                                      "ci_high", "lift", "lift_low", "lift_high", "p", "significant",
+                                                      "mde", "mde_relative"]),
                   "<p>Per-user metrics, Welch's t-test. Impression-level z-tests below are descriptive "
                   "(impressions of one user are correlated, so their p-values are optimistic).</p>",
-                  _table(exp["proportions"], ["arm", "metric", "control", "treatment", "diff", "ci_low", "ci_high",
-                                              "lift", "z", "p", "significant"])]
+                  _table(_named(exp["proportions"]), ["arm", "metric", "control", "treatment", "diff", "ci_low",
+                                                      "ci_high", "lift", "z", "p", "significant"])]
     last = next((d for d in reversed(result.drift) if d.get("features")), None)
     if last:
         rows = [{"kind": kind, "name": k, **v} for kind in ("features", "predictions")

@@ -443,7 +443,10 @@ class Simulation:
             row = {
                 "sessions": s["sessions"], "impressions": s["impressions"],
                 "engagement_rate": s["positives"] / imp, "click_rate": s["clicks"] / imp,
-                "utility": s["expected_utility"] / imp, "realised_utility": s["realised_utility"] / imp,
+                # Two utilities, named apart: expected = Σ wᵢ·pᵢ of the ground-truth probabilities of each
+                # viewed post (no sampling noise); realised = X's weights summed over the actions users took
+                # (what the experiment's per-user "utility" metric measures). They agree on average only.
+                "expected_utility": s["expected_utility"] / imp, "realised_utility": s["realised_utility"] / imp,
                 "negative_rate": s["negatives"] / imp, "session_depth": s["impressions"] / np.maximum(s["sessions"], 1),
                 "regret": s["regret"] / rp, "cumulative_regret": np.cumsum(s["regret"] / rp),
                 "new_post_regret": s["new_post_regret"] / np.maximum(s["new_post_slots"], 1),

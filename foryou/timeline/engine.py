@@ -65,6 +65,7 @@ class TimelineItem:
     predictions: dict[str, float]
     liked_by: list[int] = field(default_factory=list)
     explanation: dict[str, Any] | None = None
+    network_reason: str = ""  # "in-network (you follow @42), found by simclusters": side, why, and the source
 
 
 @dataclass
@@ -176,12 +177,13 @@ class RecommendationEngine:
             created = idx.created_at[b["post_row"]].tolist()
             liked_by = b.get("liked_by", np.full(len(b), None, dtype=object))
             expl = b.get("explanation", np.full(len(b), None, dtype=object))
+            reasons = b.get("network_reason", np.full(len(b), "", dtype=object))
             for i in range(len(b)):
                 items.append(TimelineItem(
                     rank=i + 1, post_id=cols["post_id"][i], author_id=authors[i], source=str(cols["source"][i]),
                     score=cols["score"][i], in_network=cols["in_network"][i], created_at=created[i],
                     predictions={h: preds[h][i] for h in HEADS}, liked_by=list(liked_by[i] or []),
-                    explanation=expl[i]))
+                    explanation=expl[i], network_reason=str(reasons[i] or "")))
         next_cursor = self._remember(served | frozenset(b["post_row"].tolist()) if len(b) else served)
         sources = {k.split(":", 1)[1]: n for k, n in result.counts.items() if k.startswith("candidate_pipeline:")}
         return TimelineResponse(
@@ -203,19 +205,42 @@ class RecommendationEngine:
             return self._arm_pipelines[key]
 
     def model_versions(self) -> dict[str, str]:
-        """What each model slot is serving right now (shown by `foryou timeline` and in responses)."""
+        """What each model slot is serving right now (shown by `foryou timeline`, /readyz, responses and
+        `foryou eval`). A model that is there but cannot be served says "corrupt: <reason>, serving the
+        fallback (...)" (or unreadable / incompatible), never "not trained"."""
         s = self.state
         status = self.model_status
         versions = {"heavy_ranker": status.get("heavy_ranker", "missing: heuristic fallback"),
-                    "light_ranker": (f"{status['light_ranker_in_network']} / {status['light_ranker_out_of_network']}"
-                                     if "light_ranker_in_network" in s.models else "heuristic (no trained model)")}
+                    "light_ranker": self.light_ranker_status()}
         versions["realgraph"] = ("absent (uniform follows)" if s.realgraph is None
                                  else status.get("realgraph", "decayed-count heuristic"))
         versions["simclusters"] = "absent" if s.simclusters is None else (
             "snapshot" if getattr(self, "loaded_from", None) else "built at startup")
-        versions["embedding_ann"] = (self.model_status["two_tower"] if "two_tower" in s.models
-                                     else "not trained: source skipped (fallback)")
+        two_tower = status.get("two_tower", "missing")
+        versions["embedding_ann"] = ("not trained: source skipped (fallback)" if two_tower.startswith("missing")
+                                     else two_tower)
         return versions
+
+    def light_ranker_status(self, batches: dict[str, int] | None = None) -> str:
+        """Both light rankers, each side named: the registry stores them as `light_ranker_in_network` and
+        `light_ranker_out_of_network`, and either may be promoted alone. `batches` (side → source batches its
+        trained model ordered, e.g. over an evaluation) adds whether it actually ran: below
+        `light_ranker_keep` candidates per source the cut does not bind and the model is not called."""
+        status = self.model_status
+        sides = {side: status.get(f"light_ranker_{side}", "missing: heuristic fallback")
+                 for side in ("in_network", "out_of_network")}
+        if all(line.startswith("missing:") for line in sides.values()):
+            return "heuristic (no trained model)"
+        parts = []
+        for side, line in sides.items():
+            if batches is not None and f"light_ranker_{side}" in self.state.models:
+                n = batches.get(side, 0)
+                keep = self.config.timeline.ranking.light_ranker_keep
+                line += (f", ordered {n:,} source batches" if n else
+                         f", never ran (no {side.replace('_', '-')} source returned more than "
+                         f"light_ranker_keep = {keep} candidates, so nothing was cut)")
+            parts.append(f"{side.replace('_', '-')} {line}")
+        return "; ".join(parts)
 
     def _remember(self, served: frozenset[int]) -> str:
         with self._lock:

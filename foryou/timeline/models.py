@@ -44,7 +44,9 @@ class TrainedHeavyRanker:
 
 def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, object], dict[str, str]]:
     """(models by name, status line by name). A missing, corrupt or mismatched model is left out —
-    the timeline falls back to its heuristic — and its status says why; this never raises."""
+    the timeline falls back to its heuristic — and its status says why ("corrupt: <reason>, serving the
+    fallback (heuristic)"; see `ModelRegistry.load_or_fallback`); this never raises, and every model that is
+    there but cannot be served is logged as a warning."""
     registry = ModelRegistry(Path(dataset_dir) / "models")
     models: dict[str, object] = {}
     status: dict[str, str] = {}
@@ -63,8 +65,8 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
             models["heavy_ranker"] = TrainedHeavyRanker(net, store, version.label, runtime)
             if runtime is not None:
                 line += " (ONNX Runtime)"
-        except (KeyError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit
-            line = f"error: {version.label} does not fit this code ({type(exc).__name__}); heuristic fallback"
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit
+            line = _does_not_fit(version.label, exc)
     status["heavy_ranker"] = line
     retriever, status["two_tower"] = _two_tower_retriever(registry, store)
     if retriever is not None:
@@ -72,13 +74,27 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
     for name in ("light_ranker_in_network", "light_ranker_out_of_network"):
         tensors, version, status[name] = registry.load_or_fallback(name, schema=FEATURE_SCHEMA)
         if tensors is not None and version is not None:
-            models[name] = TrainedLightRanker(logistic_from_tensors(tensors), store,
-                                              tuple(version.config["features"]), version.label)
-    tensors, version, status["realgraph"] = registry.load_or_fallback(
-        "realgraph", schema="realgraph-features-1", fallback="decayed-count heuristic")
-    if tensors is not None:
-        models["realgraph"] = realgraph_coefficients(tensors)
+            try:
+                models[name] = TrainedLightRanker(logistic_from_tensors(tensors), store,
+                                                  tuple(version.config["features"]), version.label)
+            except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+                status[name] = _does_not_fit(version.label, exc)
+    tensors, version, status["realgraph"] = registry.load_or_fallback("realgraph", schema="realgraph-features-1")
+    if tensors is not None and version is not None:
+        try:
+            models["realgraph"] = realgraph_coefficients(tensors)
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            status["realgraph"] = _does_not_fit(version.label, exc, "decayed-count heuristic")
+    for name, line in status.items():
+        if not line.startswith(("v", "missing:")):  # there, but not servable: say so where operators look
+            log.warning("model not served; serving the fallback", extra={"model": name, "status": line})
     return models, status
+
+
+def _does_not_fit(label: str, exc: Exception, fallback: str = "heuristic") -> str:
+    reason = (str(exc).strip().splitlines() or [""])[0]  # load_state_dict's errors run over many lines
+    return f"incompatible: {label} does not fit this code ({type(exc).__name__}: {reason}), serving the fallback " \
+           f"({fallback})"
 
 
 def _onnx_runtime(net: HeavyRankerNet):
@@ -100,9 +116,15 @@ class TrainedLightRanker:
         self.model = model.eval()
         self.store = store
         self.columns = [FEATURE_NAMES.index(f) for f in features]
+        if len(self.columns) != model.n_features:
+            raise ValueError(f"{len(self.columns)} features configured, the model takes {model.n_features}")
         self.version = version
+        # Source batches this model ordered. It runs only where a source returns more candidates than
+        # `light_ranker_keep`, so a loaded light ranker may never be used; `foryou eval` reports this count.
+        self.batches = 0
 
     def score(self, query: TimelineQuery, rows: np.ndarray) -> np.ndarray:
+        self.batches += 1
         x = self.store.compute(np.full(len(rows), query.user_row), rows, query.now)[:, self.columns]
         with torch.inference_mode():
             return self.model(torch.from_numpy(x)).numpy()[:, 0]
@@ -126,8 +148,7 @@ def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore):
     """The two-tower's stored serving vectors, re-aligned to this index's user and post rows."""
     from foryou.embeddings.retriever import EmbeddingRetriever
 
-    tensors, version, line = registry.load_or_fallback("two_tower", schema="two_tower-serving-vectors-1",
-                                                       fallback="embedding ANN skipped")
+    tensors, version, line = registry.load_or_fallback("two_tower", schema="two_tower-serving-vectors-1")
     if tensors is None or version is None:
         return None, line
     try:
@@ -140,5 +161,6 @@ def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore):
         found = np.isin(store.post_id, pid)
         posts[found] = pv[np.searchsorted(pid, store.post_id[found])]
     except (KeyError, ValueError, IndexError) as exc:
-        return None, f"error: {version.label} has no usable serving vectors ({type(exc).__name__}); skipped"
+        return None, (f"incompatible: {version.label} has no usable serving vectors ({type(exc).__name__}: {exc}), "
+                      "serving the fallback (embedding ANN skipped)")
     return EmbeddingRetriever(users, posts, store.created_at, version=version.label), line

@@ -10,23 +10,28 @@ Layout under ``root`` (callers use ``<dataset>/models``)::
 
 A version directory is written under a temporary name and renamed into place, so a crash never leaves a
 half-written version; ``promoted.json`` is replaced atomically. Every problem (missing, corrupt, written by
-another model schema, trained on another input schema) raises :class:`RegistryError` with one readable line;
-:meth:`ModelRegistry.load_or_fallback` turns those into a status line for traces and never raises.
+another model schema, trained on another input schema) raises :class:`RegistryError` with one readable line
+and a ``kind`` ("corrupt", "unreadable", "incompatible", "missing", "invalid"); :meth:`ModelRegistry.load_or_fallback`
+turns those into a status line for traces and never raises, and :meth:`ModelRegistry.list` / :meth:`ModelRegistry.show`
+put the same line in :attr:`ModelVersion.status`, so a damaged model never reads as "not trained".
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from foryou.errors import ForYouError
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: the CLI starts fast
     import torch
@@ -38,13 +43,42 @@ WEIGHTS_FILE = "weights.safetensors"
 MANIFEST_FILE = "manifest.json"
 PROMOTED_FILE = "promoted.json"
 FALLBACK = "heuristic fallback"
+FALLBACKS: dict[str, str] = {"realgraph": "decayed-count heuristic", "two_tower": "embedding ANN skipped"}
+"""What serves instead of a model that cannot be loaded, where it is not the heuristic (status lines only)."""
+PROMOTED = "promoted"
+NOT_PROMOTED = "not promoted"
 
+log = logging.getLogger("foryou.training")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 
 
-class RegistryError(Exception):
-    """A registry problem, as one readable line naming the model, the version and what is wrong."""
+ErrorKind = Literal["corrupt", "unreadable", "incompatible", "missing", "invalid"]
+
+
+class RegistryError(ForYouError):
+    """A registry problem, as one readable line naming the model, the version and what is wrong.
+
+    ``kind``: "corrupt" (damaged files: a manifest or promotion state that does not parse, a checksum mismatch,
+    weights that do not parse or are gone), "unreadable" (the OS refused: permissions, I/O), "incompatible"
+    (another model or input schema), "missing" (nothing registered or promoted, no such version), "invalid"
+    (a bad argument)."""
+
+    def __init__(self, message: str, kind: ErrorKind = "invalid") -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+
+
+def fallback_status(error: RegistryError | OSError, name: str, fallback: str | None = None) -> str:
+    """The status line of a model that cannot be served: ``"corrupt: <reason>, serving the fallback (heuristic)"``."""
+    served = (fallback or FALLBACKS.get(name, FALLBACK)).removesuffix(" fallback")
+    return f"{_problem(error, name)}, serving the fallback ({served})"
+
+
+def _problem(error: RegistryError | OSError, name: str) -> str:
+    if isinstance(error, RegistryError):
+        return f"{error.kind}: {error}"
+    return f"unreadable: {name}: {error.__class__.__name__}: {error}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +98,10 @@ class ModelVersion:
     model_schema_version: int = MODEL_SCHEMA_VERSION
     sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    status: str = ""
+    """From list() / show(): "promoted" (its weights verified), "not promoted", or what is wrong — "corrupt:
+    <reason>, serving the fallback (heuristic)" for a damaged promoted version or promotion state, "corrupt:
+    <reason>" for another version. Empty where not computed (promoted(), load())."""
 
     @property
     def label(self) -> str:
@@ -118,6 +156,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _version_number(value: Any) -> int:
+    """A version number from promoted.json: a positive int (JSON true, 1.5 or "3" are damage, not versions)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not a version number")
+    return value
+
+
 def _short(text: str, n: int = 12) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
@@ -153,16 +198,27 @@ class ModelRegistry:
 
     def _read_promotion(self, name: str) -> dict[str, Any]:
         path = self._model_dir(name) / PROMOTED_FILE
-        if not path.exists():
-            return {"version": None, "history": []}
+        fix = "`foryou models promote` rewrites it"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            version = data.get("version")
-            history = [int(v) for v in data.get("history", [])]
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {"version": None, "history": []}
+        except OSError as e:
+            raise RegistryError(f"{name}: promotion state {path} is unreadable ({e.__class__.__name__}: {e})",
+                                "unreadable") from e
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as e:  # truncated or garbage bytes (UnicodeDecodeError is a ValueError too)
+            raise RegistryError(f"{name}: promotion state {path} is not valid JSON ({e}); {fix}", "corrupt") from e
+        try:
+            if not isinstance(data, dict) or "version" not in data:
+                raise TypeError("not a {version, history} object")
+            version = data["version"]
+            history = [_version_number(v) for v in data.get("history", [])]
             if version is not None:
-                version = int(version)
-        except (OSError, ValueError, TypeError, AttributeError) as e:
-            raise RegistryError(f"{name}: promotion state {path} is unreadable ({e.__class__.__name__})") from e
+                version = _version_number(version)
+        except (TypeError, ValueError) as e:
+            raise RegistryError(f"{name}: promotion state {path} is malformed ({e}); {fix}", "corrupt") from e
         return {"version": version, "history": history}
 
     def _write_promotion(self, name: str, version: int | None, history: list[int]) -> None:
@@ -173,18 +229,23 @@ class ModelRegistry:
         vdir = self._model_dir(name) / f"v{version}"
         path = vdir / MANIFEST_FILE
         if not vdir.is_dir():
-            raise RegistryError(f"{label}: no such version in {self.root}")
+            raise RegistryError(f"{label}: no such version in {self.root}", "missing")
         try:
             m = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
-            raise RegistryError(f"{label}: manifest is missing ({path})") from e
-        except (OSError, ValueError) as e:
-            raise RegistryError(f"{label}: manifest is unreadable ({e.__class__.__name__})") from e
+            raise RegistryError(f"{label}: manifest is missing ({path})", "corrupt") from e
+        except ValueError as e:
+            raise RegistryError(f"{label}: manifest is not valid JSON ({e.__class__.__name__})", "corrupt") from e
+        except OSError as e:
+            raise RegistryError(f"{label}: manifest is unreadable ({e.__class__.__name__}: {e})", "unreadable") from e
         try:
             if m["name"] != name or int(m["version"]) != version:
-                raise RegistryError(f"{label}: manifest belongs to {m['name']} v{m['version']}")
+                raise RegistryError(f"{label}: manifest belongs to {m['name']} v{m['version']}", "corrupt")
             if promoted is None:
-                promoted = self._read_promotion(name)["version"] == version
+                try:
+                    promoted = self._read_promotion(name)["version"] == version
+                except RegistryError:  # a damaged promotion state promotes nothing
+                    promoted = False
             return ModelVersion(
                 name=name,
                 version=version,
@@ -201,7 +262,7 @@ class ModelRegistry:
                 extra=dict(m.get("extra") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise RegistryError(f"{label}: manifest is malformed ({e.__class__.__name__}: {e})") from e
+            raise RegistryError(f"{label}: manifest is malformed ({e.__class__.__name__}: {e})", "corrupt") from e
 
     # ---------------------------------------------------------------- writing
 
@@ -273,26 +334,28 @@ class ModelRegistry:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         if promote:
-            self.promote(name, version)
-        return self._read_manifest(name, version)
+            return self.promote(name, version)
+        return replace(self._read_manifest(name, version), status=NOT_PROMOTED)
 
     def promote(self, name: str, version: int) -> ModelVersion:
-        """Make ``version`` the promoted one; the previously promoted version goes onto the history."""
-        mv = self._read_manifest(name, version, promoted=False)
-        if mv.model_schema_version != MODEL_SCHEMA_VERSION:
-            raise RegistryError(
-                f"{mv.label}: built for model schema {mv.model_schema_version}, "
-                f"this foryou reads {MODEL_SCHEMA_VERSION}; not promoted"
-            )
-        if not (mv.path / WEIGHTS_FILE).is_file():
-            raise RegistryError(f"{mv.label}: weights file is missing; not promoted")
-        state = self._read_promotion(name)
+        """Make ``version`` the promoted one; the previously promoted version goes onto the history.
+
+        The version's weights are verified first (a damaged version is never promoted). A damaged
+        ``promoted.json`` is replaced (its history is lost; the log says so): promoting is how it is repaired."""
+        self.load(name, int(version))  # RegistryError: missing or corrupt weights, another model schema
+        try:
+            state = self._read_promotion(name)
+        except RegistryError as e:
+            if e.kind != "corrupt":
+                raise
+            log.warning("replacing a damaged promotion state", extra={"model": name, "error": str(e)})
+            state = {"version": None, "history": []}
         current, history = state["version"], state["history"]
         if current != version:
             if current is not None:
                 history = [*history, current]
             self._write_promotion(name, version, history)
-        return self._read_manifest(name, version, promoted=True)
+        return replace(self._read_manifest(name, version, promoted=True), status=PROMOTED)
 
     def rollback(self, name: str) -> ModelVersion:
         """Go back to the previously promoted version; RegistryError when there is none."""
@@ -301,45 +364,82 @@ class ModelRegistry:
         if not history:
             current = state["version"]
             what = f"v{current} is promoted" if current is not None else "nothing is promoted"
-            raise RegistryError(f"{name}: no earlier promoted version to roll back to ({what})")
+            raise RegistryError(f"{name}: no earlier promoted version to roll back to ({what})", "missing")
         previous = history.pop()
-        self._read_manifest(name, previous, promoted=False)  # fails clearly if it was deleted or broken
+        self.load(name, previous)  # fails clearly if it was deleted or broken
         self._write_promotion(name, previous, history)
-        return self._read_manifest(name, previous, promoted=True)
+        return replace(self._read_manifest(name, previous, promoted=True), status=PROMOTED)
 
     # ---------------------------------------------------------------- reading
 
     def promoted(self, name: str) -> ModelVersion | None:
-        version = self._read_promotion(name)["version"]
-        return None if version is None else self._read_manifest(name, version, promoted=True)
+        """The promoted version (status not computed), None when nothing is; RegistryError when damaged."""
+        state = self._promotion_or_damage(name, self._versions(name))
+        if isinstance(state, RegistryError):
+            raise state
+        return None if state is None else self._read_manifest(name, state, promoted=True)
+
+    def status(self, name: str, *, schema: str | None = None, fallback: str | None = None) -> str:
+        """What serving ``name`` gets, as one line: ``"v3 (promoted)"``, ``"missing: heuristic fallback"`` or
+        ``"corrupt: <reason>, serving the fallback (heuristic)"`` (the weights are read and verified)."""
+        return self.load_or_fallback(name, schema=schema, fallback=fallback)[2]
 
     def list(self) -> list[ModelVersion]:
-        """Every readable version of every model, by name then version. Unreadable manifests are left out
-        (``show``/``load`` on them give the reason)."""
+        """Every version of every model, by name then version, each with its ``status``. The promoted version's
+        weights are verified; a damaged promotion state or manifest is listed with what is wrong rather than
+        left out (a damaged model must not look untrained)."""
         out: list[ModelVersion] = []
         for name in self.names():
-            try:
-                promoted_version = self._read_promotion(name)["version"]
-            except RegistryError:
-                promoted_version = None
-            for version in self._versions(name):
-                try:
-                    out.append(self._read_manifest(name, version, promoted=version == promoted_version))
-                except RegistryError:
-                    continue
+            versions = self._versions(name)
+            state = self._promotion_or_damage(name, versions)
+            out += [self._version_with_status(name, v, state) for v in versions]
         return out
 
     def show(self, name: str, version: int | None = None) -> ModelVersion:
-        """One version; ``None`` means the promoted one, else the latest."""
-        if version is not None:
-            return self._read_manifest(name, int(version))
-        mv = self.promoted(name)
-        if mv is not None:
-            return mv
+        """One version with its ``status`` (its weights verified); ``None`` means the promoted one, else the
+        latest (also when the promotion state is damaged: the status says so)."""
         versions = self._versions(name)
-        if not versions:
-            raise RegistryError(f"{name}: no versions registered in {self.root}")
-        return self._read_manifest(name, versions[-1])
+        state = self._promotion_or_damage(name, versions)
+        if version is None:
+            if not versions:
+                raise RegistryError(f"{name}: no versions registered in {self.root}", "missing")
+            version = state if isinstance(state, int) else versions[-1]
+        elif int(version) not in versions:
+            raise RegistryError(f"{name} v{version}: no such version in {self.root}", "missing")
+        return self._version_with_status(name, int(version), state, verify=True)
+
+    def _promotion_or_damage(self, name: str, versions: list[int]) -> int | RegistryError | None:
+        """The promoted version number, None, or why the promotion state cannot be trusted."""
+        try:
+            promoted = self._read_promotion(name)["version"]
+        except RegistryError as e:
+            return e
+        if promoted is not None and promoted not in versions:
+            return RegistryError(f"{name}: promoted v{promoted} no longer exists in {self.root}; promote another",
+                                 "corrupt")
+        return promoted
+
+    def _version_with_status(self, name: str, version: int, state: int | RegistryError | None,
+                             *, verify: bool = False) -> ModelVersion:
+        """The version with its status. A damaged manifest gives a placeholder (no metrics) whose status says
+        why. The promoted version's weights are always verified, another's only with ``verify``."""
+        promoted = state == version
+        try:
+            mv = self._read_manifest(name, version, promoted=promoted)
+        except RegistryError as e:
+            return ModelVersion(name=name, version=version, created="", metrics={}, config={}, dataset_fingerprint="",
+                                code_revision="", schema="", path=self._model_dir(name) / f"v{version}",
+                                promoted=promoted, model_schema_version=0,
+                                status=fallback_status(e, name) if promoted else _problem(e, name))
+        if isinstance(state, RegistryError):  # which version serves is unknown: the fallback does
+            return replace(mv, status=fallback_status(state, name))
+        if not (promoted or verify):
+            return replace(mv, status=NOT_PROMOTED)
+        try:
+            self.load(name, version)
+        except (RegistryError, OSError) as e:
+            return replace(mv, status=fallback_status(e, name) if promoted else _problem(e, name))
+        return replace(mv, status=PROMOTED if promoted else NOT_PROMOTED)
 
     def load(
         self, name: str, version: int | None = None, *, schema: str | None = None
@@ -350,41 +450,47 @@ class ModelRegistry:
             if mv is None:
                 n = len(self._versions(name))
                 what = f"{n} version(s) registered, none promoted" if n else "no versions registered"
-                raise RegistryError(f"{name}: no promoted version ({what})")
+                raise RegistryError(f"{name}: no promoted version ({what})", "missing")
         else:
             mv = self._read_manifest(name, int(version))
         if mv.model_schema_version != MODEL_SCHEMA_VERSION:
             raise RegistryError(
                 f"{mv.label}: built for model schema {mv.model_schema_version}, "
-                f"this foryou reads {MODEL_SCHEMA_VERSION}"
+                f"this foryou reads {MODEL_SCHEMA_VERSION}", "incompatible"
             )
         if schema is not None and mv.schema != schema:
-            raise RegistryError(f"{mv.label}: input schema {_short(mv.schema)}, expected {_short(schema)}")
+            raise RegistryError(f"{mv.label}: input schema {_short(mv.schema)}, expected {_short(schema)}",
+                                "incompatible")
         path = mv.path / WEIGHTS_FILE
         try:
             data = path.read_bytes()
         except FileNotFoundError as e:
-            raise RegistryError(f"{mv.label}: weights file is missing ({path})") from e
+            raise RegistryError(f"{mv.label}: weights file is missing ({path})", "corrupt") from e
         except OSError as e:
-            raise RegistryError(f"{mv.label}: weights file is unreadable ({e.__class__.__name__})") from e
+            raise RegistryError(f"{mv.label}: weights file is unreadable ({e.__class__.__name__}: {e})",
+                                "unreadable") from e
         if _sha256(data) != mv.sha256:
-            raise RegistryError(f"{mv.label}: weights file is corrupt (checksum mismatch)")
+            raise RegistryError(f"{mv.label}: weights file is corrupt (checksum mismatch)", "corrupt")
         from safetensors import SafetensorError
         from safetensors.torch import load as _load_safetensors
 
         try:
             tensors = _load_safetensors(data)
         except (SafetensorError, ValueError, RuntimeError) as e:
-            raise RegistryError(f"{mv.label}: weights file is corrupt ({e})") from e
+            raise RegistryError(f"{mv.label}: weights file is corrupt ({e})", "corrupt") from e
         return tensors, mv
 
     def load_or_fallback(
-        self, name: str, *, schema: str | None = None, fallback: str = FALLBACK
+        self, name: str, *, schema: str | None = None, fallback: str | None = None
     ) -> tuple[dict[str, torch.Tensor] | None, ModelVersion | None, str]:
         """(tensors, version, status) for traces; never raises for registry problems.
 
-        status is ``"v3 (promoted)"``, ``"missing: heuristic fallback"`` or ``"error: <reason>; heuristic fallback"``.
+        status is ``"v3 (promoted)"``, ``"missing: heuristic fallback"`` (nothing trained or promoted) or, for a
+        model that is there but cannot be served, ``"<kind>: <reason>, serving the fallback (heuristic)"`` with
+        kind corrupt, unreadable or incompatible (:func:`fallback_status`). ``fallback``: what serves instead
+        (default :data:`FALLBACKS`, else the heuristic).
         """
+        fallback = fallback or FALLBACKS.get(name, FALLBACK)
         try:
             if self._read_promotion(name)["version"] is None:
                 n = len(self._versions(name))
@@ -392,8 +498,6 @@ class ModelRegistry:
                     return None, None, f"missing: {n} version(s), none promoted; {fallback}"
                 return None, None, f"missing: {fallback}"
             tensors, mv = self.load(name, schema=schema)
-        except RegistryError as e:
-            return None, None, f"error: {e}; {fallback}"
-        except OSError as e:
-            return None, None, f"error: {name}: {e.__class__.__name__}: {e}; {fallback}"
+        except (RegistryError, OSError) as e:
+            return None, None, fallback_status(e, name, fallback)
         return tensors, mv, f"v{mv.version} (promoted)"

@@ -1,4 +1,5 @@
-"""What route handlers share: the service of the running app, orjson responses, request ids."""
+"""What route handlers share: the service of the running app, orjson responses, request ids, and the
+documented error responses (every status a route can answer is in its OpenAPI entry)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,21 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from foryou.service.schemas import ErrorOut
 from foryou.service.service import Service
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_MEANING = {401: "missing or wrong bearer token (state-changing routes, when the server has a token)",
+            404: "unknown id", 409: "conflicts with the current state", 413: "request body too large",
+            422: "invalid parameters or body (what and where in `errors`; the input is not echoed)",
+            503: "not available now: the event store cannot write (e.g. disk full; nothing was stored), or the "
+                 "service is still starting"}
+WRITE_ERRORS = (401, 404, 413, 422, 503)
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses, all of shape `ErrorOut`."""
+    return {s: {"model": ErrorOut, "description": _MEANING[s]} for s in statuses}
 
 
 class ORJSONResponse(Response):

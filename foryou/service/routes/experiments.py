@@ -1,4 +1,5 @@
-"""HTTP endpoints for experiments (a FastAPI router; `foryou.service` mounts it):
+"""HTTP endpoints for experiments (creating and stopping one changes what users are served, so both
+need the bearer token, like every state-changing route: `security.WriteAuth`):
 
     POST /v1/experiments                      create (body: an Experiment)
     GET  /v1/experiments                      list
@@ -13,14 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import ValidationError
+from fastapi import Path as PathParam
 
 from foryou.experiments import create_experiment, get_experiment_results
-from foryou.experiments.definition import Experiment
+from foryou.experiments.definition import NAME_PATTERN, Experiment
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentError, ExperimentStore
+from foryou.service.routes.deps import ORJSONRoute, errors
+from foryou.service.schemas import ID_MAX, ExperimentIn
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"], route_class=ORJSONRoute)
+Name = Annotated[str, PathParam(pattern=NAME_PATTERN, description="an experiment's name")]
 
 
 def dataset_dir(request: Request) -> Path:
@@ -35,38 +39,37 @@ def dataset_dir(request: Request) -> Path:
 Dataset = Annotated[Path, Depends(dataset_dir)]
 
 
-@router.post("", summary="Create an experiment")
-def create(body: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+@router.post("", summary="Create an experiment", response_model=Experiment,
+             responses=errors(401, 409, 413, 422))
+def create(body: ExperimentIn, dataset: Dataset) -> dict[str, Any]:
     try:
-        return create_experiment(dataset, Experiment.model_validate(body)).model_dump()
-    except ValidationError as exc:
-        raise HTTPException(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) \
-            from None
-    except ExperimentError as exc:
-        raise HTTPException(409 if "already exists" in str(exc) else 422, str(exc)) from None
+        return create_experiment(dataset, body.experiment()).model_dump()
+    except ExperimentError as exc:  # the name is taken, the layer is full, or a running experiment changes a key
+        raise HTTPException(409, str(exc)) from None
 
 
-@router.get("", summary="List experiments")
+@router.get("", summary="List experiments", response_model=list[Experiment])
 def list_(dataset: Dataset) -> list[dict[str, Any]]:
     return [e.model_dump() for e in ExperimentStore(dataset).list()]
 
 
-@router.get("/assignments/{user_id}", summary="A user's arms and merged overrides")
-def assignments(user_id: int, dataset: Dataset) -> dict[str, Any]:
+@router.get("/assignments/{user_id}", summary="A user's arms and merged overrides", responses=errors(422))
+def assignments(user_id: Annotated[int, PathParam(ge=0, le=ID_MAX)], dataset: Dataset) -> dict[str, Any]:
     overrides, chosen = ActiveExperiments(ExperimentStore(dataset).running()).overrides_for(user_id)
     return {"user_id": user_id, "assignments": chosen, "overrides": overrides}
 
 
-@router.get("/{name}/results", summary="Per-arm analysis with significance")
-def results(name: str, dataset: Dataset) -> dict[str, Any]:
+@router.get("/{name}/results", summary="Per-arm analysis with significance", responses=errors(404, 422))
+def results(name: Name, dataset: Dataset) -> dict[str, Any]:
     try:
         return _plain(get_experiment_results(dataset, name))
     except ExperimentError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post("/{name}/stop", summary="Stop assigning users")
-def stop(name: str, dataset: Dataset) -> dict[str, Any]:
+@router.post("/{name}/stop", summary="Stop assigning users", response_model=Experiment,
+             responses=errors(401, 404, 422))
+def stop(name: Name, dataset: Dataset) -> dict[str, Any]:
     try:
         return ExperimentStore(dataset).set_status(name, "stopped").model_dump()
     except ExperimentError as exc:

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from foryou.service import metrics
-from foryou.service.routes.deps import ORJSONResponse
+from foryou.service.routes.deps import ORJSONResponse, errors
+from foryou.service.schemas import Readiness
 
 router = APIRouter(tags=["ops"])
 
@@ -16,11 +17,13 @@ async def healthz() -> ORJSONResponse:
     return ORJSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Index loaded and the event log applied", responses={503: {"description": "starting"}})
+@router.get("/readyz", summary="Index loaded and the event log applied", response_model=None,
+            responses={200: {"model": Readiness}, **errors(503)})
 async def readyz(request: Request) -> ORJSONResponse:
     svc = getattr(request.app.state, "service", None)
     if svc is None or not svc.ready:
-        return ORJSONResponse({"status": "starting"}, status_code=503)
+        return ORJSONResponse({"detail": "starting: loading the index and replaying the event store"},
+                              status_code=503)
     return ORJSONResponse({"status": "ready", "applied_seq": svc.applied_seq, "models": svc.engine.model_versions()})
 
 

@@ -119,6 +119,8 @@ def test_store_rules(tmp_path):
         store.create(_exp("a"))
     with pytest.raises(ExperimentError, match="left"):
         store.create(_exp("c", traffic=0.1))
+    with pytest.raises(ExperimentError, match="left"):  # a full layer takes not even a sliver (the fuzzer found it)
+        store.create(_exp("c", traffic=1e-12))
     with pytest.raises(ExperimentError, match=r"timeline\.exploration\.strategy"):
         store.create(_exp("d", layer="other"))  # overlapping experiments may not change the same key
     with pytest.raises(ValueError, match="extra"):
@@ -165,16 +167,20 @@ def test_http_router(tmp_path):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from foryou.experiments.http import router
+    from foryou.service.routes.experiments import router
 
     app = FastAPI()
     app.state.dataset = tmp_path
     app.include_router(router)
     client = TestClient(app)
-    body = {"name": "h", "arms": [{"name": "a"}, {"name": "b", "overrides": UCB}]}
-    assert client.post("/v1/experiments", json=body).status_code == 200
+    body = {"name": "h", "arms": {"a": {}, "b": {"overrides": UCB}}}
+    created = client.post("/v1/experiments", json=body)
+    assert created.status_code == 200
+    assert [(a["name"], a["overrides"]) for a in created.json()["arms"]] == [("a", {}), ("b", UCB)]
     assert client.post("/v1/experiments", json=body).status_code == 409
-    assert client.post("/v1/experiments", json={"name": "bad", "arms": [{"name": "a"}]}).status_code == 422
+    assert client.post("/v1/experiments", json={"name": "bad", "arms": {"a": {}}}).status_code == 422
+    bad_key = {"name": "k", "arms": {"a": {}, "b": {"overrides": {"timeline": {"nope": 1}}}}}
+    assert client.post("/v1/experiments", json=bad_key).status_code == 422
     assert [e["name"] for e in client.get("/v1/experiments").json()] == ["h"]
     a = client.get("/v1/experiments/assignments/7").json()
     assert a["assignments"]["h"] in ("a", "b")

@@ -45,8 +45,7 @@ def test_experiment_arms_exposures_and_outcomes_over_http(world, tmp_path):
         u = users[0]
         before = client.get(f"/v1/users/{u}/timeline", params={"n": 5}).json()  # cached under no arms
         assert "experiments" not in before
-        r = client.post("/v1/experiments", json={"name": "explore", "arms": [
-            {"name": "A"}, {"name": "B", "overrides": ARM_B}]})
+        r = client.post("/v1/experiments", json={"name": "explore", "arms": {"A": {}, "B": {"overrides": ARM_B}}})
         assert r.status_code == 200, r.text
         arms = ActiveExperiments(ExperimentStore(world).running())
         u = next(x for x in users if arms.assignments(x).get("explore") == "B")

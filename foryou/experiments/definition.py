@@ -12,7 +12,8 @@ from foryou.config import ForYouConfig, apply_overrides, parse_overrides
 
 METRICS = ("utility", "engagement_rate", "negative_rate", "session_depth")
 Metric = Literal["utility", "engagement_rate", "negative_rate", "session_depth"]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 class Arm(BaseModel):

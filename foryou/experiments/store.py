@@ -59,7 +59,7 @@ class ExperimentStore:
                 raise ExperimentError(f"experiment {experiment.name!r} already exists")
             same_layer = [e for e in existing if e.layer == experiment.layer]
             offset = max((e.offset + e.traffic for e in same_layer), default=0.0)
-            if offset + experiment.traffic > 1 + 1e-9:
+            if offset + experiment.traffic > 1 + 1e-9 or offset >= 1:  # a full layer takes nothing more
                 raise ExperimentError(f"layer {experiment.layer!r} has {max(1 - offset, 0):.0%} of traffic left; "
                                       f"lower --traffic or use another --layer")
             keys = set().union(*(override_keys(a.overrides) for a in experiment.arms))

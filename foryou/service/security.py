@@ -1,4 +1,4 @@
-"""Security basics: bearer tokens on writes, request body limits, host checks."""
+"""Security basics: the bearer token on every write, host checks (request limits: `limits.py`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import hmac
 import ipaddress
 import socket
 
-from fastapi import HTTPException, Request
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from foryou.errors import ForYouError
 
 
 def is_loopback(host: str) -> bool:
@@ -22,73 +24,55 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve writes to the network without a token."""
-    if not is_loopback(host) and not token:
-        raise ValueError(f"refusing to listen on non-loopback host {host!r} without a write token "
-                         "(pass --token or set FORYOU_TOKEN)")
-
-
-class WriteToken:
-    """FastAPI dependency: `Authorization: Bearer <token>` on write endpoints (open when no token
-    is configured, which only a loopback bind allows)."""
-
-    def __init__(self, token: str | None):
-        self.token = token
-
-    def __call__(self, request: Request) -> None:
-        if not self.token:
-            return
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for bodies over `max_bytes` (declared or streamed)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await _too_large(send)
-                    return
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(send)
-
-
-class _BodyTooLarge(Exception):
+class BindRefused(ForYouError, ValueError):
     pass
 
 
-async def _too_large(send: Send) -> None:
-    body = b'{"detail":"request body too large"}'
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to serve writes to the network without a token."""
+    if not is_loopback(host) and not token:
+        raise BindRefused(f"refusing to listen on non-loopback host {host!r} without a write token "
+                         "(pass --token or set FORYOU_TOKEN)")
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class WriteAuth:
+    """The one authorization check: ASGI middleware that asks every request able to change state
+    (any method but GET/HEAD/OPTIONS) for `Authorization: Bearer <token>` when a token is configured
+    (open without one, which only a loopback bind allows).
+
+    Middleware rather than a per-route dependency, so that no route — one added later, a mounted
+    app, a router that forgets — can skip it, and so that an unauthenticated body is refused before
+    it is read or parsed. It answers only for requests that reach a route: a method the path does
+    not support still gets the router's 405, an unknown path its 404.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None):
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.token is None or scope["type"] != "http" or scope["method"] in SAFE_METHODS
+                or self.authorised(scope) or not _routed(scope)):
+            await self.app(scope, receive, send)
+            return
+        body = b'{"detail":"missing or wrong bearer token"}'
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def authorised(self, scope: Scope) -> bool:
+        assert self.token is not None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
+        return False
+
+
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the app takes this method on this path."""
+    return any(route.matches(scope)[0] == Match.FULL for route in scope["app"].router.routes)

@@ -297,3 +297,30 @@ def test_api_docs_load_every_asset_from_the_server(client, page):
     assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))], assets
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
+
+# -- 13. drift and exposure gauges from live traffic ----------------------------------------------------------------
+
+
+def test_metrics_serve_exposure_and_prediction_drift_of_live_traffic(world, tmp_path):
+    from foryou.monitoring.live import LiveMonitor
+
+    with _client(world, tmp_path) as c:
+        svc = c.app.state.service
+        idx = svc.engine.state.index
+        svc.monitor = LiveMonitor(idx.user_ids, idx.author_followers, window=200, reference=100)
+        users = idx.user_ids[np.argsort(-idx.follows.out_degree())[:40]]
+        served = 0
+        for u in users:
+            page = c.get(f"/v1/users/{int(u)}/timeline", params={"n": 10}).json()
+            served += len(page["items"])
+            assert all(it["network_reason"].startswith(("in-network", "out-of-network")) for it in page["items"])
+        assert served > 300
+        text = c.get("/metrics").text
+        gini = re.search(r'^foryou_exposure\{measure="creator_gini"\} ([0-9.e+-]+)$', text, re.M)
+        share = re.search(r'^foryou_exposure\{measure="out_of_network_share"\} ([0-9.e+-]+)$', text, re.M)
+        assert gini and 0 < float(gini.group(1)) < 1 and share and 0 <= float(share.group(1)) <= 1
+        assert re.search(r'^foryou_exposure\{measure="impressions"\} 200\.0$', text, re.M)  # the window
+        for head in ("like", "reply", "click"):
+            psi = re.search(rf'^foryou_prediction_psi\{{head="{head}"\}} ([0-9.e+-]+)$', text, re.M)
+            assert psi and float(psi.group(1)) >= 0, head

@@ -1,12 +1,15 @@
-"""`foryou compact DATASET`: fold the event store into the dataset's Parquet tables, atomically,
-so the next `foryou train` learns from what the service received.
+"""`foryou compact DATASET [--store FILE]`: fold an event store into the dataset's Parquet tables,
+atomically, so the next `foryou train` learns from what the service received.
 
 New posts → posts; engagements → engagements; impressions → impressions (session −1, position 0,
 propensity 1: not drawn by a logged policy); follows / unfollows → the follows table. Account-level
 blocks and mutes have no table in the schema and stay in the store (the service replays them).
 The new dataset is written to a temporary sibling and renamed into place (`Dataset.write`), with
-the models, ground truth and the event store (a consistent copy plus `compacted.json`, the last
-folded seq) inside it: a crash leaves either the old dataset or the new one, never a mix.
+the models, ground truth, the event stores that live inside it (consistent copies) and
+`.service/compacted.json`: per event store (by its id, see `EventStore.store_id`), the last folded
+seq. A crash leaves either the old dataset or the new one, never a mix. The mark belongs to the
+store it was taken from: a server on another store (`--store`) replays all of that store's events,
+and a store outside the dataset is left as it is (its mark lives in the dataset).
 """
 
 from __future__ import annotations
@@ -21,32 +24,54 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
-from foryou.service.service import LABELS, compacted_seq, lock_path, store_path
-from foryou.service.store import EventStore
+from foryou.service.service import LABELS, compacted_marks, compacted_seq, lock_path, store_path
+from foryou.service.store import EventStore, StoreError
+
+# Files under .service that the new dataset gets afresh rather than as copies.
+_SERVICE_FRESH = (Path(".service/compacted.json"), Path(".service/server.lock"))
 
 
 class ServerRunning(RuntimeError):
     pass
 
 
-def compact(dataset: str | Path) -> dict[str, Any]:
+def compact(dataset: str | Path, store: str | Path | None = None) -> dict[str, Any]:
+    """Fold `store` (default: the dataset's own DATASET/.service/events.sqlite) into the dataset.
+    Raises ServerRunning while a server runs on the dataset, StoreError for a missing `store` or one
+    that is not the history compacted before."""
     path = Path(dataset)
     ds = Dataset.load(path, validate=False)
+    folded_file, default_file = store_path(path, store), store_path(path)
+    if store is not None and not folded_file.is_file():
+        raise StoreError(f"no event store at {folded_file}; pass the --store the server wrote to")
     lock_path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path(path), "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ServerRunning(f"a server is running on {path}; stop it before compacting") from None
-        store = EventStore(store_path(path), base_post_id=0)
+        opened: list[EventStore] = []
         try:
-            return _fold(ds, path, store)
+            opened.append(EventStore(folded_file, base_post_id=0))
+            if folded_file.resolve() != default_file.resolve() and default_file.is_file():
+                opened.append(EventStore(default_file, base_post_id=0))  # carried over, mark kept
+            return _fold(ds, path, opened[0], opened[1:])
         finally:
-            store.close()
+            for s in opened:
+                s.close()
 
 
-def _fold(ds: Dataset, path: Path, store: EventStore) -> dict[str, Any]:
-    done, last = compacted_seq(path), store.last_seq()
+def _mark(store: EventStore, seq: int) -> dict[str, Any]:
+    e = store.event(seq)
+    return {"seq": seq, "event_id": e.event_id if e else None, "store": str(store.path)}
+
+
+def _fold(ds: Dataset, path: Path, store: EventStore, others: list[EventStore]) -> dict[str, Any]:
+    marks = compacted_marks(path)
+    for s in (store, *others):  # validates each store against its mark; converts a legacy mark
+        if (seq := compacted_seq(path, s)) and s.store_id not in marks:
+            marks[s.store_id] = _mark(s, seq)
+    done, last = compacted_seq(path, store), store.last_seq()
     posts, engagements, impressions, follow_ops = [], [], [], []
     for e in store.iter_since(done, upto=last):
         if e.type == "post":
@@ -63,6 +88,8 @@ def _fold(ds: Dataset, path: Path, store: EventStore) -> dict[str, Any]:
                                 "value": e.value})
         elif e.type == "relation" and e.kind in ("follow", "unfollow"):
             follow_ops.append((e.user_id, e.target_id, e.kind, e.t))
+    if last > done:
+        marks[store.store_id] = _mark(store, last)
     tables = dict(ds.tables)
     tables["posts"] = _append(tables["posts"], posts, ("post_id",))
     tables["engagements"] = _append(tables["engagements"], engagements, ("user_id", "post_id", "kind", "created_at"))
@@ -70,20 +97,38 @@ def _fold(ds: Dataset, path: Path, store: EventStore) -> dict[str, Any]:
     tables["follows"] = _apply_follows(tables["follows"], follow_ops)
     folded = len(posts) + len(engagements) + len(impressions) + len(follow_ops)
     manifest = ds.manifest.model_copy(update={"notes": [*ds.manifest.notes,
-                                                        f"foryou compact: {folded} events through seq {last}"]})
+                                                        f"foryou compact: {folded} events through seq {last}"
+                                                        f" of {store.path}"]})
     new = Dataset.build(tables, manifest)
-    extra = {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")
-             if p.is_file() and not _replaced(p.relative_to(path))}
-    extra[".service/events.sqlite"] = store.backup_bytes()
-    extra[".service/compacted.json"] = json.dumps({"seq": last}).encode()
+    # Stores inside the dataset go into the new one as consistent copies (their WAL folded in); any
+    # other file under .service is copied too, so no store a server wrote to is left behind.
+    carried: dict[Path, bytes] = {}
+    for s in (store, *others):
+        rel = _inside(path, s.path)
+        if rel is not None:
+            carried[rel] = s.backup_bytes()
+    skip = {rel.with_name(rel.name + sfx) for rel in carried for sfx in ("", "-wal", "-shm", "-journal")}
+    extra = {str(rel): p.read_bytes() for p in path.rglob("*")
+             if p.is_file() and not _replaced(rel := p.relative_to(path)) and rel not in skip}
+    extra.update({str(rel): data for rel, data in carried.items()})
+    extra[".service/compacted.json"] = json.dumps({"stores": marks}, indent=1).encode()
     new.write(path, extra_files=extra)
-    return {"dataset": str(path), "through_seq": last, "posts": len(posts), "engagements": len(engagements),
-            "impressions": len(impressions), "follow_changes": len(follow_ops), "counts": new.manifest.counts}
+    return {"dataset": str(path), "store": str(store.path), "through_seq": last, "posts": len(posts),
+            "engagements": len(engagements), "impressions": len(impressions), "follow_changes": len(follow_ops),
+            "counts": new.manifest.counts}
+
+
+def _inside(root: Path, file: Path) -> Path | None:
+    try:
+        return file.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
 
 
 def _replaced(rel: Path) -> bool:
     top = rel.parts[0]
-    return top in (".serving", ".service", "manifest.json") or (len(rel.parts) == 1 and rel.suffix == ".parquet")
+    return (top in (".serving", "manifest.json") or rel in _SERVICE_FRESH
+            or (len(rel.parts) == 1 and rel.suffix == ".parquet"))
 
 
 def _append(table: pa.Table, rows: list[dict], key: tuple[str, ...]) -> pa.Table:

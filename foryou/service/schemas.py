@@ -118,6 +118,7 @@ class TimelineEntry(Strict):
     source: str
     score: float
     in_network: bool
+    network_reason: str = Field(description="in- or out-of-network, why, and the source that found it")
     created_at: int
     predictions: dict[str, float]
     liked_by: list[int]

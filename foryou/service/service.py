@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -42,10 +42,11 @@ from foryou.experiments.assignment import assign
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentLog, ExperimentStore
 from foryou.graph.index import POSITIVE
+from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
 from foryou.service.cache import ScoredCandidateCache
-from foryou.service.store import Event, EventStore
+from foryou.service.store import Event, EventStore, StoreError, check_writable
 from foryou.service.tracelog import TraceLog
 from foryou.timeline.engine import RecommendationEngine, TimelineItem, UnknownPost, UnknownUser
 
@@ -55,19 +56,61 @@ LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
 UNFOLDED_RELATIONS = ("block", "mute", "unblock", "unmute")
 
 
-def store_path(dataset: Path) -> Path:
-    return Path(dataset) / ".service" / "events.sqlite"
+def store_path(dataset: str | Path, store: str | Path | None = None) -> Path:
+    """The event store a server on `dataset` uses: `store` (`--store`), else DATASET/.service/events.sqlite."""
+    return Path(store) if store is not None else Path(dataset) / ".service" / "events.sqlite"
 
 
-def lock_path(dataset: Path) -> Path:
+def lock_path(dataset: str | Path) -> Path:
     """Servers hold a shared lock on it; `foryou compact` needs it exclusively."""
     return Path(dataset) / ".service" / "server.lock"
 
 
-def compacted_seq(dataset: Path) -> int:
-    """Events up to this seq are already in the dataset's Parquet tables (`foryou compact`)."""
-    p = Path(dataset) / ".service" / "compacted.json"
-    return int(json.loads(p.read_text())["seq"]) if p.exists() else 0
+def compacted_path(dataset: str | Path) -> Path:
+    return Path(dataset) / ".service" / "compacted.json"
+
+
+def compacted_marks(dataset: str | Path) -> dict[str, dict[str, Any]]:
+    """What `foryou compact` folded into the dataset's tables, per event store: {store_id: {"seq",
+    "event_id", "store"}} (the last folded seq, that event's id, the path it was folded from). Kept in
+    the dataset, not in the store, because the dataset is what holds the folded events (the swap
+    writes both at once) and one dataset may be served from several stores (`--store`)."""
+    p = compacted_path(dataset)
+    if not p.exists():
+        return {}
+    return dict(json.loads(p.read_text()).get("stores", {}))
+
+
+def compacted_seq(dataset: str | Path, store: EventStore) -> int:
+    """Events of `store` up to this seq are already in the dataset's Parquet tables, so replay skips
+    them; 0 for a store never folded into this dataset (a fresh `--store`). Raises StoreError when
+    `store` carries the folded store's id but not its history (an older copy, or a copy that went
+    its own way): skipping its events could drop acknowledged writes, applying them could count
+    folded ones twice."""
+    mark = compacted_marks(dataset).get(store.store_id)
+    if mark is None:
+        mark = _legacy_mark(dataset, store)
+        if mark is None:
+            return 0
+    seq = int(mark["seq"])
+    stored = store.event(seq)
+    if stored is None or (mark.get("event_id") is not None and stored.event_id != mark["event_id"]):
+        raise StoreError(f"event store {store.path} is not the one compacted into {dataset} (its event {seq} "
+                         f"{'is missing' if stored is None else 'differs'}); serve with the store that was "
+                         "compacted, or a new one (--store)")
+    return seq
+
+
+def _legacy_mark(dataset: str | Path, store: EventStore) -> dict[str, Any] | None:
+    """`compacted.json` written before marks were kept per store ({"seq": N}): it was always the
+    default store that was folded, so it applies to that store only."""
+    p = compacted_path(dataset)
+    if not p.exists():
+        return None
+    data = json.loads(p.read_text())
+    if "seq" not in data or store.path.resolve() != store_path(dataset).resolve():
+        return None
+    return {"seq": int(data["seq"])}
 
 
 class InvalidEvent(ValueError):
@@ -76,6 +119,14 @@ class InvalidEvent(ValueError):
     def __init__(self, message: str, status: int = 422):
         super().__init__(message)
         self.status = status
+
+
+class StoreUnavailable(InvalidEvent, StoreError):
+    """The event store cannot write (disk full, I/O error, read-only) → 503; nothing was stored.
+    The service keeps serving reads, and writes succeed again once the cause is fixed."""
+
+    def __init__(self, message: str):
+        super().__init__(message, 503)
 
 
 @dataclass
@@ -92,14 +143,27 @@ class Service:
         options = options or ServiceOptions()
         self.ready = False
         t0 = time.perf_counter()
-        lock_path(self.dataset).parent.mkdir(parents=True, exist_ok=True)
-        self._server_lock = open(lock_path(self.dataset), "a+")  # noqa: SIM115 (held for the service's life)
-        fcntl.flock(self._server_lock, fcntl.LOCK_SH)
+        store_file = store_path(self.dataset, options.store)
+        check_writable(store_file)  # a read-only store fails here, before the index is loaded
+        self._server_lock = _server_lock(self.dataset)
+        try:
+            self._open(store_file, options, engine)
+        except BaseException:  # e.g. a store that is not the compacted one: release what was opened
+            for part in ("store", "experiments", "trace") + (("engine",) if engine is None else ()):
+                if hasattr(self, part):
+                    getattr(self, part).close()
+            self._server_lock.close()
+            raise
+        self.startup_seconds = time.perf_counter() - t0
+        self.ready = True
+        log.info("service ready", extra={"dataset": str(self.dataset), "replayed": self._replayed,
+                                         "seconds": round(self.startup_seconds, 3), "store": str(self.store.path)})
+
+    def _open(self, store_file: Path, options: ServiceOptions, engine: RecommendationEngine | None) -> None:
         self.engine = engine or RecommendationEngine.open(self.dataset, self.config)
         idx = self.engine.state.index
         self.as_of = int(self.engine.now)
-        self.store = EventStore(options.store or store_path(self.dataset),
-                                base_post_id=int(idx.post_id[-1]) if len(idx.post_id) else 0)
+        self.store = EventStore(store_file, base_post_id=int(idx.post_id[-1]) if len(idx.post_id) else 0)
         # The world clock runs from the newest stored event (or the store's creation), see the module doc.
         self._idle_cap_s = self.config.service.clock_idle_cap_s
         self._last_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
@@ -107,18 +171,15 @@ class Service:
         self.experiments = _Experiments(self.dataset)
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
+        self.monitor = LiveMonitor(idx.user_ids, idx.author_followers)  # drift/exposure gauges for /metrics
         self.trace = TraceLog(options.trace_log, cfg.trace_log_bytes, cfg.trace_log_backups)
         self._apply_lock = threading.Lock()
         self.applied_seq = 0
-        self._folded = compacted_seq(self.dataset)
+        self._folded = compacted_seq(self.dataset, self.store)  # this store's events already in the tables
         self._data_version = -1
-        replayed = self.catch_up(force=True)
+        self._replayed = self.catch_up(force=True)
         self.experiments.backfill(self.store)  # outcomes a crash lost between commit and experiment log
         self.store.on_commit = self._on_commit  # this worker's group commits are applied without a read-back
-        self.startup_seconds = time.perf_counter() - t0
-        self.ready = True
-        log.info("service ready", extra={"dataset": str(self.dataset), "replayed": replayed,
-                                         "seconds": round(self.startup_seconds, 3), "store": str(self.store.path)})
 
     # -- time ---------------------------------------------------------------------------------------
 
@@ -210,7 +271,11 @@ class Service:
         else:
             for i, e in enumerate(events):
                 self._validate(e, i if len(events) > 1 else None)
-        acks = self.store.append(events)
+        try:
+            acks = self.store.append(events)
+        except StoreError as exc:  # disk full, I/O error, read-only: nothing stored, nothing acknowledged
+            metrics.ERRORS.labels("store_unavailable").inc()
+            raise StoreUnavailable(str(exc)) from exc
         self.catch_up()  # normally nothing left: the committer applied the group (see _on_commit)
         self.experiments.record([e for e, duplicate in acks if not duplicate and e.type == "engagement"])
         return acks
@@ -240,13 +305,13 @@ class Service:
         users = [e.user_id] + ([e.target_id] if e.type == "relation" else [])
         for u in users:
             if idx.user_row(int(u)) is None:
-                raise InvalidEvent(f"{where}unknown user {u}", 404 if position is None else 422)
+                raise InvalidEvent(f"{where}unknown user {u}", 404)
         post = e.post_id if e.type == "engagement" else (e.body or {}).get("parent_id") if e.type == "post" else None
         if post is not None:
             try:
                 self.engine.post_row(post)
             except UnknownPost:
-                raise InvalidEvent(f"{where}unknown post {post}", 404 if position is None else 422) from None
+                raise InvalidEvent(f"{where}unknown post {post}", 404) from None
 
     def engagement(self, user_id: int, post_id: int, kind: str, value: float = 1.0,
                    event_id: str | None = None, t: int | None = None) -> Event:
@@ -327,6 +392,11 @@ class Service:
         if arms:
             self.experiments.log_exposure(arms, int(user_id), now, len(items), session)
         page = [_item(i + 1, it, explain) for i, it in enumerate(items)]
+        if items:
+            self.monitor.observe(np.fromiter((it.author_id for it in items), np.int64, len(items)),
+                                 np.fromiter((it.in_network for it in items), bool, len(items)),
+                                 {h: np.fromiter((it.predictions.get(h, np.nan) for it in items), np.float64,
+                                                 len(items)) for h in items[0].predictions})
         next_cursor = cursors.encode(served | {it.post_id for it in items}, session)
         out = {"request_id": request_id, "user_id": int(user_id), "items": page, "cursor": next_cursor,
                "cold_start": resp.cold_start, "cached": cached, "sources": resp.sources, "models": resp.models}
@@ -389,10 +459,27 @@ class Service:
         self._server_lock.close()
 
 
+def _server_lock(dataset: Path) -> IO[str]:
+    """The shared server lock (held for the service's life). A read-only dataset can still be
+    served from a writable `--store`: an existing lock file is then locked through a read-only handle."""
+    p = lock_path(dataset)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        f = open(p, "a+")  # noqa: SIM115
+    except OSError as exc:
+        try:
+            f = open(p)  # noqa: SIM115
+        except OSError:
+            raise StoreError(f"cannot create the server lock {p}: {exc.strerror}; "
+                             "check the dataset directory's permissions") from None
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
 def _item(rank: int, it: TimelineItem, explain: bool) -> dict[str, Any]:
     d = {"rank": rank, "post_id": it.post_id, "author_id": it.author_id, "source": it.source, "score": it.score,
-         "in_network": bool(it.in_network), "created_at": it.created_at, "predictions": it.predictions,
-         "liked_by": it.liked_by}
+         "in_network": bool(it.in_network), "network_reason": it.network_reason, "created_at": it.created_at,
+         "predictions": it.predictions, "liked_by": it.liked_by}
     if explain:
         d["explanation"] = it.explanation
     return d

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foryou.errors import ForYouError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,            -- commit order (rowid)
@@ -50,6 +52,63 @@ INSERT = f"INSERT INTO events({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len
 # client id never collides with one and they skip the duplicate lookup.
 SERVER_ID_PREFIX = "~"
 log = logging.getLogger("foryou.service")
+
+
+class StoreError(ForYouError):
+    """The event store cannot be opened or written (read-only, disk full, I/O error); nothing was stored."""
+
+
+def _not_writable(path: Path, exc: BaseException) -> StoreError:
+    if not _cannot_write(exc):  # not the filesystem: e.g. "file is not a database"
+        return StoreError(f"event store {path} cannot be opened: {exc}; pass another --store")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StoreError(f"event store {path} is not writable: {reason}; "
+                      "check the directory's permissions or pass --store")
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    """Whether a failed commit is the store's environment (disk full, I/O error, read-only, locked,
+    corrupt) rather than a bug: those are answered "unavailable", bugs stay errors."""
+    if isinstance(exc, sqlite3.OperationalError | OSError):
+        return True
+    # Corrupt or "not a database" (a plain DatabaseError; Integrity/Programming errors are bugs).
+    return type(exc) is sqlite3.DatabaseError and (exc.sqlite_errorcode & 0xFF) == sqlite3.SQLITE_CORRUPT
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise StoreError unless the event store at `path` can be opened and written (creating it,
+    like the service would); starts nothing. For a clear error before server workers spawn."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+        try:
+            conn.executescript(SCHEMA)
+            # A real write, rolled back: SQLite opens a write-protected file read-only without a word,
+            # and even takes BEGIN IMMEDIATE on it; only a write fails.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('check_writable', '')")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise _not_writable(path, exc) from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    c = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")  # the commit's WAL append is fsynced before we acknowledge
+        c.execute("PRAGMA wal_autocheckpoint=0")
+        c.execute("PRAGMA busy_timeout=30000")
+    except BaseException:
+        c.close()
+        raise
+    return c
 
 
 @dataclass
@@ -92,13 +151,24 @@ class EventStore:
     """One SQLite file. Thread-safe (one lock per connection); several processes may share it."""
 
     def __init__(self, path: str | Path, base_post_id: int = 0):
+        """Raises StoreError when the store cannot be created, opened or written."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._write = self._connect()
-        self._read = self._connect()
         self._wlock, self._rlock = threading.Lock(), threading.Lock()
-        with self._wlock:
-            self._write.executescript(SCHEMA)
+        conns: list[sqlite3.Connection] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conns.append(self._connect())
+            conns.append(self._connect())
+            self._write: sqlite3.Connection | None = conns[0]  # None after a failed rollback (see _rollback)
+            self._read = conns[1]
+            conns[0].executescript(SCHEMA)
+            # Identifies this store's history (copies made by `foryou compact` keep it): the dataset
+            # records, per store id, how far that store was folded into its tables.
+            self.store_id: str = self.init_meta("store_id", uuid.uuid4().hex)
+        except (OSError, sqlite3.Error) as exc:
+            for c in conns:
+                c.close()
+            raise _not_writable(self.path, exc) from None
         self.base_post_id = int(base_post_id)
         self._stop = threading.Event()
         # Checkpoints run here, not inside a committing request (they would add fsyncs to its latency).
@@ -115,12 +185,13 @@ class EventStore:
         self._committer.start()
 
     def _connect(self) -> sqlite3.Connection:
-        c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        c.execute("PRAGMA journal_mode=WAL")
-        c.execute("PRAGMA synchronous=FULL")  # the commit's WAL append is fsynced before we acknowledge
-        c.execute("PRAGMA wal_autocheckpoint=0")
-        c.execute("PRAGMA busy_timeout=30000")
-        return c
+        return _connect(self.path)
+
+    def _writer(self) -> sqlite3.Connection:
+        """The write connection (caller holds the write lock), reopened if a failed rollback closed it."""
+        if self._write is None:
+            self._write = self._connect()
+        return self._write
 
     def _checkpoint_loop(self) -> None:
         conn = self._connect()
@@ -141,7 +212,7 @@ class EventStore:
     def init_meta(self, key: str, value: str) -> str:
         """Set `key` unless it is set (first writer wins across processes); return the stored value."""
         with self._wlock:
-            self._write.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            self._writer().execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
         return self.meta(key)  # type: ignore[return-value]
 
     # -- writes -----------------------------------------------------------------------------------
@@ -167,6 +238,8 @@ class EventStore:
             self._queue_cond.notify()
         request.done.wait()
         if request.error is not None:
+            if _cannot_write(request.error):  # each caller gets its own exception (one per thread)
+                raise StoreError(f"event store cannot write: {request.error}") from request.error
             raise request.error
         return request.result
 
@@ -181,6 +254,8 @@ class EventStore:
             try:
                 results = self._commit_group([r.events for r in group])
             except BaseException as exc:  # nothing of the group was committed: every caller sees the error
+                log.error("event store commit failed", extra={"store": str(self.path), "error": str(exc),
+                                                              "events": sum(len(r.events) for r in group)})
                 for r in group:
                     r.error = exc
                     r.done.set()
@@ -198,8 +273,9 @@ class EventStore:
 
     def _commit_group(self, groups: list[list[Event]]) -> list[list[tuple[Event, bool]]]:
         now = time.time()
+        assigned: list[Event] = []  # posts given an id here: undone if the commit fails
         with self._wlock:
-            c = self._write
+            c = self._writer()
             c.execute("BEGIN IMMEDIATE")
             try:
                 # Only client-chosen ids can repeat; server ids (`new_event_id`) are unique by construction.
@@ -222,6 +298,7 @@ class EventStore:
                                     r = c.execute("SELECT max(post_id) FROM events WHERE type = 'post'").fetchone()
                                     next_post = max(self.base_post_id, r[0] or 0) + 1
                                 e.post_id, next_post = next_post, next_post + 1
+                                assigned.append(e)
                             e.accepted_at = now
                             fresh.append(e)
                             in_batch[e.event_id] = e
@@ -234,9 +311,27 @@ class EventStore:
                         e.seq = last + 1 + i
                 c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                for e in assigned:
+                    e.post_id = None
+                for e in (e for g in groups for e in g):
+                    e.seq, e.accepted_at = 0, 0.0
+                self._rollback(c)
                 raise
         return results
+
+    def _rollback(self, c: sqlite3.Connection) -> None:
+        """Roll back a failed commit without masking its error: SQLite has often rolled back already
+        (disk full, I/O error), and a ROLLBACK that fails leaves a connection we cannot trust, so it
+        is closed and the next commit opens a new one (SQLite recovers the WAL)."""
+        if not c.in_transaction:
+            return
+        try:
+            c.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.error("event store rollback failed; reconnecting", extra={"store": str(self.path), "error": str(exc)})
+            with contextlib.suppress(sqlite3.Error):
+                c.close()
+            self._write = None
 
     @staticmethod
     def _existing(c: sqlite3.Connection, ids: list[str]) -> dict[str, Event]:
@@ -272,6 +367,11 @@ class EventStore:
                 return
             seq = batch[-1].seq
 
+    def event(self, seq: int) -> Event | None:
+        with self._rlock:
+            r = self._read.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq = ?", (seq,)).fetchone()
+        return Event.from_row(r) if r else None
+
     def last_seq(self) -> int:
         with self._rlock:
             return self._read.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
@@ -300,4 +400,5 @@ class EventStore:
         self._checkpointer.join(timeout=5)
         for c, lock in ((self._write, self._wlock), (self._read, self._rlock)):
             with lock:
-                c.close()
+                if c is not None:
+                    c.close()

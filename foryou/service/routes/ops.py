@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from foryou.service import metrics
 from foryou.service.routes.deps import ORJSONResponse, errors
@@ -28,6 +29,9 @@ async def readyz(request: Request) -> ORJSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus() -> Response:
+async def prometheus(request: Request) -> Response:
+    svc = getattr(request.app.state, "service", None)
+    if svc is not None and svc.ready:
+        await run_in_threadpool(svc.monitor.publish)  # drift and exposure of the traffic served so far
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -26,6 +26,8 @@ async def _commit(svc: Service, events: list[Event], rid: str, route: str) -> li
     try:
         acks = await run_in_threadpool(svc.write, events)
     except InvalidEvent as exc:
+        if exc.status == 503:  # the store could not write (counted as store_unavailable): try again later
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
         metrics.ERRORS.labels("rejected_write").inc()
         raise HTTPException(exc.status, str(exc)) from None
     touched = list(dict.fromkeys(e.post_id for e, _ in acks[:100] if e.post_id is not None))

@@ -1,11 +1,24 @@
+"""Shared fixtures. Tests write only under pytest's tmp dirs: each test runs in its own tmp dir
+(so a default relative path such as `runs/logs/trace.jsonl` lands there, never in the working tree)
+and the library's JSON-lines log goes to a tmp file (`FORYOU_LOG`, read when `foryou.logs` loads)."""
+
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+
+os.environ["FORYOU_LOG"] = str(Path(tempfile.mkdtemp(prefix="foryou-tests-")) / "foryou.jsonl")
 
 import pytest
 
 from foryou.config import world_config
 from foryou.data.world import World, generate_world
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")

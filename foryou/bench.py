@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from foryou.config import world_config
 from foryou.data.importers import IMPORTERS
 from foryou.data.validate import validate_dir
 from foryou.data.world import generate_world
+from foryou.errors import ForYouError
 
 # Where each importer finds its files under ../shared/data.
 REAL_DATA = {"minirecsys": "minirecsys", "lastfm": "lastfm_hetrec2011_2k", "higgs": "higgs_twitter",
@@ -29,12 +34,33 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def bench_world(preset: str, seed: int, out: Path) -> dict[str, Any]:
+SCRATCH = Path("runs")  # benchmarks write their datasets under here (the same disk as real runs) ...
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """... in a fresh directory removed afterwards: a benchmark never replaces anyone's dataset."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=SCRATCH))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def bench_world(preset: str, seed: int, out: Path | None = None) -> dict[str, Any]:
+    """Generate and write a world, timed; kept at `out` (the caller checks what is there), else written to a
+    scratch directory and removed."""
     t0 = time.perf_counter()
     world = generate_world(world_config(preset), seed, preset=preset)
     generated = time.perf_counter() - t0
-    world.write(out)
-    total = time.perf_counter() - t0
+    if out is None:
+        with scratch_dir("bench-world") as scratch:
+            world.write(scratch / "world")
+            total = time.perf_counter() - t0
+    else:
+        world.write(out)
+        total = time.perf_counter() - t0
     m = world.dataset.manifest
     return {"bench": "world", "preset": preset, "seed": seed, "generate_s": round(generated, 2),
             "generate_and_write_s": round(total, 2), "peak_rss_mb": peak_rss_mb(),
@@ -42,16 +68,19 @@ def bench_world(preset: str, seed: int, out: Path) -> dict[str, Any]:
 
 
 def bench_imports(data: Path) -> dict[str, Any]:
+    """Import, write and validate every real dataset, timed; written to a scratch directory and removed
+    (`foryou import` is what keeps an import)."""
     results: dict[str, Any] = {}
     for name, folder in REAL_DATA.items():
         src = data / folder
         t0 = time.perf_counter()
         dataset = IMPORTERS[name](src)
         imported = time.perf_counter() - t0
-        out = Path("runs/imports") / name
-        dataset.write(out)
-        problems = validate_dir(out)
-        results[name] = {"import_s": round(imported, 2), "import_and_write_s": round(time.perf_counter() - t0, 2),
+        with scratch_dir(f"bench-import-{name}") as scratch:
+            dataset.write(scratch / name)
+            problems = validate_dir(scratch / name)
+            total = time.perf_counter() - t0
+        results[name] = {"import_s": round(imported, 2), "import_and_write_s": round(total, 2),
                          "valid": not problems, "counts": dataset.manifest.counts}
     return {"bench": "import", "datasets": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}
 
@@ -120,7 +149,8 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
     engine = RecommendationEngine.open(dataset)
     model = engine.state.models.get("heavy_ranker")
     if model is None:
-        raise ValueError(f"{dataset}: no promoted heavy ranker ({engine.model_status['heavy_ranker']}); "
+        engine.close()
+        raise ForYouError(f"{dataset}: no promoted heavy ranker ({engine.model_status['heavy_ranker']}); "
                          "run `foryou train` first")
     torch.set_num_threads(1)
     store, net = model.store, model.net

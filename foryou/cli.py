@@ -1,29 +1,39 @@
 """`foryou <command>`: the one entry point. Thin: parses, calls into the layers, renders.
 
-User mistakes (bad paths, invalid data, bad options) print one readable line and exit 1; typer's
-own usage errors exit 2. Library code never prints — this module owns the terminal.
+Every mistake prints exactly one line starting `error: ` on stderr (no box, no traceback). A wrong
+command line (typer/click usage errors: unknown option, missing argument, a value of the wrong type,
+out of range or not among the allowed names) exits 2; every other mistake the user can fix (a missing
+or invalid dataset, an unknown user, an existing output, a busy port...) exits 1. Anything else is a
+bug: it keeps its traceback (also logged). `foryou` or a command group with no arguments prints its
+help and exits 0. Library code never prints — this module owns the terminal.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import numpy as np
 import typer
+import typer.main
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from foryou import logs
-from foryou.data.dataset import DatasetError
-from foryou.training.registry import RegistryError
+from foryou.errors import ForYouError
+
+if TYPE_CHECKING:
+    from foryou.config import ForYouConfig
+    from foryou.data.dataset import Manifest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="foryou: X's For You timeline, runnable and inspectable.")
@@ -37,18 +47,44 @@ err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however n
 log = logging.getLogger("foryou.cli")
 
 PRESETS = ("tiny", "small", "medium", "large")
+# foryou.training.pipeline.MODELS, spelled out so that `--help` does not import torch (a test keeps them equal)
+TRAINABLE = ("realgraph", "light_ranker", "heavy_ranker", "safety", "two_tower", "twhin")
 
 
-class UserError(Exception):
+class UserError(ForYouError):
     """A mistake the user can fix; shown as one line."""
+
+
+def _bad(param: str, message: str) -> typer.BadParameter:
+    """A wrong value on the command line: a usage error (exit 2), like the ones typer raises itself."""
+    return typer.BadParameter(message, param_hint=f"'{param}'")
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
 
+HEARTBEAT_S = 30.0  # off a terminal, a stage still running says how far it got at most this often
+
+
 @contextmanager
 def progress_bars() -> Iterator[Callable[[str, float], None]]:
-    """A `(stage, fraction)` callback drawing one rich bar per stage."""
+    """A `(stage, fraction)` callback drawing one rich bar per stage on a terminal; elsewhere (a pipe, a
+    log file) one plain line per stage as it starts, `[elapsed] stage`, and a line when all is done."""
+    if not err.is_terminal:
+        with _plain_lines() as say:
+            started: dict[str, float] = {}
+
+            def line(stage: str, frac: float) -> None:
+                now = time.perf_counter()
+                if stage not in started:
+                    say(stage)
+                    started[stage] = now
+                elif now - started[stage] >= HEARTBEAT_S and frac < 1.0:
+                    say(f"{stage} {min(max(frac, 0.0), 1.0):.0%}")
+                    started[stage] = now
+
+            yield line
+        return
     with Progress(TextColumn("[bold]{task.description:<26}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=err, transient=False) as bars:
         tasks: dict[str, Any] = {}
@@ -59,6 +95,30 @@ def progress_bars() -> Iterator[Callable[[str, float], None]]:
             bars.update(tasks[stage], completed=min(max(frac, 0.0), 1.0))
 
         yield update
+
+
+@contextmanager
+def _plain_lines() -> Iterator[Callable[[str], None]]:
+    """`say(what)` prints `[  12.3 s] what` on stderr; a last `done` line when the block succeeds."""
+    start = time.perf_counter()
+
+    def say(what: str) -> None:
+        err.print(f"[{time.perf_counter() - start:7.1f} s] {what}", highlight=False, markup=False)
+
+    yield say
+    say("done")
+
+
+@contextmanager
+def status(what: str) -> Iterator[None]:
+    """A spinner on a terminal; elsewhere a plain line when the work starts and one when it is done."""
+    if err.is_terminal:
+        with err.status(what):
+            yield
+        return
+    with _plain_lines() as say:
+        say(what)
+        yield
 
 
 def _fmt(v: Any) -> str:
@@ -92,14 +152,46 @@ def _print_summary(title: str, stats: dict[str, Any]) -> None:
 # -- world --------------------------------------------------------------------------------------
 
 
-def _build_world(preset: str, seed: int, out: Path, force: bool) -> None:
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise _bad("--preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+
+
+def _existing_dataset(out: Path, force: bool) -> Manifest | None:
+    """What `--out` holds before a command writes a dataset there: nothing (None: write away), or the
+    manifest of a dataset (the caller decides whether it may replace it). A file, or a folder with other
+    things in it, is never replaced, even with --force; nor is an unreadable dataset without --force."""
+    from foryou.data.dataset import MANIFEST, DatasetError, Manifest, read_manifest
+
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another --out")
+    if not (out / MANIFEST).exists():
+        if any(out.iterdir()):
+            raise UserError(f"{out} is not a dataset (no {MANIFEST}) and is not empty; choose another --out")
+        return None
+    try:
+        return read_manifest(out)
+    except DatasetError as exc:
+        if not force:
+            raise UserError(f"{exc}; pass --force to replace the dataset at {out}") from None
+        return Manifest.model_construct(name=str(out), source="unreadable", generator="")  # replaced below
+
+
+def _refuse_to_replace(out: Path, force: bool) -> None:
+    """Commands writing a dataset never replace one silently: one `error:` line unless --force."""
+    if _existing_dataset(out, force) is not None and not force:
+        raise UserError(f"{out} already holds a dataset; pass --force to replace it (its models, event "
+                        "store and experiments go with it) or choose another --out")
+
+
+def _build_world(preset: str, seed: int, out: Path) -> None:
+    """Generate and write a world (the caller has checked what --out holds)."""
     from foryou.config import world_config
     from foryou.data.world import generate_world
 
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if out.exists() and any(out.iterdir()) and not force and not (out / "manifest.json").exists():
-        raise UserError(f"{out} exists and is not a dataset; choose another --out")
+    _check_preset(preset)
     with progress_bars() as bar:
         world = generate_world(world_config(preset), seed, bar, preset)
         bar("writing parquet", 0.0)
@@ -124,9 +216,9 @@ def world(
     force: Annotated[bool, typer.Option(help="replace an existing dataset at --out")] = False,
 ) -> None:
     """Generate a synthetic world with ground truth and print its summary."""
-    if (out / "manifest.json").exists() and not force:
-        raise UserError(f"{out} already holds a dataset; pass --force to replace it")
-    _build_world(preset, seed, out, force)
+    _check_preset(preset)
+    _refuse_to_replace(out, force)
+    _build_world(preset, seed, out)
     _show_stats(out)
 
 
@@ -136,35 +228,52 @@ def quickstart(
     preset: Annotated[str, typer.Option(help="world preset")] = "small",
     seed: Annotated[int, typer.Option(help="world seed")] = 0,
     serve_: Annotated[bool, typer.Option("--serve/--no-serve", help="end by serving it over HTTP")] = True,
-    port: Annotated[int, typer.Option(help="port for the service")] = 8000,
+    port: Annotated[int, typer.Option(help="port for the service", min=1, max=65535)] = 8000,
+    force: Annotated[bool, typer.Option(help="replace a different dataset at --out (another preset, seed or "
+                                             "source), with its models and event store")] = False,
+    retrain: Annotated[bool, typer.Option(help="train again even when promoted models exist (by default they "
+                                               "are reused, also after the data changed, e.g. by `foryou "
+                                               "compact`)")] = False,
 ) -> None:
     """The main job on the embedded default: build (or reuse) the default world, summarise it, train
     the models (once), show an explained For You page, then serve it on 127.0.0.1."""
-    from foryou.data.dataset import read_manifest
-
-    reuse = False
-    if (out / "manifest.json").exists():
-        m = read_manifest(out)
-        reuse = m.preset == preset and m.seed == seed and m.source == "synthetic"
-    if reuse:
+    _check_preset(preset)
+    existing = _existing_dataset(out, force)
+    if existing is not None and (existing.preset, existing.seed, existing.source) == (preset, seed, "synthetic"):
         console.print(f"[green]reusing[/] world at {out} (delete it to rebuild)")
+    elif existing is not None and not force:
+        raise UserError(f"{out} holds another dataset ({_describe(existing)}), not the {preset} world with "
+                        f"seed {seed}; pass --force to replace it (its models and event store go with it) or "
+                        "choose another --out")
     else:
-        _build_world(preset, seed, out, force=True)
+        _build_world(preset, seed, out)
     _show_stats(out)
-    _train_unless_trained(out)
+    _train_unless_trained(out, retrain)
     _show_example_timeline(out)
     if serve_:
         _serve(out, "127.0.0.1", port, 1, None, [], Path("runs/logs/trace.jsonl"), None)
 
 
-def _train_unless_trained(path: Path) -> None:
-    """Train the models for this world once; later runs reuse the promoted versions."""
+def _describe(m: Manifest) -> str:
+    if m.source == "synthetic":
+        return f"the {m.preset} world with seed {m.seed}"
+    return f"{m.name}, source {m.source}"
+
+
+def _train_unless_trained(path: Path, retrain: bool = False) -> None:
+    """Train the models for this world once; later runs reuse the promoted versions, also when the data
+    changed since (the service's writes folded in by `foryou compact`): retraining is a choice."""
     from foryou.training.pipeline import dataset_fingerprint, registry_for, train_all
 
-    registry = registry_for(path)
-    current = registry.promoted("heavy_ranker")
-    if current is not None and current.dataset_fingerprint == dataset_fingerprint(path):
-        console.print(f"[green]reusing[/] trained models ({current.label}); `foryou train {path}` retrains")
+    current = registry_for(path).promoted("heavy_ranker")
+    if current is not None and not retrain:
+        if current.dataset_fingerprint == dataset_fingerprint(path):
+            console.print(f"[green]reusing[/] trained models ({current.label}); `foryou train {path}` retrains",
+                          highlight=False)
+        else:
+            console.print(f"[yellow]reusing[/] trained models ({current.label}): the data changed since they "
+                          f"were trained; `foryou train {path}` (or `foryou quickstart --retrain`) retrains",
+                          highlight=False, soft_wrap=True)
         return
     with progress_bars() as bar:
         results = train_all(path, progress=bar)
@@ -176,7 +285,7 @@ def _show_example_timeline(path: Path) -> None:
     """The For You page of the most active user, explained, and how to ask for any other."""
     from foryou.timeline.engine import RecommendationEngine
 
-    with console.status("opening the serving index (built and snapshotted on first use)"):
+    with status("opening the serving index (built and snapshotted on first use)"):
         engine = RecommendationEngine.open(path)
     idx = engine.state.index
     user = int(idx.user_ids[int(np.argmax(idx.follows.out_degree()))])
@@ -194,7 +303,7 @@ def _show_example_timeline(path: Path) -> None:
 def serve(
     dataset: Annotated[Path, typer.Argument(help="dataset directory")],
     host: Annotated[str, typer.Option(help="interface to listen on (non-loopback needs --token)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes (they share the event store)", min=1, max=64)] = 1,
     token: Annotated[str | None, typer.Option(envvar="FORYOU_TOKEN", help="bearer token for writes",
                                               show_default=False)] = None,
@@ -214,16 +323,19 @@ def _serve(dataset: Path, host: str, port: int, workers: int, token: str | None,
     import socket
     import tempfile
 
-    import uvicorn
-
-    from foryou.config import parse_overrides
-    from foryou.data.dataset import read_manifest
     from foryou.service.app import SETTINGS_ENV, ServeSettings, create_app
     from foryou.service.security import check_bind
-    from foryou.service.service import Service, ServiceOptions
+    from foryou.service.server import run
+    from foryou.service.service import Service, ServiceOptions, store_path
+    from foryou.service.store import check_writable
 
-    read_manifest(dataset)  # a missing or broken dataset is a one-line error
-    check_bind(host, token)
+    _dataset_dir(dataset)  # a missing or broken dataset is a one-line error
+    if not 1 <= port <= 65535:
+        raise _bad("--port", f"{port} is not a TCP port (1 to 65535)")
+    try:
+        check_bind(host, token)
+    except ValueError as exc:  # refusing a non-loopback bind without a token
+        raise UserError(str(exc)) from None
     config = _config(overrides)
     with socket.socket() as probe:
         try:
@@ -231,11 +343,12 @@ def _serve(dataset: Path, host: str, port: int, workers: int, token: str | None,
             probe.bind((host, port))
         except OSError as exc:
             raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pass --port") from None
-    settings = ServeSettings(dataset=dataset, config=parse_overrides(overrides), token=token, trace_log=trace_log,
+    check_writable(store_path(dataset, store))  # a read-only store: one line here, not one per worker
+    settings = ServeSettings(dataset=dataset, config=_overrides(overrides), token=token, trace_log=trace_log,
                              store=store)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     if workers == 1:
-        with console.status("opening the serving index and replaying the event store"):
+        with status("opening the serving index and replaying the event store"):
             svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store))
         app_ = create_app(settings, service=svc)
         user = int(svc.engine.state.index.user_ids[0])
@@ -244,7 +357,7 @@ def _serve(dataset: Path, host: str, port: int, workers: int, token: str | None,
     else:
         from foryou.timeline.engine import RecommendationEngine
 
-        with console.status("building the serving snapshot the workers will share"):
+        with status("building the serving snapshot the workers will share"):
             RecommendationEngine.open(dataset, config).close()
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         os.environ["FORYOU_WORKER_SUFFIX"] = "1"
@@ -255,7 +368,7 @@ def _serve(dataset: Path, host: str, port: int, workers: int, token: str | None,
                   f"API docs {url}/docs; writes {'need the bearer token' if token else 'open (loopback only)'}; "
                   "Ctrl-C stops", highlight=False)
     console.print(f"try: curl '{url}/v1/users/{user}/timeline?n=5'", highlight=False, soft_wrap=True)
-    uvicorn.run(target, host=host, port=port, log_level="warning", access_log=False, **extra)
+    run(target, host, port, config.service.header_timeout_s, **extra)
 
 
 def _user_ids(dataset: Path) -> np.ndarray:
@@ -265,16 +378,18 @@ def _user_ids(dataset: Path) -> np.ndarray:
 
 
 @app.command()
-def compact(dataset: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
+def compact(dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+            store: Annotated[Path | None, typer.Option(help="the event store `foryou serve --store` used "
+                                                       "(default DATASET/.service/events.sqlite)",
+                                                       show_default=False)] = None) -> None:
     """Fold the service's event store into the dataset's Parquet tables (atomic) for the next
     `foryou train`. Stop the server first."""
-    from foryou.data.dataset import read_manifest
     from foryou.service.compact import ServerRunning
     from foryou.service.compact import compact as run
 
-    read_manifest(dataset)
+    _dataset_dir(dataset)
     try:
-        result = run(dataset)
+        result = run(dataset, store=store)
     except ServerRunning as exc:
         raise UserError(str(exc)) from None
     _print_summary(f"compact {dataset}", result)
@@ -286,10 +401,11 @@ def compact(dataset: Annotated[Path, typer.Argument(help="dataset directory")]) 
 @data_app.command("validate")
 def data_validate(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
     """Check schema, types, ids, duplicates, time order and value ranges; list every problem."""
+    from foryou.data.dataset import MANIFEST
     from foryou.data.validate import validate_dir
 
-    if not path.is_dir():
-        raise UserError(f"{path}: no such dataset directory")
+    if not (path / MANIFEST).exists() and not any(path.glob("*.parquet")):
+        _dataset_dir(path)  # no such directory, or not a dataset at all (rather than a list of what is missing)
     problems = validate_dir(path)
     if not problems:
         console.print(f"[green]valid[/] {path}")
@@ -301,7 +417,7 @@ def data_validate(path: Annotated[Path, typer.Argument(help="dataset directory")
 
 @data_app.command("stats")
 def data_stats(path: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
-    """Summary table computed by DuckDB over the Parquet files."""
+    """Summary table computed by DuckDB over the Parquet files (`data validate` checks every byte)."""
     _show_stats(path)
 
 
@@ -313,13 +429,15 @@ def import_(
     source: Annotated[str, typer.Argument(help="minirecsys | lastfm | higgs | movielens")],
     src: Annotated[Path, typer.Argument(help="directory with the source's original files")],
     out: Annotated[Path, typer.Option(help="output dataset directory")],
+    force: Annotated[bool, typer.Option(help="replace an existing dataset at --out")] = False,
 ) -> None:
     """Map a real dataset onto the foryou schema (see README, "Importers")."""
     from foryou.data.importers import IMPORTERS
     from foryou.data.validate import validate_dir
 
     if source not in IMPORTERS:
-        raise UserError(f"unknown source {source!r}; choose one of {', '.join(IMPORTERS)}")
+        raise _bad("SOURCE", f"unknown source {source!r}; choose one of {', '.join(IMPORTERS)}")
+    _refuse_to_replace(out, force)
     with logs.Timer() as t:
         dataset = IMPORTERS[source](src)
         dataset.write(out)
@@ -348,14 +466,20 @@ def timeline(
                                                    "timeline.exploration.strategy=ucb (repeatable)")] = None,
 ) -> None:
     """Build the For You page for one user and print it as a table."""
-    from foryou.timeline.engine import RecommendationEngine
+    from foryou.timeline.engine import RecommendationEngine, UnknownUser
 
-    with console.status("opening the serving index (built and snapshotted on first use)"):
-        engine = RecommendationEngine.open(dataset, _config(set_))
-    if len(engine.state.index.post_id) == 0:
-        raise UserError(f"{dataset}: the dataset has no posts")
-    page = engine.recommend(user, n=n, explain=explain, trace=trace)
-    engine.close()
+    _dataset_dir(dataset)
+    config = _config(set_)
+    with status("opening the serving index (built and snapshotted on first use)"):
+        engine = RecommendationEngine.open(dataset, config)
+    try:
+        if len(engine.state.index.post_id) == 0:
+            raise UserError(f"{dataset}: the dataset has no posts")
+        page = engine.recommend(user, n=n, explain=explain, trace=trace)
+    except UnknownUser as exc:
+        raise UserError(f"{exc}; `foryou data stats {dataset}` shows the users") from None
+    finally:
+        engine.close()
     _print_page(page, explain)
     if trace:
         _print_trace(page)
@@ -383,7 +507,7 @@ def _print_page(page, explain: bool) -> None:
 
 def _reasons(item) -> str:
     heads = sorted(item.predictions.items(), key=lambda kv: -abs(kv[1]))
-    parts = [f"{'in-network' if item.in_network else 'out-of-network'}"]
+    parts = [item.network_reason or ("in-network" if item.in_network else "out-of-network")]
     if item.liked_by:
         parts.append(f"liked by {', '.join(map(str, item.liked_by[:3]))}")
     if item.explanation:
@@ -432,7 +556,8 @@ app.add_typer(models_app, name="models")
 @app.command()
 def train(
     dataset: Annotated[Path, typer.Argument(help="dataset directory (without impressions: sampled negatives)")],
-    only: Annotated[str | None, typer.Option(help="train one model: heavy_ranker")] = None,
+    only: Annotated[str | None, typer.Option(help=f"train one model: {', '.join(TRAINABLE)}",
+                                             show_default=False)] = None,
     promote: Annotated[bool | None, typer.Option(
         help="promote what was trained [default: promote, except models trained against sampled negatives]")] = None,
     tune: Annotated[int, typer.Option(help="heavy-ranker hyperparameter trials (optuna) on validation", min=0)] = 0,
@@ -440,10 +565,18 @@ def train(
 ) -> None:
     """Train the models on the train window (early stopping on validation), register and promote them
     (without impressions: register only, see --promote)."""
+    import importlib.util
+
+    if only is not None and only not in TRAINABLE:
+        raise _bad("--only", f"unknown model {only!r}; one of {', '.join(TRAINABLE)}")
+    _dataset_dir(dataset)
+    if tune and importlib.util.find_spec("optuna") is None:
+        raise UserError("--tune needs optuna: pip install 'foryou[tune]'")
+    config = _config(set_)
     from foryou.training.pipeline import train_all
 
     with progress_bars() as bar:
-        results = train_all(dataset, _config(set_), only=only, promote=promote, progress=bar, tune=tune)
+        results = train_all(dataset, config, only=only, promote=promote, progress=bar, tune=tune)
     tuning = results.pop("tuning", None)
     if tuning:
         console.print(f"tuning: best of {len(tuning['trials'])} trials: {tuning['best']}", highlight=False)
@@ -492,26 +625,41 @@ def _print_model_metrics(name: str, r: dict) -> None:
 def _registry(dataset: Path):
     from foryou.training.pipeline import registry_for
 
-    if not (dataset / "manifest.json").exists():
-        raise UserError(f"{dataset}: no such dataset directory")
-    return registry_for(dataset)
+    return registry_for(_dataset_dir(dataset))
 
 
 @models_app.command("list")
 def models_list(dataset: Annotated[Path, typer.Argument(help="dataset directory")]) -> None:
-    """Every model version with its headline metrics; * marks the promoted one."""
+    """Every model version with its headline metrics; * marks the promoted one, ! a damaged one."""
     versions = _registry(dataset).list()
     if not versions:
         console.print("no models yet: run [bold]foryou train DATASET[/]")
         return
-    table = Table(title=f"models in {dataset}", title_justify="left")
-    for col in ("", "model", "version", "created", "code", "AUC like", "AUC click", "RCE like"):
-        table.add_column(col)
+    # Identifiers are never cut: "name vN" keeps its full width and the metrics theirs; created and code
+    # fold in a narrow terminal; what is wrong with a damaged version is spelled out below the table.
+    from rich import box
+
+    table = Table(title=f"models in {dataset}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("")
+    table.add_column("model", no_wrap=True)
+    for col in ("AUC\nlike", "AUC\nclick", "RCE\nlike"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("created", overflow="fold")
+    table.add_column("code", overflow="fold")
+    damaged = []
     for v in versions:
         test = (v.metrics or {}).get("test", {})
-        table.add_row("*" if v.promoted else "", v.name, f"v{v.version}", v.created[:19], v.code_revision,
-                      _metric(test, "like", "auc"), _metric(test, "click", "auc"), _metric(test, "like", "rce"))
+        state = getattr(v, "status", "")  # "promoted", "not promoted", or what is wrong ("corrupt: ...")
+        bad = state not in ("", "promoted", "not promoted")
+        if bad:
+            damaged.append(f"{v.label}: {state}")
+        table.add_row("!" if bad else "*" if v.promoted else "", v.label, _metric(test, "like", "auc"),
+                      _metric(test, "click", "auc"), _metric(test, "like", "rce"), v.created[:16].replace("T", " "),
+                      v.code_revision)
     console.print(table)
+    for line in damaged:
+        console.print(f"[red]![/] {line}", highlight=False, soft_wrap=True)
 
 
 def _metric(test: dict, head: str, key: str) -> str:
@@ -560,8 +708,11 @@ app.add_typer(experiments_app, name="experiments")
 
 
 def _dataset_dir(dataset: Path) -> Path:
-    if not (dataset / "manifest.json").exists():
-        raise UserError(f"{dataset}: no such dataset directory")
+    """`dataset`, once it is one: "X: no such directory", "X is not a dataset (no manifest.json)" or what
+    is wrong with its manifest is one `error:` line."""
+    from foryou.data.dataset import read_manifest
+
+    read_manifest(dataset)
     return dataset
 
 
@@ -584,10 +735,19 @@ def experiments_create(
 
     weights = weight or [1.0] * len(arm)
     if len(weights) != len(arm):
-        raise UserError(f"{len(weights)} --weight value(s) for {len(arm)} --arm(s)")
-    exp = create_experiment(_dataset_dir(dataset), {
+        raise _bad("--weight", f"{len(weights)} --weight value(s) for {len(arm)} --arm(s)")
+    _dataset_dir(dataset)
+    arms = []
+    for spec, w in zip(arm, weights, strict=True):
+        try:
+            arms.append(Arm.parse(spec, w))
+        except ValidationError as exc:
+            raise _bad("--arm", f"{spec!r}: {_validation_message(exc)}") from None
+        except ValueError as exc:  # not key=value (parse_overrides)
+            raise _bad("--arm", f"{spec!r}: {exc}") from None
+    exp = create_experiment(dataset, {
         "name": name, "description": description, "salt": salt, "layer": layer, "traffic": traffic,
-        "primary_metric": primary, "arms": [Arm.parse(a, w) for a, w in zip(arm, weights, strict=True)]})
+        "primary_metric": primary, "arms": arms})
     console.print(f"[green]created[/] experiment {exp.name} in layer {exp.layer} "
                   f"(buckets {exp.offset:.0%}–{exp.offset + exp.traffic:.0%}); arms: "
                   + ", ".join(f"{a.name} ×{a.weight:g} {json.dumps(a.overrides)}" for a in exp.arms), highlight=False)
@@ -674,17 +834,24 @@ def simulate(
     feedback: Annotated[bool, typer.Option(help="write world + simulated feedback as OUT/feedback for "
                                                 "`foryou train`")] = False,
     new_posts: Annotated[bool, typer.Option(help="new posts keep arriving")] = True,
+    force: Annotated[bool, typer.Option(help="replace the feedback dataset an earlier run left in OUT/feedback "
+                                             "(with --feedback or --retrain)")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="engine config override (repeatable)")] = None,
 ) -> None:
     """Closed loop: the world's users are served pages, act by the ground truth, and the engine learns
     from every action; writes an HTML report (per arm and day, significance table)."""
+    from foryou.data.dataset import read_manifest
     from foryou.experiments import ExperimentStore
     from foryou.simulation import Simulation, SimulationConfig
     from foryou.simulation.report import write_json, write_report
 
-    _dataset_dir(world)
+    if not read_manifest(world).has_ground_truth:
+        raise UserError(f"{world}: simulation needs a synthetic world with ground truth (`foryou world`)")
+    config = _config(set_)
     exp = ExperimentStore(world).get(experiment) if experiment else None
     out = out or world / "simulations" / f"{experiment or 'baseline'}-s{seed}"
+    if feedback or retrain:
+        _refuse_to_replace(out / "feedback", force)
     engine = None
     if url:
         from foryou.simulation.http_backend import HttpEngine
@@ -692,7 +859,7 @@ def simulate(
         engine = HttpEngine(url)
     cfg = SimulationConfig(days=days, seed=seed, user_share=users, retrain=retrain, new_posts=new_posts)
     with progress_bars() as bar:
-        sim = Simulation(world, cfg, experiment=exp, engine_config=_config(set_), engine=engine, out=out,
+        sim = Simulation(world, cfg, experiment=exp, engine_config=config, engine=engine, out=out,
                          progress=bar)
         result = sim.run()
     report = write_report(result, out / "report.html", f"foryou simulate {world} · {days} days · "
@@ -705,13 +872,14 @@ def simulate(
                   f"{s['impressions']:,} impressions, {s['new_posts']:,} new posts in {s['seconds']:.0f} s"
                   + (f" ({s['new_posts_note']})" if s.get("new_posts_note") else ""), highlight=False)
     table = Table(title="per arm (whole run)", title_justify="left")
-    for col in ("arm", "engagement", "utility", "regret/slot", "negative", "depth", "creator Gini", "OON share"):
+    columns = {"engagement": "engagement_rate", "expected utility": "expected_utility",
+               "realised utility": "realised_utility", "regret/slot": "regret", "negative": "negative_rate",
+               "depth": "session_depth", "creator Gini": "creator_gini", "OON share": "out_of_network_share"}
+    for col in ("arm", *columns):
         table.add_column(col, justify="right")
     for arm in result.arms:
         d = result.daily[arm]
-        table.add_row(arm, *(f"{float(np.mean(d[k])):.4g}" for k in ("engagement_rate", "utility", "regret",
-                                                                       "negative_rate", "session_depth",
-                                                                       "creator_gini", "out_of_network_share")))
+        table.add_row(arm, *(f"{float(np.mean(d[k])):.4g}" for k in columns.values()))
     console.print(table)
     for arm, r in result.regret.get("arms", {}).items():
         console.print(f"  {arm}: cumulative regret " + "; ".join(
@@ -720,9 +888,6 @@ def simulate(
     if result.experiment:
         _print_experiment(result.experiment)
     console.print(f"report → {report}")
-
-
-# -- bench --------------------------------------------------------------------------------------
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -745,21 +910,26 @@ def eval_(
     from foryou.eval.baselines import BASELINES
     from foryou.eval.protocols import PROTOCOLS
 
-    if not (dataset / "manifest.json").exists():
-        raise UserError(f"{dataset}: no such dataset directory")
     if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+        raise _bad("--protocol", f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
     chosen = BASELINES if baselines == "all" else () if baselines == "none" else tuple(
         b.strip() for b in baselines.split(",") if b.strip())
     unknown = [b for b in chosen if b not in BASELINES]
     if unknown:
-        raise UserError(f"unknown baseline {unknown[0]!r}; one of all, none, {', '.join(BASELINES)}")
+        raise _bad("--baselines", f"unknown baseline {unknown[0]!r}; one of all, none, {', '.join(BASELINES)}")
+    _dataset_dir(dataset)
+    config = _config(set_)
     from foryou.eval.evaluator import evaluate
     from foryou.eval.report import write_report
 
     with progress_bars() as bar:
-        result = evaluate(dataset, protocol, chosen, _config(set_), max_users=users, seed=seed, oracle=oracle,
-                          progress=bar)
+        try:
+            result = evaluate(dataset, protocol, chosen, config, max_users=users, seed=seed, oracle=oracle,
+                              progress=bar)
+        except ValueError as exc:  # the evaluator's own "too few test users/engagements" (not a bug deeper down)
+            if not _raised_in(exc, "eval"):
+                raise
+            raise UserError(str(exc)) from None
         bar("report", 0.0)
         json_path, html_path = write_report(result, report)
         bar("report", 1.0)
@@ -800,14 +970,20 @@ def _print_eval(r: dict[str, Any]) -> None:
 
 @bench_app.command("world")
 def bench_world(
-    preset: Annotated[str, typer.Option(help="world preset")] = "large",
+    preset: Annotated[str, typer.Option(help="world preset: tiny | small (the default world, ~1 min) | medium | "
+                                             "large (the figures in BENCHMARKS.md; minutes and GBs)")] = "small",
     seed: Annotated[int, typer.Option(help="seed")] = 0,
-    out: Annotated[Path, typer.Option(help="where to write the world")] = Path("runs/bench-world"),
+    out: Annotated[Path | None, typer.Option(help="keep the world here (default: written to a scratch directory "
+                                                  "under runs/ and removed)", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing dataset at --out")] = False,
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/world.json"),
 ) -> None:
     """Time world generation and writing, with peak RSS."""
     from foryou.bench import bench_world as run
 
+    _check_preset(preset)
+    if out is not None:
+        _refuse_to_replace(out, force)
     result = run(preset, seed, out)
     _write_json(json_out, result)
     _print_summary(f"bench world {preset}", result)
@@ -837,8 +1013,10 @@ def bench_timeline(
     """Request latency p50/p95/p99 (total and per step), candidates per source, posts per page."""
     from foryou.bench import bench_timeline as run
 
+    _dataset_dir(dataset)
+    config = _config(set_)
     with progress_bars() as bar:
-        result = run(dataset, users, seed, bar, _config(set_), set_ or [])
+        result = run(dataset, users, seed, bar, config, set_ or [])
     _write_json(json_out, result)
     _print_summary(f"bench timeline {dataset}", {k: v for k, v in result.items() if k != "steps_ms"})
 
@@ -852,8 +1030,13 @@ def bench_ranker(
     onnx: Annotated[bool, typer.Option(help="compare eager torch with ONNX Runtime (AUC and latency)")] = False,
 ) -> None:
     """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
+    import importlib.util
+
     from foryou.bench import bench_ranker as run
 
+    _dataset_dir(dataset)
+    if onnx and importlib.util.find_spec("onnxruntime") is None:
+        raise UserError("--onnx needs ONNX Runtime: pip install onnxruntime")
     result = run(dataset, candidates, compare_int8=int8, compare_onnx=onnx)
     _write_json(json_out, result)
     _print_summary(f"bench ranker {dataset}", result)
@@ -876,8 +1059,9 @@ def bench_http(
     """Timeline requests/s and latency p50/p99 over HTTP on loopback (wrk when installed)."""
     from foryou.service.bench import bench_http as run
 
+    _dataset_dir(dataset)
     _config(set_)
-    with console.status(f"serving {dataset} and driving it for {warmup + seconds:.0f} s"):
+    with status(f"serving {dataset} and driving it for {warmup + seconds:.0f} s"):
         result = run(dataset, workers, connections, seconds, users, seed, warmup, overrides=set_ or [], rate=rate)
     _write_json(json_out, result)
     _print_summary(f"bench http {dataset}", {k: v for k, v in result.items() if k != "machine"})
@@ -895,16 +1079,44 @@ def bench_ingest(
     """Durable ingestion over HTTP: events/s in batches, then single-event write latency."""
     from foryou.service.bench import bench_ingest as run
 
-    with console.status(f"serving {dataset} and posting engagements"):
+    _dataset_dir(dataset)
+    with status(f"serving {dataset} and posting engagements"):
         result = run(dataset, batch, clients, seconds, singles)
     _write_json(json_out, result)
     _print_summary(f"bench ingest {dataset}", {k: v for k, v in result.items() if k != "machine"})
 
 
-def _config(overrides: list[str] | None):
-    from foryou.config import ForYouConfig, parse_overrides
+def _overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set key=value ...` as a nested dict; a pair without `=` is a usage error."""
+    from foryou.config import parse_overrides
 
-    return ForYouConfig.model_validate(parse_overrides(overrides or []))
+    try:
+        return parse_overrides(pairs or [])
+    except ValueError as exc:
+        raise _bad("--set", str(exc)) from None
+
+
+def _config(overrides: list[str] | None) -> ForYouConfig:
+    """The config with `--set` overrides; an unknown key or a bad value is a usage error."""
+    from foryou.config import ForYouConfig
+
+    try:
+        return ForYouConfig.model_validate(_overrides(overrides))
+    except ValidationError as exc:
+        raise _bad("--set", _validation_message(exc)) from None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    """Whether `exc` came from a `raise` in foryou/<package>/ itself (a message written for the user), not
+    from deeper down (numpy, torch: a bug)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().parent == Path(__file__).resolve().parent / package
 
 
 def _write_json(path: Path, result: dict[str, Any]) -> None:
@@ -916,18 +1128,70 @@ def _write_json(path: Path, result: dict[str, Any]) -> None:
 # -- entry point --------------------------------------------------------------------------------
 
 
-def main() -> None:
+# Errors a user can act on from modules whose classes are not (yet) ForYouError subclasses, as
+# "module:Class"; matched once their module is loaded (an error of a module never imported cannot occur).
+FOREIGN_USER_ERRORS = ("foryou.experiments.store:ExperimentError", "foryou.service.compact:ServerRunning")
+# An OS error the user can fix (permissions, read-only or full disk) rather than a bug.
+ACTIONABLE_ERRNOS = frozenset(getattr(errno, n) for n in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT")
+                              if hasattr(errno, n))
+# typer >= 0.22 vendors click: take its exception classes from typer's own BadParameter.
+_CLICK = {c.__name__: c for c in typer.BadParameter.__mro__}
+ClickException, UsageError = _CLICK["ClickException"], _CLICK["UsageError"]
+_NO_ARGS = tuple(c for c in (getattr(sys.modules[UsageError.__module__], "NoArgsIsHelpError", None),) if c)
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message of an error the user can act on; None for anything else (a bug)."""
+    if isinstance(exc, ValidationError):
+        return _validation_message(exc)
+    if isinstance(exc, OSError) and exc.errno in ACTIONABLE_ERRNOS:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc.strerror)
+    ours = isinstance(exc, ForYouError) or any(
+        isinstance(exc, getattr(sys.modules[module], name))
+        for module, _, name in (spec.partition(":") for spec in FOREIGN_USER_ERRORS) if module in sys.modules)
+    if not ours:
+        return None
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _usage_message(exc: Exception) -> str:
+    text = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    return f"{text} (see '{ctx.command_path} --help')" if ctx is not None else text
+
+
+def _fail(message: str, code: int, kind: str) -> NoReturn:
+    log.warning(kind, extra={"error": message, "exit_code": code, "argv": sys.argv[1:]})
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: exactly one `error:` line for every mistake, exit 2 for a wrong command line, 1 for any
+    other mistake; a bug keeps its traceback (and is logged)."""
     logs.configure()
+    command = typer.main.get_command(app)
     try:
-        app()
-    except (UserError, DatasetError, ValidationError, ValueError, FileNotFoundError, KeyError,
-            RegistryError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, ValidationError):
-            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        log.warning("user error", extra={"error": message, "argv": sys.argv[1:]})
-        err.print(f"[red]error:[/] {message}", highlight=False)
-        raise SystemExit(1) from None
+        code = command.main(args=argv, prog_name="foryou", standalone_mode=False)
+    except _NO_ARGS as exc:  # `foryou`, `foryou data`: their help, as with --help
+        text = exc.format_message()  # typer's rich help has printed itself already; plain click's has not
+        if text.strip():
+            typer.echo(text)
+        code = 0
+    except UsageError as exc:
+        _fail(_usage_message(exc), 2, "usage error")
+    except ClickException as exc:
+        _fail(" ".join(exc.format_message().split()), exc.exit_code, "user error")
+    except typer.Abort:
+        _fail("aborted", 1, "user error")
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            log.exception("unexpected error", extra={"argv": sys.argv[1:]})
+            raise
+        _fail(message, 1, "user error")
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
-"""The CLI as a user meets it: exit codes, one-line errors, no tracebacks."""
+"""The CLI as a user meets it: exit codes, one-line errors, no tracebacks.
+
+Every run happens in a temporary directory with its log there too: the CLI's relative defaults
+(runs/logs/foryou.jsonl, runs/logs/trace.jsonl, runs/...) never land in the working tree.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,26 +15,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-
-def foryou(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env={"FORYOU_LOG": str((cwd or Path.cwd()) / "log.jsonl"), "COLUMNS": "120",
-                                        "PATH": "/usr/bin:/bin"}, timeout=300)
+REPO = Path(__file__).resolve().parents[1]
+PROGRESS = re.compile(r"^\[\s*\d+\.\d s\] ")  # the plain progress lines off a terminal
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, contains: str) -> None:
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+def foryou(*args: str, cwd: Path, columns: int = 120) -> subprocess.CompletedProcess:
+    """`foryou ARGS` in a subprocess in `cwd` (a tmp dir, never the repository), with the code of this
+    checkout, logging to cwd/log.jsonl."""
+    assert not cwd.resolve().is_relative_to(REPO), f"{cwd}: CLI tests run outside the working tree"
+    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": str(columns),
+                               "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, contains: str, code: int = 1) -> None:
+    """Exactly one `error:` line, last on stderr, after nothing but progress lines; no traceback, no box."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout and "╭" not in result.stderr, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and contains in lines[0], result.stderr
+    assert lines and lines[-1].startswith("error: ") and contains in lines[-1], result.stderr
+    assert all(PROGRESS.match(ln) for ln in lines[:-1]), result.stderr
 
 
-def test_every_command_has_help():
+def test_every_command_has_help(tmp_path):
     for cmd in (["--help"], ["world", "--help"], ["quickstart", "--help"], ["import", "--help"],
                 ["data", "validate", "--help"], ["data", "stats", "--help"], ["bench", "world", "--help"],
-                ["bench", "import", "--help"]):
-        r = foryou(*cmd)
-        assert r.returncode == 0 and "Usage" in r.stdout, cmd
+                ["bench", "import", "--help"], ["serve", "--help"], ["train", "--help"], ["models", "list", "--help"],
+                ["simulate", "--help"], ["eval", "--help"], ["compact", "--help"], ["timeline", "--help"]):
+        r = foryou(*cmd, cwd=tmp_path)
+        assert r.returncode == 0 and "Usage" in r.stdout and not r.stderr, cmd
 
 
 def test_world_then_validate_then_stats(tmp_path):
@@ -70,17 +84,17 @@ def test_validate_lists_every_problem_and_fails(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["world", "--preset", "huge", "--out", "x"], "unknown preset"),
-        (["data", "validate", "nowhere"], "no such dataset"),
-        (["data", "stats", "nowhere"], "no such dataset"),
-        (["import", "lastfm", "nowhere", "--out", "x"], "not found"),
-        (["import", "myspace", "nowhere", "--out", "x"], "unknown source"),
+        (["world", "--preset", "huge", "--out", "x"], "unknown preset", 2),
+        (["data", "validate", "nowhere"], "nowhere: no such directory", 1),
+        (["data", "stats", "nowhere"], "nowhere: no such directory", 1),
+        (["import", "lastfm", "nowhere", "--out", "x"], "not found", 1),
+        (["import", "myspace", "nowhere", "--out", "x"], "unknown source", 2),
     ],
 )
-def test_user_mistakes_are_one_line(tmp_path, args, message):
-    assert_one_line_error(foryou(*args, cwd=tmp_path), message)
+def test_user_mistakes_are_one_line(tmp_path, args, message, code):
+    assert_one_line_error(foryou(*args, cwd=tmp_path), message, code)
 
 
 def test_quickstart_builds_then_reuses_the_default_world(tmp_path):
@@ -121,7 +135,7 @@ def test_timeline_cold_start_and_mistakes(tmp_path, tiny_world, tiny_world_dir):
     r = foryou("timeline", str(tiny_world_dir), str(cold), cwd=tmp_path)
     assert r.returncode == 0 and "cold start" in r.stdout
     assert_one_line_error(foryou("timeline", str(tiny_world_dir), "99999999", cwd=tmp_path), "unknown user 99999999")
-    assert_one_line_error(foryou("timeline", "nowhere", "1", cwd=tmp_path), "no such dataset")
+    assert_one_line_error(foryou("timeline", "nowhere", "1", cwd=tmp_path), "no such directory")
 
 
 def test_bench_timeline_writes_json(tmp_path, tiny_world_dir):
@@ -146,7 +160,7 @@ def test_train_then_models_list_show_promote_rollback(tmp_path, tiny_world_dir):
     assert foryou("train", "w", "--only", "heavy_ranker", *args, cwd=tmp_path).returncode == 0  # v2, promoted
     r = foryou("models", "list", "w", cwd=tmp_path)
     assert r.returncode == 0 and "v1" in r.stdout and "v2" in r.stdout
-    assert next(ln for ln in r.stdout.splitlines() if "v2" in ln).split("│")[1].strip() == "*"
+    assert next(ln for ln in r.stdout.splitlines() if "heavy_ranker v2" in ln).split()[0] == "*"
     r = foryou("models", "show", "w", "heavy_ranker", cwd=tmp_path)
     assert r.returncode == 0 and '"version": 2' in r.stdout and "code_revision" in r.stdout
     r = foryou("models", "rollback", "w", "heavy_ranker", cwd=tmp_path)
@@ -155,8 +169,8 @@ def test_train_then_models_list_show_promote_rollback(tmp_path, tiny_world_dir):
     assert "heavy_ranker=v1 (promoted)" in r.stdout  # the trace output names the served version
     assert foryou("models", "promote", "w", "heavy_ranker", "2", cwd=tmp_path).returncode == 0
     assert_one_line_error(foryou("models", "promote", "w", "heavy_ranker", "9", cwd=tmp_path), "heavy_ranker")
-    assert_one_line_error(foryou("models", "list", "nowhere", cwd=tmp_path), "no such dataset")
-    assert_one_line_error(foryou("train", "w", "--only", "nonsense", cwd=tmp_path), "unknown model")
+    assert_one_line_error(foryou("models", "list", "nowhere", cwd=tmp_path), "no such directory")
+    assert_one_line_error(foryou("train", "w", "--only", "nonsense", cwd=tmp_path), "unknown model", code=2)
     r = foryou("train", "w", "--only", "heavy_ranker", "--tune", "2", "--no-promote", *args, cwd=tmp_path)
     assert r.returncode == 0 and "best of 2 trials" in r.stdout, r.stderr
     assert "heavy_ranker v3" in r.stdout

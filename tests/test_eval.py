@@ -269,12 +269,13 @@ def test_the_report_shows_its_plots_in_a_browser(eval_report, tmp_path):
 
 
 def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path, foryou_cli):
-    for args, what in ((["--baselines", "lightfm"], "unknown baseline 'lightfm'"),
-                       (["--protocol", "leave_one_out"], "unknown protocol"), ([], "")):
+    # a value not among the allowed names is a usage error (exit 2); a missing dataset is exit 1
+    for args, what, code in ((["--baselines", "lightfm"], "unknown baseline 'lightfm'", 2),
+                             (["--protocol", "leave_one_out"], "unknown protocol", 2), ([], "no such directory", 1)):
         path = str(tmp_path / "nowhere") if not args else str(tiny_world_dir)
         r = foryou_cli("eval", path, "--report", str(tmp_path / "r"), *args, cwd=tmp_path)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+        assert r.returncode == code and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
         assert what in lines[0] and "Traceback" not in r.stderr
 
 

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_validate import TINY, write_tiny
 
+from foryou.data.dataset import DatasetError
 from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.stats import dataset_stats
 
@@ -59,3 +60,12 @@ def test_ctr_none_without_impressions(tmp_path: Path) -> None:
     s = dataset_stats(path)
     assert s["impressions"] == 0 and s["sessions"] == 0
     assert set(s["ctr"].values()) == {None}
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_truncated_file_is_a_dataset_error_naming_it(tmp_path: Path, cut: float) -> None:
+    path = write_tiny(tmp_path / "tiny")
+    file = path / "engagements.parquet"
+    file.write_bytes(file.read_bytes()[: int(file.stat().st_size * cut)])
+    with pytest.raises(DatasetError, match=r"engagements\.parquet"):
+        dataset_stats(path)

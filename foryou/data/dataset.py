@@ -2,6 +2,7 @@
 
 Writes are atomic at the directory level: tables go to a sibling temporary directory that is
 renamed into place only when complete, so a crash mid-write never leaves a half-written dataset.
+Every Parquet page carries a CRC-32, so `foryou data validate` finds a flipped byte anywhere in the data.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from foryou.data.schema import SCHEMA_VERSION, TABLES
+from foryou.errors import ForYouError
 
 MANIFEST = "manifest.json"
 
 
-class DatasetError(Exception):
+class DatasetError(ForYouError):
     """A dataset is missing, unreadable or invalid. The message names table, column and rows."""
 
 
@@ -126,7 +128,7 @@ class Dataset:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             for name, table in self.tables.items():
-                pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+                pq.write_table(table, tmp / f"{name}.parquet", compression="zstd", write_page_checksum=True)
             for rel, data in (extra_files or {}).items():
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(data)
@@ -166,11 +168,16 @@ class Dataset:
 
 
 def read_manifest(path: Path) -> Manifest:
+    """The manifest of the dataset at `path`; DatasetError says whether the directory is missing, is not
+    a dataset, or holds an unreadable manifest."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such directory")
     if not path.is_dir():
-        raise DatasetError(f"{path}: no such dataset directory")
+        raise DatasetError(f"{path} is not a dataset (a file, not a directory)")
     file = path / MANIFEST
     if not file.exists():
-        raise DatasetError(f"{path}: not a dataset (no {MANIFEST})")
+        raise DatasetError(f"{path} is not a dataset (no {MANIFEST})")
     try:
         manifest = Manifest.model_validate(json.loads(file.read_text()))
     except (ValueError, TypeError) as exc:

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from foryou.data.dataset import DatasetError, read_manifest
+from foryou.data.dataset import DatasetError, Manifest, read_manifest
 from foryou.data.schema import ENGAGEMENT_KINDS, POST_KINDS, TABLES, USER_KINDS
 
 DAY = 86_400
@@ -20,15 +22,33 @@ def dataset_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Out-degree percentiles are over persons, in-degree over all users; both count users with no edges.
     CTR of a kind is its engagements per impression (None without impressions).
+
+    A missing or unreadable table raises DatasetError. The statistics read only the columns they need;
+    `foryou data validate` (validate_dir) is what decodes and checks every byte.
     """
     path = Path(path)
     manifest = read_manifest(path)
     con = duckdb.connect()
+    try:
+        return _stats(con, path, manifest)
+    except duckdb.Error as exc:  # e.g. a page that does not decompress
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"{path}: unreadable Parquet data ({first}); run `foryou data validate {path}`") from exc
+    finally:
+        con.close()
+
+
+def _stats(con: duckdb.DuckDBPyConnection, path: Path, manifest: Manifest) -> dict[str, Any]:
     con.execute("SET enable_progress_bar = false")  # no bar on the terminal of a long check
     for name in TABLES:
         file = path / f"{name}.parquet"
         if not file.exists():
             raise DatasetError(f"{path}: missing {file.name}")
+        try:
+            pq.read_metadata(file)  # a truncated file has no footer: say which file, not DuckDB's traceback
+        except (OSError, pa.ArrowException) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatasetError(f"{file}: unreadable Parquet file ({first})") from exc
         literal = str(file).replace("'", "''")
         con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}')")
 
@@ -74,5 +94,4 @@ def dataset_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
         "sessions": scalar("SELECT count(DISTINCT session_id) FROM impressions"),
         "ctr": {k: n / impressions if impressions else None for k, n in engagements["by_kind"].items()},
     }
-    con.close()
     return stats

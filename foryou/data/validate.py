@@ -1,6 +1,10 @@
 """Validate a Dataset directory: every problem, one line each, from DuckDB SQL over the Parquet files.
 
-Structure (files, columns, types, manifest counts) is checked from the Parquet footers. Row checks are
+Structure (files, columns, types, manifest counts) is checked from the Parquet footers. Then every column
+chunk of every row group is decoded (page CRCs verified where the writer stored them, as Dataset.write
+does): a corrupt chunk is a problem, and its table's row checks are skipped (their answers would be
+about garbage). DuckDB does not verify page CRCs and skips columns a query's statistics make moot, so
+a byte flipped in the middle of a file could otherwise pass unnoticed. Row checks are
 declarations in CHECKS (table, column, what is wrong, an SQL predicate flagging an offending row `t`,
 optionally a referenced table joined as `r`); one query per table counts the offending rows of all its
 checks (and whether its key repeats) in a single scan joined to every table it references. Only counts
@@ -161,7 +165,7 @@ def validate_dir(path: str | os.PathLike[str]) -> list[Problem]:
         try:
             schema, rows = pq.read_schema(file), pq.read_metadata(file).num_rows
         except (OSError, pa.ArrowException) as exc:
-            problems.append(Problem(name, "", f"file {file.name} unreadable: {exc}", 0))
+            problems.append(Problem(name, "", f"file {file.name} unreadable: {_first_line(exc)}", 0))
             continue
         usable[name] = set()
         for col in table.columns:
@@ -179,6 +183,10 @@ def validate_dir(path: str | os.PathLike[str]) -> list[Problem]:
                 problems.append(Problem(name, "", f"{rows} rows, manifest.counts has no entry", 0))
             elif declared != rows:
                 problems.append(Problem(name, "", f"{rows} rows, manifest.counts says {declared}", 0))
+        corrupt = _corrupt_chunks(file, name)
+        if corrupt:
+            problems += corrupt
+            del usable[name]  # no row checks on (or against) garbage
         literal = str(file).replace("'", "''")
         con.execute(
             f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}', file_row_number=true)"
@@ -202,6 +210,32 @@ def validate_dir(path: str | os.PathLike[str]) -> list[Problem]:
                 problems.append(Problem(name, "", f"unreadable: {str(exc).splitlines()[0]}", 0))
     con.close()
     return problems
+
+
+def _corrupt_chunks(file: Path, table: str) -> list[Problem]:
+    """Decode every column chunk of every row group, verifying page CRCs; one problem per unreadable
+    column (the first row group it fails in)."""
+    try:
+        reader = pq.ParquetFile(file, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as exc:
+        return [Problem(table, "", f"file {file.name} unreadable: {_first_line(exc)}", 0)]
+    problems: list[Problem] = []
+    with reader:
+        for column in reader.schema_arrow.names:
+            for group in range(reader.num_row_groups):
+                try:
+                    reader.read_row_group(group, columns=[column], use_threads=False)
+                except (OSError, pa.ArrowException) as exc:
+                    problems.append(
+                        Problem(table, column, f"corrupt data in row group {group}: {_first_line(exc)}", 0)
+                    )
+                    break
+    return problems
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _runnable(check: Check, usable: dict[str, set[str]]) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from test_cli import assert_one_line_error, foryou
 
 from foryou.config import ForYouConfig
 from foryou.service.app import ServeSettings, create_app
@@ -214,6 +215,15 @@ def test_a_read_only_store_is_one_clear_error_at_start(world, tmp_path):
         assert "is not writable" in _one_line(exc)
     svc = _service(path, tmp_path, store=d / "events.sqlite")  # writable again: starts
     svc.close()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_read_only_store_directory_is_one_error_line(world, tmp_path, workers):
+    path = _copy(world, tmp_path)
+    with _mount(tmp_path / "ro", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs") as ro:
+        r = foryou("serve", str(path), "--store", str(ro / "events.sqlite"), "--workers", workers,
+                   "--port", "8767", cwd=tmp_path)
+        assert_one_line_error(r, f"event store {ro / 'events.sqlite'} is not writable")
 
 
 def test_a_write_protected_store_file_is_one_clear_error_at_start(world, tmp_path):

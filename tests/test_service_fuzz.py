@@ -41,8 +41,9 @@ def _fuzz(app, headers: dict[str, str] | None) -> tuple[dict[str, int], dict[int
                 @given(case=op.as_strategy(generation_mode=mode))
                 @settings(max_examples=examples, deadline=None, database=None, report_multiple_bugs=True,
                           suppress_health_check=list(HealthCheck))
-                def call(case, label=op.label):
+                def call(case):
                     response = case.call_and_validate(headers=headers)  # all checks enabled by default
+                    label = case.operation.label
                     cases[label] = cases.get(label, 0) + 1
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
@@ -64,5 +65,7 @@ def test_the_api_keeps_its_openapi_contract(tiny_world_dir, tmp_path, token):
     cases, statuses, failures = _fuzz(app, {"Authorization": f"Bearer {token}"} if token else None)
     assert not failures, "\n\n".join(failures)
     assert sum(cases.values()) >= MIN_CASES, cases
-    # both kinds of answer really happened: valid requests served, invalid ones refused
-    assert len(cases) >= 14 and statuses.get(200, 0) > 1000 and statuses.get(422, 0) > 1000, statuses
+    # every operation was exercised and both kinds of answer happened: requests served (most drawn ids
+    # do not exist, so 404s dominate the valid ones), invalid ones refused, writes refused without auth
+    assert len(cases) >= 14 and statuses.get(200, 0) > 250 and statuses.get(422, 0) > 1000, statuses
+    assert statuses.get(401, 0) > 100 if token else 401 not in statuses, statuses

@@ -259,7 +259,9 @@ def test_every_error_status_is_documented_with_the_error_shape(client):
     timeline = spec["paths"]["/v1/users/{user_id}/timeline"]["get"]
     assert {"404", "422"} <= set(timeline["responses"])
     cursor = next(p for p in timeline["parameters"] if p["name"] == "cursor")
-    assert cursor["schema"]["anyOf"][0]["pattern"] == r"^v[12]\.[A-Za-z0-9_-]*$"
+    assert cursor["schema"]["anyOf"][0]["pattern"] == r"^(v[12]\.[A-Za-z0-9_-]*)?$"
+    user, _ = _user_and_post(client)
+    assert client.get(f"/v1/users/{user}/timeline", params={"cursor": ""}).status_code == 200  # the first page
     user_id = next(p for p in timeline["parameters"] if p["name"] == "user_id")
     assert user_id["schema"]["maximum"] == 2**53 - 1 and user_id["schema"]["minimum"] == 0
 

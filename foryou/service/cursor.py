@@ -13,7 +13,7 @@ import base64
 import binascii
 
 MAX_CURSOR_CHARS = 8192
-CURSOR_PATTERN = r"^v[12]\.[A-Za-z0-9_-]*$"
+CURSOR_PATTERN = r"^(v[12]\.[A-Za-z0-9_-]*)?$"  # empty: the first page
 PREFIX = "v1."
 PREFIX_V2 = "v2."
 # The largest id the API takes: the largest integer a JSON number carries exactly everywhere

@@ -11,6 +11,7 @@ needs the training sample and stays with `foryou simulate`.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -20,48 +21,54 @@ from foryou.monitoring.exposure import ExposureMonitor
 
 
 class LiveMonitor:
+    """Pages are only appended on the request path (a few microseconds); the numbers are computed when
+    `publish()` is called."""
+
     def __init__(self, user_ids: np.ndarray, author_followers: np.ndarray, window: int = 10_000,
                  reference: int = 5_000):
         self.user_ids = np.asarray(user_ids)  # sorted: author id → row
         self.exposure = ExposureMonitor(author_followers)
         self.window, self.reference_size = window, reference
-        self._authors = np.zeros(window, np.int64)
-        self._in_network = np.zeros(window, bool)
-        self._predictions: dict[str, np.ndarray] = {}
-        self._reference: dict[str, list[np.ndarray]] = {}
-        self._n = 0  # items observed in all
+        self._pages: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()  # the latest ≥ window posts
+        self._in_window = 0
+        self._reference: list[np.ndarray] = []  # the first ≥ reference posts' predictions
+        self._in_reference = 0
+        self.heads: list[str] = []
         self._lock = threading.Lock()  # pages are observed from request threads
 
-    def observe(self, author_ids: np.ndarray, in_network: np.ndarray, predictions: dict[str, np.ndarray]) -> None:
-        rows = np.searchsorted(self.user_ids, np.asarray(author_ids, np.int64))
-        known = rows < len(self.user_ids)
-        k = int(known.sum())
-        if k == 0:
-            return
-        rows, flags = rows[known], np.asarray(in_network, bool)[known]
+    def observe(self, author_ids: np.ndarray, in_network: np.ndarray, heads: list[str],
+                predictions: np.ndarray) -> None:
+        """One served page: its authors, in-network flags and predictions (posts × heads)."""
         with self._lock:
-            at = (self._n + np.arange(k)) % self.window
-            self._authors[at], self._in_network[at] = rows, flags
-            for head, p in predictions.items():
-                values = np.asarray(p, np.float64)[known]
-                self._predictions.setdefault(head, np.full(self.window, np.nan))[at] = values
-                ref = self._reference.setdefault(head, [])
-                taken = sum(len(r) for r in ref)
-                if taken < self.reference_size:
-                    ref.append(values[:self.reference_size - taken])
-            self._n += k
+            if heads != self.heads:  # another model's heads: start over
+                self.heads = list(heads)
+                self._pages.clear()
+                self._reference, self._in_window, self._in_reference = [], 0, 0
+            self._pages.append((author_ids, in_network, predictions))
+            self._in_window += len(author_ids)
+            while self._in_window - len(self._pages[0][0]) >= self.window:
+                self._in_window -= len(self._pages.popleft()[0])
+            if self._in_reference < self.reference_size:
+                self._reference.append(predictions)
+                self._in_reference += len(predictions)
 
     def publish(self) -> dict[str, Any]:
         """Set the gauges from the latest window; returns what was set."""
         with self._lock:
-            m = min(self._n, self.window)
-            authors, in_net = self._authors[:m].copy(), self._in_network[:m].copy()
-            live = {h: p[:m][np.isfinite(p[:m])] for h, p in self._predictions.items()}
-            reference = {h: np.concatenate(r) for h, r in self._reference.items() if r}
-            full = self._n >= self.reference_size + self.window // 2
+            pages, reference, heads = list(self._pages), list(self._reference), self.heads
+            drift_ready = self._in_reference >= self.reference_size and len(pages) > len(reference)
+        if not pages:
+            return {}
+        authors = np.concatenate([p[0] for p in pages])[-self.window:]
+        in_net = np.concatenate([p[1] for p in pages])[-self.window:]
+        rows = np.searchsorted(self.user_ids, authors)
+        known = rows < len(self.user_ids)
         self.exposure.reset()
-        self.exposure.observe(authors, in_net)
+        self.exposure.observe(rows[known], in_net[known])
         out: dict[str, Any] = {"exposure": self.exposure.report(publish=True)}
-        if full:  # drift once the window holds traffic served after the reference was taken
-            out["predictions"] = DriftMonitor(reference, kind="prediction").check(live)
+        if drift_ready:  # once the window holds traffic served after the reference was taken
+            live = np.concatenate([p[2] for p in pages])[-self.window:]
+            ref = np.concatenate(reference)[:self.reference_size]
+            out["predictions"] = DriftMonitor({h: ref[:, j] for j, h in enumerate(heads)}, kind="prediction").check(
+                {h: live[:, j] for j, h in enumerate(heads)})
         return out

@@ -41,6 +41,9 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(_STEP[b[brackets]], dtype=np.int64).max(initial=0))
 
 
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class RequestLimits:
     """ASGI middleware: reads the whole body first (it is bounded), answers 413 past the size limit
     and 422 past the depth limit, then hands the buffered body to the app."""
@@ -51,7 +54,7 @@ class RequestLimits:
         self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in _BODILESS:  # no route reads a GET's body
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):

@@ -393,10 +393,10 @@ class Service:
             self.experiments.log_exposure(arms, int(user_id), now, len(items), session)
         page = [_item(i + 1, it, explain) for i, it in enumerate(items)]
         if items:
+            heads = list(items[0].predictions)  # every item of a page has the same heads, in this order
             self.monitor.observe(np.fromiter((it.author_id for it in items), np.int64, len(items)),
-                                 np.fromiter((it.in_network for it in items), bool, len(items)),
-                                 {h: np.fromiter((it.predictions.get(h, np.nan) for it in items), np.float64,
-                                                 len(items)) for h in items[0].predictions})
+                                 np.fromiter((it.in_network for it in items), bool, len(items)), heads,
+                                 np.array([list(it.predictions.values()) for it in items], np.float64))
         next_cursor = cursors.encode(served | {it.post_id for it in items}, session)
         out = {"request_id": request_id, "user_id": int(user_id), "items": page, "cursor": next_cursor,
                "cold_start": resp.cold_start, "cached": cached, "sources": resp.sources, "models": resp.models}

@@ -38,3 +38,21 @@ def test_exposure_monitor_popular_and_network_shares():
     assert r["popular_share"] == pytest.approx(0.5) and r["out_of_network_share"] == pytest.approx(0.7)
     assert r["authors_exposed"] == 51 and 0 < r["creator_gini"] < 1
     assert REGISTRY.get_sample_value("foryou_exposure", {"measure": "popular_share"}) == pytest.approx(0.5)
+
+
+def test_live_monitor_holds_a_bounded_window_and_a_fixed_reference():
+    from foryou.monitoring.live import LiveMonitor
+
+    rng = np.random.default_rng(0)
+    users = np.arange(100, 600)
+    m = LiveMonitor(users, rng.integers(0, 50, len(users)), window=300, reference=200)
+    heads = ["like", "reply"]
+    for k in range(3000):  # the first 40 pages are the reference; later ones drift upwards
+        shift = 0.0 if k < 40 else 0.3
+        m.observe(rng.choice(users, 10), rng.random(10) < 0.5, heads, rng.random((10, 2)) * 0.5 + shift)
+    held = sum(len(p[0]) for p in m._pages)
+    assert 300 <= held < 310 and sum(len(r) for r in m._reference) == 200  # bounded, however long it runs
+    out = m.publish()
+    assert out["exposure"]["impressions"] == 300
+    assert all(v["level"] == "alert" and v["live_mean"] > v["reference_mean"] + 0.2
+               for v in out["predictions"].values())

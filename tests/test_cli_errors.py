@@ -23,6 +23,8 @@ from foryou.errors import ForYouError
         (["timeline", "{w}", "7", "--no-such-option"], "--no-such-option"),
         (["timeline", "{w}", "7", "--set", "timeline.no_such_key=1"], "'--set'"),
         (["timeline", "{w}", "7", "--set", "no-equals-sign"], "key=value"),
+        (["timeline", "{w}", "7", "--set", "weights.like=nan"], "finite number"),  # every score would be nan
+        (["timeline", "{w}", "7", "--set", "timeline.sources.uteg=100000000"], "less than or equal"),
         (["serve", "{w}", "--port", "99999"], "'--port'"),
         (["serve", "{w}", "--port", "-1"], "'--port'"),
         (["serve", "{w}", "--port", "0"], "'--port'"),

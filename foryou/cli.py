@@ -979,7 +979,7 @@ def bench_world(
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/world.json"),
 ) -> None:
     """Time world generation and writing, with peak RSS."""
-    from foryou.bench import bench_world as run
+    from foryou.bench.offline import bench_world as run
 
     _check_preset(preset)
     if out is not None:
@@ -995,7 +995,7 @@ def bench_import(
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/import.json"),
 ) -> None:
     """Time every importer on the real datasets (one process each, for honest peak RSS)."""
-    from foryou.bench import bench_imports
+    from foryou.bench.offline import bench_imports
 
     result = bench_imports(data)
     _write_json(json_out, result)
@@ -1011,7 +1011,7 @@ def bench_timeline(
     set_: Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")] = None,
 ) -> None:
     """Request latency p50/p95/p99 (total and per step), candidates per source, posts per page."""
-    from foryou.bench import bench_timeline as run
+    from foryou.bench.offline import bench_timeline as run
 
     _dataset_dir(dataset)
     config = _config(set_)
@@ -1032,7 +1032,7 @@ def bench_ranker(
     """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
     import importlib.util
 
-    from foryou.bench import bench_ranker as run
+    from foryou.bench.offline import bench_ranker as run
 
     _dataset_dir(dataset)
     if onnx and importlib.util.find_spec("onnxruntime") is None:
@@ -1057,7 +1057,7 @@ def bench_http(
     set_: Annotated[list[str] | None, typer.Option("--set", help="server config override (repeatable)")] = None,
 ) -> None:
     """Timeline requests/s and latency p50/p99 over HTTP on loopback (wrk when installed)."""
-    from foryou.service.bench import bench_http as run
+    from foryou.bench.serving import bench_http as run
 
     _dataset_dir(dataset)
     _config(set_)
@@ -1077,7 +1077,7 @@ def bench_ingest(
     json_out: Annotated[Path, typer.Option("--json", help="results file")] = Path("runs/bench/ingest.json"),
 ) -> None:
     """Durable ingestion over HTTP: events/s in batches, then single-event write latency."""
-    from foryou.service.bench import bench_ingest as run
+    from foryou.bench.serving import bench_ingest as run
 
     _dataset_dir(dataset)
     with status(f"serving {dataset} and posting engagements"):

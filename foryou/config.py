@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -225,16 +225,19 @@ class ForYouConfig(Strict):
     service: ServiceConfig = ServiceConfig()
 
 
+def merge_trees(*trees: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merged left to right: a later leaf replaces, a later sub-tree merges."""
+    out: dict[str, Any] = {}
+    for tree in trees:
+        for key, value in tree.items():
+            both = isinstance(value, dict) and isinstance(out.get(key), dict)
+            out[key] = merge_trees(out[key], value) if both else value
+    return out
+
+
 def apply_overrides(config: ForYouConfig, overrides: dict) -> ForYouConfig:
     """`config` with a nested override tree merged in (validated: unknown keys are errors)."""
-
-    def merge(base: dict, tree: dict) -> dict:
-        out = dict(base)
-        for key, value in tree.items():
-            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        return out
-
-    return ForYouConfig.model_validate(merge(config.model_dump(), overrides))
+    return ForYouConfig.model_validate(merge_trees(config.model_dump(), overrides))
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -59,7 +59,7 @@ def test_cli_runs_write_nothing_into_the_working_tree(tmp_path):
 
 
 def test_models_list_spells_out_a_damaged_version(tmp_path, tiny_world_dir):
-    """Relies on ModelVersion.status from the registry (foryou/training/registry.py)."""
+    """Relies on ModelVersion.status from the registry (foryou/registry.py)."""
     shutil.copytree(tiny_world_dir, tmp_path / "w", ignore=shutil.ignore_patterns(".serving", "models"))
     registry = registry_for(tmp_path / "w")
     for name in ("safety_spam", "heavy_ranker"):

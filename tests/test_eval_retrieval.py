@@ -14,10 +14,11 @@ from foryou.data.schema import empty_table
 from foryou.data.split import history
 from foryou.eval import metrics as M
 from foryou.eval.evaluator import _retrieval
-from foryou.eval.protocols import POSITIVE_KINDS, temporal
+from foryou.eval.protocols import temporal
 from foryou.eval.system import retrieve, serve_pages
 from foryou.graph.index import ServingIndex
 from foryou.timeline.engine import RecommendationEngine
+from foryou.vocab import POSITIVE
 
 WIDE = {"timeline": {"sources": {"max_age_hours": 1e5, "in_network_hours": 1e5, "in_network_hours_light": 1e5,
                                  "trending_hours": 1e5}}}
@@ -40,7 +41,7 @@ def test_positives_since_counts_positive_engagements_in_the_window(ds):
     for hours in (24, 72, 1e5):
         since = t - int(hours * 3600)
         ok = pc.and_(pc.and_(pc.greater_equal(e["created_at"], since), pc.less(e["created_at"], t)),
-                     pc.is_in(e["kind"], pa.array(list(POSITIVE_KINDS))))
+                     pc.is_in(e["kind"], pa.array(list(POSITIVE))))
         want = np.bincount(idx.post_rows(e.filter(ok)["post_id"].to_numpy()), minlength=len(idx.post_id))
         assert np.array_equal(idx.positives_since(since), want)
     assert np.array_equal(idx.positives_since(t - 86_400), idx.counts_24h)  # the default window is the 24 h one

@@ -24,10 +24,10 @@ from foryou.data.importers import (
 )
 from foryou.data.schema import TABLES
 from foryou.data.validate import validate_dir  # part of the package: the validator always runs here
+from foryou.vocab import DAY
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 T0 = 1_700_000_000
-DAY = 86_400
 
 
 def _utc(y: int, m: int, d: int) -> int:

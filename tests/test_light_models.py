@@ -9,7 +9,6 @@ import torch
 from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.graph.realgraph import RealGraph
-from foryou.models.heavy_ranker import HEADS
 from foryou.models.logistic import LogisticRegression, fit_logistic, logistic_from_tensors, predict_proba
 from foryou.training.heavy_ranker import build_rows, split_windows
 from foryou.training.light_models import (
@@ -23,6 +22,7 @@ from foryou.training.light_models import (
     train_safety,
 )
 from foryou.training.metrics import auc
+from foryou.vocab import RANKER_HEADS
 
 ENOUGH = 20  # positives needed before an AUC is asserted on the tiny world
 
@@ -109,10 +109,10 @@ def test_empty_fit_and_round_trip():
 
 
 def test_light_labels_weighted_positive():
-    y = np.zeros((4, len(HEADS)), np.float32)
-    y[1, HEADS.index("click")] = 1
-    y[2, HEADS.index("click")] = y[2, HEADS.index("reply")] = 1
-    y[3, HEADS.index("dwell")] = 1  # not a light-ranker head
+    y = np.zeros((4, len(RANKER_HEADS)), np.float32)
+    y[1, RANKER_HEADS.index("click")] = 1
+    y[2, RANKER_HEADS.index("click")] = y[2, RANKER_HEADS.index("reply")] = 1
+    y[3, RANKER_HEADS.index("dwell")] = 1  # not a light-ranker head
     target, weight = light_labels(y)
     assert target.tolist() == [0, 1, 1, 0]
     assert weight.tolist() == pytest.approx([1, 0.3, 9, 1])

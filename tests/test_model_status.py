@@ -14,9 +14,9 @@ import torch
 from foryou.config import ForYouConfig
 from foryou.features import FEATURE_SCHEMA
 from foryou.models.logistic import LogisticRegression
+from foryou.registry import ModelRegistry
 from foryou.timeline.engine import RecommendationEngine
 from foryou.training.light_models import LIGHT_FEATURES
-from foryou.training.registry import ModelRegistry
 
 FALLBACK = ", serving the fallback (heuristic)"
 

@@ -13,13 +13,13 @@ from foryou.data.dataset import Dataset
 from foryou.data.importers import import_movielens
 from foryou.data.split import history
 from foryou.features import FeatureStore
-from foryou.models.heavy_ranker import HEADS
 from foryou.timeline.engine import RecommendationEngine
 from foryou.training.heavy_ranker import HEAD_KINDS, build_rows, split_windows
 from foryou.training.negatives import dedupe, sample_negatives, sampled_rows
 from foryou.training.pipeline import train_all
+from foryou.vocab import RANKER_HEADS
 
-KINDS = tuple(k for h in HEADS for k in HEAD_KINDS.get(h, (h,)))
+KINDS = tuple(k for h in RANKER_HEADS for k in HEAD_KINDS.get(h, (h,)))
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_build_rows_without_impressions_labels_from_engagements_before_the_windo
     no_imp = Dataset({**ds.tables, "impressions": ds.impressions.slice(0, 0)}, ds.manifest, ds.path)
     window = split_windows(ds)[0]
     rows = build_rows(no_imp, store, window, negatives=4, seed=0)
-    like = rows.y[:, HEADS.index("like")]
+    like = rows.y[:, RANKER_HEADS.index("like")]
     assert 0.15 < rows.y.max(1).mean() < 0.3  # ≈ 1 / (k + 1): every engagement + 4 negatives each
     e = window.rows(ds, "engagements")
     liked = e.filter(np.asarray(e["kind"].to_numpy(zero_copy_only=False) == "like"))

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from foryou import registry as registry_module
 from foryou.errors import ForYouError
-from foryou.training import registry as registry_module
-from foryou.training.registry import MODEL_SCHEMA_VERSION, ModelRegistry, RegistryError
+from foryou.registry import MODEL_SCHEMA_VERSION, ModelRegistry, RegistryError
 
 
 def _tensors(seed: int) -> dict[str, torch.Tensor]:

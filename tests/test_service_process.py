@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from foryou.service.bench import ServerProcess, running_server
+from foryou.bench.serving import ServerProcess, running_server
 from foryou.service.store import EventStore
 
 pytestmark = pytest.mark.slow

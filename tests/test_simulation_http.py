@@ -9,8 +9,8 @@ from collections import Counter
 import httpx
 import pytest
 
+from foryou.bench.serving import running_server
 from foryou.experiments import create_experiment
-from foryou.service.bench import running_server
 from foryou.simulation import Simulation, SimulationConfig
 from foryou.simulation.http_backend import HttpEngine
 

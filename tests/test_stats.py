@@ -10,8 +10,8 @@ import pytest
 from test_validate import TINY, write_tiny
 
 from foryou.data.dataset import DatasetError
-from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.stats import dataset_stats
+from foryou.vocab import ENGAGEMENT_KINDS
 
 
 def test_dataset_stats(tmp_path: Path) -> None:

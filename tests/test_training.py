@@ -15,6 +15,7 @@ from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.timeline.engine import RecommendationEngine
 from foryou.training.pipeline import train_all
+from foryou.vocab import RANKER_HEADS
 
 FAST = ForYouConfig(training=TrainingConfig(heavy_ranker=HeavyRankerConfig(epochs=2, batch_size=2048)))
 
@@ -163,7 +164,6 @@ def test_a_feature_constant_in_training_does_not_move_predictions():
     from foryou.config import HeavyRankerConfig
     from foryou.features import FEATURE_NAMES
     from foryou.models.export import OnnxHeavyRanker, to_onnx
-    from foryou.models.heavy_ranker import HEADS
     from foryou.training.heavy_ranker import Rows, train_heavy_ranker
 
     rng = np.random.default_rng(0)
@@ -172,7 +172,7 @@ def test_a_feature_constant_in_training_does_not_move_predictions():
     def rows() -> Rows:
         x = rng.normal(size=(n, d)).astype(np.float32)
         x[:, FEATURE_NAMES.index("is_repost")] = 0.0
-        y = (rng.random((n, len(HEADS))) < 1 / (1 + np.exp(-x[:, :1] * 2))).astype(np.float32)
+        y = (rng.random((n, len(RANKER_HEADS))) < 1 / (1 + np.exp(-x[:, :1] * 2))).astype(np.float32)
         return Rows(np.zeros(n, np.int64), np.arange(n), np.arange(n), x, rng.integers(-1, 3, n), y,
                     rng.integers(1, 50, (n, 2)))
 

@@ -12,8 +12,7 @@ from foryou.embeddings.retriever import EmbeddingRetriever, retriever_from_twhin
 from foryou.graph.index import ServingIndex
 from foryou.models.twhin import train_twhin
 from foryou.models.two_tower import train_two_tower
-
-HOUR = 3600
+from foryou.vocab import HOUR
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from foryou.config import world_config
 from foryou.data.dataset import Dataset
 from foryou.data.validate import validate_dir
 from foryou.data.world import GroundTruth, generate_world
-
-DAY = 86_400
+from foryou.vocab import DAY
 
 
 def test_same_seed_gives_identical_tables_and_other_seed_does_not(tiny_world):

@@ -11,25 +11,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+from foryou.vocab import ENGAGEMENT_KINDS
 
-# X's engagement heads (REFERENCE.md). "impression" lives in its own table.
-ENGAGEMENT_KINDS: tuple[str, ...] = (
-    "click",
-    "like",
-    "repost",
-    "reply",
-    "profile_click",
-    "dwell",
-    "follow_author",
-    "not_interested",
-    "mute",
-    "block",
-    "report",
-)
-POST_KINDS: tuple[str, ...] = ("original", "reply", "repost")
-USER_KINDS: tuple[str, ...] = ("person", "catalog")
-SAFETY_LABELS: tuple[str, ...] = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)

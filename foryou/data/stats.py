@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foryou.data.dataset import DatasetError, Manifest, read_manifest
-from foryou.data.schema import ENGAGEMENT_KINDS, POST_KINDS, TABLES, USER_KINDS
+from foryou.data.schema import TABLES
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, POST_KINDS, USER_KINDS
 
-DAY = 86_400
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
 

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foryou.data.dataset import DatasetError, read_manifest
-from foryou.data.schema import ENGAGEMENT_KINDS, POST_KINDS, TABLES, USER_KINDS
+from foryou.data.schema import TABLES
+from foryou.vocab import ENGAGEMENT_KINDS, POST_KINDS, USER_KINDS
 
 MAX_EXAMPLES = 5
 ROW = "row"  # examples identified by 0-based row number in the file (when the key cannot identify them)

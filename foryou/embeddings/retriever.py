@@ -20,8 +20,7 @@ from typing import Literal
 import numpy as np
 
 from foryou.embeddings.ann import PostIndex
-
-HOUR = 3600
+from foryou.vocab import HOUR
 
 
 class EmbeddingRetriever:

@@ -33,8 +33,7 @@ from scipy import sparse
 from foryou.config import Strict
 from foryou.data.lookup import rows_of
 from foryou.data.split import History, _require_history, follow_graph
-
-HOUR = 3600
+from foryou.vocab import HOUR
 
 
 class SimClustersConfig(Strict):

@@ -23,10 +23,10 @@ from scipy import sparse
 
 from foryou.data.lookup import member
 from foryou.data.split import History
-from foryou.eval.protocols import NEGATIVE_KINDS, EvalSplit
+from foryou.eval.protocols import EvalSplit
+from foryou.vocab import HOUR, NEGATIVE
 
 BASELINES = ("random", "popularity", "reverse_chron", "als", "bpr", "item_knn")
-HOUR = 3600
 
 
 @dataclass
@@ -109,7 +109,7 @@ def top_n(catalog: Catalog, scores: Callable[[np.ndarray], np.ndarray], n_users:
 def interaction_matrix(h: History, user_ids: np.ndarray, post_ids: np.ndarray) -> sparse.csr_matrix:
     """Users × posts counts of every non-negative engagement before the split (the implicit signal)."""
     e = h.engagements
-    e = e.filter(pc.invert(pc.is_in(e["kind"], pa.array(list(NEGATIVE_KINDS)))))
+    e = e.filter(pc.invert(pc.is_in(e["kind"], pa.array(list(NEGATIVE)))))
     u = np.searchsorted(user_ids, e["user_id"].to_numpy())
     p = np.searchsorted(post_ids, e["post_id"].to_numpy())
     m = sparse.csr_matrix((np.ones(len(u), dtype=np.float32), (u, p)), shape=(len(user_ids), len(post_ids)))
@@ -149,7 +149,7 @@ class PopularityBaseline(Baseline):
     def fit(self, split: EvalSplit, catalog: Catalog) -> None:
         super().fit(split, catalog)
         e = split.train.engagements
-        e = e.filter(pc.invert(pc.is_in(e["kind"], pa.array(list(NEGATIVE_KINDS)))))
+        e = e.filter(pc.invert(pc.is_in(e["kind"], pa.array(list(NEGATIVE)))))
         q = e["post_id"].to_numpy()
         ok, qi = member(catalog.post_id, q)
         counts = np.bincount(qi[ok], minlength=len(catalog)).astype(np.float64)

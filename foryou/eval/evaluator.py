@@ -234,7 +234,7 @@ def _score_hist(p: np.ndarray, y: np.ndarray, bins: int = 30) -> dict[str, Any]:
 
 def _registry_heads(path: Path) -> dict[str, Any]:
     """Per-head test metrics the registry stored for the promoted heavy ranker (with ceiling AUC)."""
-    from foryou.training.registry import ModelRegistry, RegistryError
+    from foryou.registry import ModelRegistry, RegistryError
 
     try:
         mv = ModelRegistry(path / "models").promoted("heavy_ranker")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from foryou.monitoring.exposure import gini
+
 # Binary-head metrics live with training (the registry stores them); one definition, re-exported here.
 from foryou.training.metrics import auc, calibration_error, log_loss, pr_auc, rce
 
@@ -114,15 +116,6 @@ def catalog_coverage(recs: np.ndarray, catalog_size: int) -> float:
     """Share of the candidate catalog that appears in at least one list."""
     r = np.asarray(recs)
     return float(len(np.unique(r[r >= 0])) / catalog_size) if catalog_size else float("nan")
-
-
-def gini(x: np.ndarray) -> float:
-    """Gini coefficient of non-negative exposures (0 = equal, → 1 = all on one)."""
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    n, total = len(x), x.sum()
-    if n == 0 or total == 0:
-        return float("nan")
-    return float(2 * np.sum(np.arange(1, n + 1) * x) / (n * total) - (n + 1) / n)
 
 
 def author_exposure_gini(rec_authors: np.ndarray, catalog_authors: np.ndarray) -> float:

@@ -19,10 +19,9 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
 from foryou.data.split import History, history
+from foryou.vocab import POSITIVE
 
 PROTOCOLS = ("temporal", "minirecsys")
-POSITIVE_KINDS = ("like", "repost", "reply")  # "engaged" as the world's signal measure defines it
-NEGATIVE_KINDS = ("not_interested", "mute", "block", "report")
 
 
 @dataclass
@@ -55,7 +54,7 @@ def _pairs(user: np.ndarray, post: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0], pairs[:, 1]
 
 
-def temporal(dataset: Dataset, positive_kinds: tuple[str, ...] = POSITIVE_KINDS, k_values=(5, 10, 20),
+def temporal(dataset: Dataset, positive_kinds: tuple[str, ...] = POSITIVE, k_values=(5, 10, 20),
              max_users: int | None = None, seed: int = 0) -> EvalSplit:
     as_of = int(dataset.manifest.split.valid_end)
     e = dataset.engagements

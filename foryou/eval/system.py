@@ -12,7 +12,7 @@ from foryou.eval.protocols import EvalSplit
 from foryou.mixer import CandidateBatch, ProductPipeline, RunContext
 from foryou.timeline.engine import RecommendationEngine
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.scorers import HEADS
+from foryou.vocab import RANKER_HEADS
 
 
 @dataclass
@@ -34,14 +34,14 @@ def serve_pages(engine: RecommendationEngine, split: EvalSplit, n: int,
     score = np.full((u, n), np.nan)
     source = np.full((u, n), "", dtype=object)
     in_net = np.zeros((u, n), dtype=bool)
-    preds = {h: np.full((u, n), np.nan) for h in HEADS}
+    preds = {h: np.full((u, n), np.nan) for h in RANKER_HEADS}
     errors: set[str] = set()
     for i, user in enumerate(split.users.tolist()):
         page = engine.recommend(user, n=n, now=split.as_of)
         errors.update(page.errors)
         for j, item in enumerate(page.items[:n]):
             post[i, j], score[i, j], source[i, j], in_net[i, j] = item.post_id, item.score, item.source, item.in_network
-            for h in HEADS:
+            for h in RANKER_HEADS:
                 preds[h][i, j] = item.predictions[h]
         if progress is not None and i % 20 == 0:
             progress((i + 1) / u)

@@ -16,9 +16,8 @@ from scipy import stats
 from foryou.config import EngagementWeights
 from foryou.experiments.definition import METRICS, Experiment
 from foryou.experiments.store import ExperimentLog
+from foryou.vocab import NEGATIVE, POSITIVE
 
-POSITIVE = ("like", "repost", "reply")
-NEGATIVE = ("not_interested", "mute", "block", "report")
 ALPHA = 0.05
 SRM_ALPHA = 0.001  # the usual SRM threshold: a mismatch this unlikely means broken assignment or logging
 POWER = 0.8

@@ -9,17 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from foryou.config import merge_trees
 from foryou.experiments.assignment import assign
 from foryou.experiments.definition import Experiment
 from foryou.experiments.store import ExperimentLog, ExperimentStore
-
-
-def merge_overrides(trees: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for tree in trees:
-        for k, v in tree.items():
-            out[k] = merge_overrides([out[k], v]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 class ActiveExperiments:
@@ -48,7 +41,7 @@ class ActiveExperiments:
         """(the merged config overrides to serve the user with, their assignments)."""
         chosen = self.assignments(user_id)
         trees = [e.arm(chosen[e.name]).overrides for e in self.experiments if e.name in chosen]
-        return merge_overrides(trees), chosen
+        return merge_trees(*trees), chosen
 
     def serve(self, engine: Any, user_id: int, n: int = 35, session_id: int | None = None, **kwargs: Any):
         """`engine.recommend` under the user's arms; the exposure is logged before the page is returned.

@@ -19,11 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.data.lookup import rows_of
-from foryou.data.schema import ENGAGEMENT_KINDS, POST_KINDS
 from foryou.data.split import History, follow_graph
+from foryou.vocab import ENGAGEMENT_KINDS, POSITIVE, POST_KINDS
 
 KIND_CODE = {k: i for i, k in enumerate(ENGAGEMENT_KINDS)}
-POSITIVE = ("like", "repost", "reply")
 _BIG = np.int64(1 << 40)
 
 

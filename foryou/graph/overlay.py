@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from foryou.graph.index import KIND_CODE, POSITIVE, ServingIndex
+from foryou.graph.index import KIND_CODE, ServingIndex
+from foryou.vocab import POSITIVE
 
 # The ServingIndex's post-row columns that a new post extends.
 POST_COLUMNS = ("post_id", "author_row", "created_at", "kind", "parent_row", "topic", "has_media", "has_link",

@@ -24,12 +24,12 @@ import pyarrow.compute as pc
 from foryou.config import Strict
 from foryou.data.lookup import rows_of
 from foryou.data.split import History, _require_history, follow_graph
+from foryou.vocab import DAY
 
 KINDS: tuple[str, ...] = ("like", "repost", "reply", "profile_click", "click", "follow_author",
                           "not_interested", "mute", "block", "report")
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 FEATURES: tuple[str, ...] = ("follows", *KINDS)
-DAY = 86_400
 
 
 class RealGraphCoefficients(Strict):

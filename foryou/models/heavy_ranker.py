@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-HEADS = ("click", "like", "repost", "reply", "profile_click", "dwell", "follow_author",
-         "negative_feedback", "report")
+from foryou.vocab import RANKER_HEADS
 
 
 class MaskBlock(nn.Module):
@@ -37,7 +36,7 @@ class MaskBlock(nn.Module):
 
 
 class HeavyRankerNet(nn.Module):
-    def __init__(self, n_features: int, n_topics: int, heads: tuple[str, ...] = HEADS, blocks: int = 4,
+    def __init__(self, n_features: int, n_topics: int, heads: tuple[str, ...] = RANKER_HEADS, blocks: int = 4,
                  block_dim: int = 64, mlp_dim: int = 128, tower_dim: int = 32, topic_dim: int = 8,
                  id_vocab: np.ndarray | None = None, id_dim: int = 0):
         super().__init__()

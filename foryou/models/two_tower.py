@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from foryou.data.lookup import rows_of
 from foryou.data.split import History, _require_history, follow_graph
+from foryou.vocab import POSITIVE
 
-POSITIVE = ("like", "repost", "reply")
 USER_DENSE = 3
 POST_DENSE = 3
 Progress = Callable[[str, float], None]

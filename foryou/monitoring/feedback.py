@@ -17,8 +17,7 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset, split_by_quantiles
 from foryou.data.world.truth import LATENT_FILE, PARAMS_FILE, TRUTH_DIR, GroundTruth
-
-LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
+from foryou.vocab import SAFETY_LABELS
 
 
 class FeedbackCollector:
@@ -72,7 +71,7 @@ class FeedbackCollector:
                             "created_at": cols["created_at"], "kind": pa.array(["original"] * m, pa.string()),
                             "parent_id": pa.nulls(m, pa.int64()), "topic": cols["topic"].astype(np.int16),
                             "has_media": cols["has_media"], "has_link": cols["has_link"],
-                            "length": cols["length"].astype(np.int32), **{lb: cols[lb] for lb in LABELS}})
+                            "length": cols["length"].astype(np.int32), **{lb: cols[lb] for lb in SAFETY_LABELS}})
             posts = pa.concat_tables([posts, Dataset.conform("posts", new)])
         follows = world.follows
         fa = eng.filter(pc.equal(eng["kind"], "follow_author"))

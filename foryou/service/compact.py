@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
-from foryou.service.service import LABELS, compacted_marks, compacted_seq, lock_path, store_path
+from foryou.service.service import compacted_marks, compacted_seq, lock_path, store_path
 from foryou.service.store import EventStore, StoreError
+from foryou.vocab import SAFETY_LABELS
 
 # Files under .service that the new dataset gets afresh rather than as copies.
 _SERVICE_FRESH = (Path(".service/compacted.json"), Path(".service/server.lock"))
@@ -79,7 +80,7 @@ def _fold(ds: Dataset, path: Path, store: EventStore, others: list[EventStore]) 
             posts.append({"post_id": e.post_id, "author_id": e.user_id, "created_at": e.t, "kind": e.kind,
                           "parent_id": b.get("parent_id"), "topic": b.get("topic", -1),
                           "has_media": b.get("has_media", False), "has_link": b.get("has_link", False),
-                          "length": b.get("length", 0), **{lb: b.get(lb, False) for lb in LABELS}})
+                          "length": b.get("length", 0), **{lb: b.get(lb, False) for lb in SAFETY_LABELS}})
         elif e.type == "engagement" and e.kind == "impression":
             impressions.append({"user_id": e.user_id, "post_id": e.post_id, "created_at": e.t, "session_id": -1,
                                 "position": 0, "propensity": 1.0})

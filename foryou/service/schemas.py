@@ -11,9 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from foryou.config import EngagementWeights, TimelineConfig
-from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.experiments.definition import NAME_PATTERN, Arm, Experiment, Metric
 from foryou.service.cursor import ID_MAX
+from foryou.vocab import ENGAGEMENT_KINDS
 
 EventId = str
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"

@@ -37,11 +37,9 @@ from typing import IO, Any
 import numpy as np
 
 from foryou.config import ForYouConfig
-from foryou.data.schema import POST_KINDS
 from foryou.experiments.assignment import assign
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentLog, ExperimentStore
-from foryou.graph.index import POSITIVE
 from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
@@ -49,9 +47,9 @@ from foryou.service.cache import ScoredCandidateCache
 from foryou.service.store import Event, EventStore, StoreError, check_writable
 from foryou.service.tracelog import TraceLog
 from foryou.timeline.engine import RecommendationEngine, TimelineItem, UnknownPost, UnknownUser
+from foryou.vocab import POSITIVE, POST_KINDS, SAFETY_LABELS
 
 log = logging.getLogger("foryou.service")
-LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
 # Relations the dataset schema cannot hold (account-level blocks and mutes): always replayed.
 UNFOLDED_RELATIONS = ("block", "mute", "unblock", "unmute")
 
@@ -250,7 +248,7 @@ class Service:
                 engine.add_post(e.post_id, e.user_id, t=e.t, kind=e.kind, parent_id=b.get("parent_id"),
                                 topic=b.get("topic", -1), has_media=b.get("has_media", False),
                                 has_link=b.get("has_link", False), length=b.get("length", 0),
-                                labels={k: b.get(k, False) for k in LABELS})
+                                labels={k: b.get(k, False) for k in SAFETY_LABELS})
             elif e.type == "relation":
                 engine.relate(e.user_id, e.target_id, e.kind, t=e.t)
         except (UnknownUser, UnknownPost, ValueError) as exc:  # e.g. a dataset rebuilt without that id
@@ -433,7 +431,7 @@ class Service:
                 "created_at": int(idx.created_at[p]), "kind": POST_KINDS[int(idx.kind[p])],
                 "parent_id": int(idx.post_id[parent]) if parent >= 0 else None, "topic": int(idx.topic[p]),
                 "has_media": bool(idx.has_media[p]), "has_link": bool(idx.has_link[p]), "length": int(idx.length[p]),
-                "labels": {lb: bool(getattr(idx, lb)[p]) for lb in LABELS}, "counters": counters}
+                "labels": {lb: bool(getattr(idx, lb)[p]) for lb in SAFETY_LABELS}, "counters": counters}
 
     def user(self, user_id: int) -> dict[str, Any]:
         self.catch_up()

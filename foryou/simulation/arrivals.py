@@ -17,9 +17,8 @@ import pyarrow.parquet as pq
 
 from foryou.data.world.generator import RHYTHM
 from foryou.data.world.truth import GroundTruth, Latent, PostColumns
+from foryou.vocab import DAY, SAFETY_LABELS
 
-DAY = 86_400
-LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
 _SMOOTH = 5.0  # pseudo-posts at the world's share when estimating an author's share
 
 
@@ -44,7 +43,7 @@ class Arrivals:
 def draw_arrivals(dataset_dir, truth: GroundTruth, start: int, days: float, seed: int) -> Arrivals:
     """New posts created in [start, start + days·86400)."""
     rng = np.random.default_rng([seed, 7])
-    cols = ["post_id", "author_id", "created_at", "kind", "has_media", "has_link", *LABELS]
+    cols = ["post_id", "author_id", "created_at", "kind", "has_media", "has_link", *SAFETY_LABELS]
     p = pq.read_table(f"{dataset_dir}/posts.parquet", columns=cols)
     original = (p["kind"].to_numpy(zero_copy_only=False) == "original")
     author = truth.user_rows(p["author_id"].to_numpy()[original])
@@ -77,7 +76,7 @@ def draw_arrivals(dataset_dir, truth: GroundTruth, start: int, days: float, seed
         author_row=a.astype(np.int64), created_at=t, topic=topic.astype(np.int64),
         has_media=rng.random(m) < share("has_media")[a], has_link=rng.random(m) < share("has_link")[a],
         length=np.clip(rng.lognormal(4.2, 0.8, m), 1, 280).astype(np.int32),
-        labels={lb: rng.random(m) < share(lb)[a] for lb in LABELS},
+        labels={lb: rng.random(m) < share(lb)[a] for lb in SAFETY_LABELS},
         quality=(truth.latent.author_quality[a] + rng.normal(0, 0.6, m)).astype(np.float32),
     )
 

@@ -16,13 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.world.generator import RHYTHM
 from foryou.data.world.truth import GroundTruth
+from foryou.vocab import ENGAGEMENT_KINDS, NEGATIVE, POSITIVE
 
-DAY = 86_400
-POSITIVE = ("like", "repost", "reply")
-NEGATIVE = ("not_interested", "mute", "block", "report")
 SLOT_SECONDS = 6  # time between two posts of a page, as in the world's impressions
 
 

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from foryou.config import ForYouConfig
 from foryou.data.dataset import read_manifest
-from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.world.truth import GroundTruth
 from foryou.experiments.analysis import UserTable, analyse, event_utility
 from foryou.experiments.assignment import assign
@@ -30,15 +29,8 @@ from foryou.monitoring.drift import DriftMonitor
 from foryou.monitoring.exposure import ExposureMonitor
 from foryou.monitoring.feedback import FeedbackCollector
 from foryou.simulation.arrivals import Arrivals, draw_arrivals, extend_truth
-from foryou.simulation.behaviour import (
-    DAY,
-    NEGATIVE,
-    POSITIVE,
-    SLOT_SECONDS,
-    BehaviourConfig,
-    act,
-    day_sessions,
-)
+from foryou.simulation.behaviour import SLOT_SECONDS, BehaviourConfig, act, day_sessions
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, NEGATIVE, POSITIVE
 
 log = logging.getLogger("foryou.simulation")
 Progress = Callable[[str, float], None]
@@ -395,7 +387,7 @@ class Simulation:
 
     def _retrain(self, d: int) -> None:
         """Nightly: world + feedback so far → a dataset; retrain the heavy ranker; serve it."""
-        from foryou.timeline.models import load_models
+        from foryou.timeline.loading import load_models
         from foryou.training.pipeline import train_all
 
         if self.out is None:

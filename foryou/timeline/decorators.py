@@ -7,8 +7,8 @@ import numpy as np
 
 from foryou.mixer import CandidateBatch, Decorator
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.scorers import HEADS
 from foryou.timeline.state import TimelineState
+from foryou.vocab import RANKER_HEADS
 
 
 def network_reason(in_network: bool, author_id: int, source: str) -> str:
@@ -63,7 +63,7 @@ class ExplanationDecorator(Decorator):
         out = np.empty(len(batch), dtype=object)
         for i in range(len(batch)):  # the page only
             heads = {h: {"p": round(float(batch[f"p_{h}"][i]), 5), "weight": weights[h],
-                         "contribution": round(float(batch[f"p_{h}"][i]) * weights[h], 5)} for h in HEADS}
+                         "contribution": round(float(batch[f"p_{h}"][i]) * weights[h], 5)} for h in RANKER_HEADS}
             out[i] = {
                 "source": str(batch["source"][i]),
                 "network": (str(batch["network_reason"][i]) if "network_reason" in batch else network_reason(

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from foryou import features as features_module
 from foryou.config import ForYouConfig, apply_overrides
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
@@ -31,11 +30,11 @@ from foryou.graph.index import KIND_CODE, ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
 from foryou.graph.realgraph import KINDS as REALGRAPH_KINDS
 from foryou.logs import Timer
-from foryou.timeline.models import load_models
+from foryou.timeline.loading import load_models
 from foryou.timeline.pipeline import for_you_pipeline
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.scorers import HEADS
 from foryou.timeline.state import TimelineState
+from foryou.vocab import POST_KINDS, RANKER_HEADS
 
 log = logging.getLogger("foryou.timeline")
 SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
@@ -172,7 +171,7 @@ class RecommendationEngine:
         items = []
         if len(b):  # the returned page only: columns → Python lists once, then zip
             cols = {c: b[c].tolist() for c in ("post_id", "source", "score", "in_network", "post_row")}
-            preds = {h: np.round(b[f"p_{h}"], 5).tolist() for h in HEADS}
+            preds = {h: np.round(b[f"p_{h}"], 5).tolist() for h in RANKER_HEADS}
             authors = idx.user_ids[b["author_row"]].tolist()
             created = idx.created_at[b["post_row"]].tolist()
             liked_by = b.get("liked_by", np.full(len(b), None, dtype=object))
@@ -182,7 +181,7 @@ class RecommendationEngine:
                 items.append(TimelineItem(
                     rank=i + 1, post_id=cols["post_id"][i], author_id=authors[i], source=str(cols["source"][i]),
                     score=cols["score"][i], in_network=cols["in_network"][i], created_at=created[i],
-                    predictions={h: preds[h][i] for h in HEADS}, liked_by=list(liked_by[i] or []),
+                    predictions={h: preds[h][i] for h in RANKER_HEADS}, liked_by=list(liked_by[i] or []),
                     explanation=expl[i], network_reason=str(reasons[i] or "")))
         next_cursor = self._remember(served | frozenset(b["post_row"].tolist()) if len(b) else served)
         sources = {k.split(":", 1)[1]: n for k, n in result.counts.items() if k.startswith("candidate_pipeline:")}
@@ -340,7 +339,7 @@ class RecommendationEngine:
                  length: int = 0, labels: dict[str, bool] | None = None) -> int:
         """A post created now: a candidate on the next request (in-network for the author's
         followers, UTEG and trending once engaged with). Ids must increase; returns the post row."""
-        from foryou.data.schema import POST_KINDS
+
 
         if kind not in POST_KINDS:
             raise ValueError(f"unknown post kind {kind!r}; one of {', '.join(POST_KINDS)}")
@@ -387,10 +386,11 @@ def _fingerprint(path: Path, as_of: int) -> str:
     """What a snapshot was built from: the manifest, every table file's size and mtime, the cut,
     and the source of the modules whose objects it holds (a code change invalidates it)."""
     from foryou.embeddings import simclusters
+    from foryou.features import counter, store
     from foryou.graph import index, realgraph
 
     h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|".encode())
-    for module in (index, realgraph, simclusters, features_module):
+    for module in (index, realgraph, simclusters, counter, store):
         h.update(Path(module.__file__).read_bytes())
     h.update((path / "manifest.json").read_bytes())
     for name in sorted(p.name for p in path.glob("*.parquet")):

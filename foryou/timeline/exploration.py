@@ -25,11 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from foryou.features import PRIOR_IMPRESSIONS
-from foryou.graph.index import POSITIVE
 from foryou.mixer import CandidateBatch
 from foryou.timeline.filters import OutOfNetworkNsfwFilter, OutOfNetworkSocialProofFilter
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.scorers import _Factor
+from foryou.vocab import POSITIVE
 
 STRATEGIES = ("none", "epsilon_greedy", "ucb", "thompson", "random")
 

@@ -7,8 +7,7 @@ import numpy as np
 from foryou.mixer import CandidateBatch, Filter
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import UsesState
-
-DAY = 86_400
+from foryou.vocab import DAY
 
 
 class _StateFilter(UsesState, Filter):

@@ -11,18 +11,16 @@ from scipy.special import expit, logit
 
 from foryou.config import EngagementWeights
 from foryou.mixer import CandidateBatch, Scorer
-from foryou.models.heavy_ranker import HEADS
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import UsesState
-
-DAY = 86_400
+from foryou.vocab import DAY, RANKER_HEADS
 
 
 def weighted_score(probs: dict[str, np.ndarray], weights: EngagementWeights) -> tuple[np.ndarray, np.ndarray]:
     """(utility Σ wᵢ·pᵢ, score) with X's negative-offset rule: a negative sum becomes
     (sum + Σ|negative w|) / Σ|w| × 0.001, a positive one sum + 0.001 — positive, order-preserving."""
     w = weights.as_dict()
-    utility = sum(w[h] * probs[h] for h in HEADS).astype(np.float32)
+    utility = sum(w[h] * probs[h] for h in RANKER_HEADS).astype(np.float32)
     neg = sum(abs(v) for v in w.values() if v < 0)
     total = sum(abs(v) for v in w.values())
     score = np.where(utility < 0, (utility + neg) / total * 0.001, utility + 0.001)
@@ -75,7 +73,7 @@ class HeavyRanker(_StateScorer):
         model = self.state.models.get("heavy_ranker")
         probs = model.predict(query, batch) if model is not None else self.heuristic(query, batch)
         utility, score = weighted_score(probs, self.state.config.weights)
-        return {**{f"p_{h}": probs[h] for h in HEADS}, "utility": utility, "heavy_score": score, "score": score}
+        return {**{f"p_{h}": probs[h] for h in RANKER_HEADS}, "utility": utility, "heavy_score": score, "score": score}
 
     def heuristic(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
         base = self.state.index.base_rate

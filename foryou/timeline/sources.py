@@ -8,8 +8,7 @@ from foryou.data.lookup import values_at
 from foryou.mixer import CandidateBatch, CandidateSource, Gate
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
-
-HOUR = 3600
+from foryou.vocab import HOUR
 
 
 class SourceUnavailable(RuntimeError):

@@ -15,9 +15,10 @@ from foryou.config import HeavyRankerConfig
 from foryou.data.dataset import Dataset
 from foryou.data.split import Window
 from foryou.features import FEATURE_NAMES, FeatureStore
-from foryou.models.heavy_ranker import HEADS, HeavyRankerNet
+from foryou.models.heavy_ranker import HeavyRankerNet
 from foryou.training.metrics import head_metrics
 from foryou.training.negatives import sampled_rows
+from foryou.vocab import RANKER_HEADS
 
 HEAD_KINDS = {"negative_feedback": ("not_interested", "mute", "block")}
 
@@ -54,7 +55,7 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
         p = np.searchsorted(store.post_id, imp["post_id"].to_numpy())
         t = imp["created_at"].to_numpy()
     else:
-        kinds = tuple(k for head in HEADS for k in HEAD_KINDS.get(head, (head,)))
+        kinds = tuple(k for head in RANKER_HEADS for k in HEAD_KINDS.get(head, (head,)))
         u, p, t = sampled_rows(dataset, store, window, kinds, negatives, seed, sampling)
         u, p, t = (a[-max_rows:] for a in (u, p, t)) if max_rows is not None else (u, p, t)  # the most recent
         if window.end is not None:  # a later engagement must not label (and leak into) an earlier window
@@ -64,8 +65,8 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
     e_key = np.searchsorted(store.user_ids, e["user_id"].to_numpy()) * n_posts + np.searchsorted(
         store.post_id, e["post_id"].to_numpy())
     e_kind = e["kind"].to_numpy(zero_copy_only=False)
-    y = np.zeros((len(t), len(HEADS)), dtype=np.float32)
-    for j, head in enumerate(HEADS):
+    y = np.zeros((len(t), len(RANKER_HEADS)), dtype=np.float32)
+    for j, head in enumerate(RANKER_HEADS):
         kinds = HEAD_KINDS.get(head, (head,))
         y[:, j] = np.isin(key, e_key[np.isin(e_kind, kinds)])
     ids = np.stack([store.user_ids[u], store.user_ids[store.content_author(p)]], axis=1)
@@ -132,8 +133,8 @@ def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRanker
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     vocab = np.unique(train.ids) if cfg.id_dim else None  # every viewer and author the train window saw
-    net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim, cfg.tower_dim,
-                         id_vocab=vocab, id_dim=cfg.id_dim)
+    net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, RANKER_HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim,
+                         cfg.tower_dim, id_vocab=vocab, id_dim=cfg.id_dim)
     net.mean.copy_(torch.from_numpy(train.x.mean(0)))
     # A column constant in the train window (e.g. is_repost where no repost was ever shown) carries
     # nothing to learn from; an infinite scale makes the net ignore it instead of seeing 1/1e-6 at
@@ -186,7 +187,7 @@ def evaluate(net: HeavyRankerNet, rows: Rows, truth=None, store: FeatureStore | 
         gt = truth.probabilities(store.user_ids[rows.user_row], store.post_id[rows.post_row], rows.time)
         gt["negative_feedback"] = 1 - (1 - gt["not_interested"]) * (1 - gt["mute"]) * (1 - gt["block"])
         true = gt
-    for j, head in enumerate(HEADS):
+    for j, head in enumerate(RANKER_HEADS):
         m = head_metrics(rows.y[:, j], probs[:, j])
         if true is not None:
             m["ceiling_auc"] = head_metrics(rows.y[:, j], true[head])["auc"]

@@ -27,15 +27,14 @@ import torch
 
 from foryou.data.dataset import Dataset
 from foryou.data.lookup import member, rows_of
-from foryou.data.schema import SAFETY_LABELS
 from foryou.data.split import Window, history
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.graph.realgraph import FEATURES as REALGRAPH_FEATURES
 from foryou.graph.realgraph import RealGraph, RealGraphCoefficients
-from foryou.models.heavy_ranker import HEADS
 from foryou.models.logistic import LogisticRegression, fit_logistic, logistic_from_tensors, predict_proba
 from foryou.training.heavy_ranker import Rows
 from foryou.training.metrics import auc, head_metrics, pr_auc
+from foryou.vocab import RANKER_HEADS, SAFETY_LABELS
 
 Trained = tuple[dict[str, torch.Tensor], dict, dict]
 
@@ -69,11 +68,11 @@ def _round(m: dict) -> dict:
 
 
 def light_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(target, sample weight) from heavy-ranker label columns (rows × HEADS); see the module doc."""
+    """(target, sample weight) from heavy-ranker label columns (rows × RANKER_HEADS); see the module doc."""
     target = np.zeros(len(y), dtype=np.float32)
     weight = np.zeros(len(y), dtype=np.float32)
     for head, w in LIGHT_LABEL_WEIGHTS.items():
-        fired = y[:, HEADS.index(head)] > 0
+        fired = y[:, RANKER_HEADS.index(head)] > 0
         target[fired] = 1.0
         weight[fired] = np.maximum(weight[fired], w)
     weight[target == 0] = 1.0

@@ -16,9 +16,9 @@ from foryou.config import ForYouConfig, HeavyRankerConfig
 from foryou.data.dataset import Dataset
 from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
+from foryou.registry import ModelRegistry
 from foryou.training.heavy_ranker import build_rows, evaluate, has_impressions, split_windows, train_heavy_ranker
 from foryou.training.light_models import train_light_ranker, train_realgraph, train_safety
-from foryou.training.registry import ModelRegistry
 
 log = logging.getLogger("foryou.training")
 MODELS = ("realgraph", "light_ranker", "heavy_ranker", "safety", "two_tower", "twhin")

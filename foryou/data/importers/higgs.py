@@ -41,12 +41,12 @@ from foryou.data.importers import (
     users_table,
 )
 from foryou.data.schema import empty_table
+from foryou.vocab import DAY
 
 NAME = "higgs"
 VERSION = "0.1.0"
 FILE = "higgs-activity_time.txt.gz"
 KIND_MAP: dict[str, str] = {"RT": "repost", "RE": "reply", "MT": "profile_click"}
-DAY = 86_400
 
 
 

@@ -1,6 +1,6 @@
 """The synthetic world: generator and ground truth."""
 
 from foryou.data.world.generator import World, WorldGenerator, generate_world
-from foryou.data.world.truth import HEADS, GroundTruth, TruthParams
+from foryou.data.world.truth import GroundTruth, TruthParams
 
-__all__ = ["HEADS", "GroundTruth", "TruthParams", "World", "WorldGenerator", "generate_world"]
+__all__ = ["GroundTruth", "TruthParams", "World", "WorldGenerator", "generate_world"]

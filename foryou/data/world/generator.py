@@ -24,21 +24,11 @@ import pyarrow as pa
 from foryou.config import WorldConfig
 from foryou.data.dataset import Dataset, Manifest, SplitTimes
 from foryou.data.lookup import member, searchsorted_many
-from foryou.data.schema import ENGAGEMENT_KINDS
-from foryou.data.world.truth import (
-    LATENT_FILE,
-    PARAMS_FILE,
-    TRUTH_DIR,
-    GroundTruth,
-    Latent,
-    PostColumns,
-    TruthParams,
-)
+from foryou.data.world.truth import LATENT_FILE, PARAMS_FILE, TRUTH_DIR, GroundTruth, Latent, PostColumns, TruthParams
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, SAFETY_LABELS
 
 GENERATOR = "foryou.world 0.1.0"
-DAY = 86_400
 TASTE_DIM = 8
-LABELS = ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")
 # Daily rhythm: a morning and a larger evening peak (relative activity per UTC hour).
 _HOURS = np.arange(24)
 RHYTHM = 0.25 + np.exp(-((_HOURS - 9) ** 2) / 8) + 1.4 * np.exp(-((_HOURS - 20) ** 2) / 6)
@@ -117,7 +107,7 @@ class WorldGenerator:
         self.author_quality = rng.normal(0, 1, n).astype(np.float32)
         self.fame = (rng.pareto(1.3, n) + 1) * np.sqrt(rate)
         self.label_prop = {}
-        for label in LABELS:
+        for label in SAFETY_LABELS:
             bad = rng.random(n) < 0.04
             self.label_prop[label] = np.where(bad, rng.beta(2, 4, n), rng.beta(0.5, 60, n))
         self.media_prop = rng.beta(2, 3, n)
@@ -180,7 +170,7 @@ class WorldGenerator:
         self.p_media = rng.random(m) < self.media_prop[a]
         self.p_link = rng.random(m) < self.link_prop[a]
         self.p_length = np.clip(rng.lognormal(4.2, 0.8, m), 1, 280).astype(np.int32)
-        self.p_labels = {lb: rng.random(m) < self.label_prop[lb][a] for lb in LABELS}
+        self.p_labels = {lb: rng.random(m) < self.label_prop[lb][a] for lb in SAFETY_LABELS}
         self.p_quality = (self.author_quality[a] + rng.normal(0, 0.6, m)).astype(np.float32)
 
     def _sessions(self) -> None:
@@ -310,7 +300,7 @@ class WorldGenerator:
             topic=cat("topic", self.p_topic).astype(np.int64),
             has_media=cat("media", self.p_media),
             length=cat("length", self.p_length),
-            labels={lb: cat(lb, self.p_labels[lb]) for lb in LABELS},
+            labels={lb: cat(lb, self.p_labels[lb]) for lb in SAFETY_LABELS},
         )
         return GroundTruth(params, latent, np.arange(1, cfg.n_users + 1, dtype=np.int64), posts)
 
@@ -373,7 +363,7 @@ class WorldGenerator:
         author = self.e_user[idx]
         is_reply = self.e_kind[idx] == ENGAGEMENT_KINDS.index("reply")
         m = len(idx)
-        own_labels = {lb: rng.random(m) < self.label_prop[lb][author] for lb in LABELS}
+        own_labels = {lb: rng.random(m) < self.label_prop[lb][author] for lb in SAFETY_LABELS}
         d = {
             "author": author,
             "created": self.e_time[idx],
@@ -388,7 +378,7 @@ class WorldGenerator:
                                 self.p_quality[parent]).astype(np.float32),
             "content_row": np.where(is_reply, len(self.p_author) + np.arange(m), parent),
         }
-        for lb in LABELS:
+        for lb in SAFETY_LABELS:
             d[lb] = np.where(is_reply, own_labels[lb], self.p_labels[lb][parent])
         fa = self.e_kind == ENGAGEMENT_KINDS.index("follow_author")
         self.new_follows = (self.e_user[fa], self.p_author[self.e_post[fa]], self.e_time[fa])
@@ -466,7 +456,7 @@ class WorldGenerator:
             "has_media": np.r_[self.p_media, extra["media"]],
             "has_link": np.r_[self.p_link, extra["link"]],
             "length": np.r_[self.p_length, extra["length"]].astype(np.int32),
-            **{lb: np.r_[self.p_labels[lb], extra[lb]] for lb in LABELS},
+            **{lb: np.r_[self.p_labels[lb], extra[lb]] for lb in SAFETY_LABELS},
         })
         fs, fd, ft = self.new_follows
         f_src = np.r_[self.f_src, fs]

@@ -27,14 +27,12 @@ from scipy.special import expit, ndtr, ndtri
 
 from foryou.config import EngagementWeights
 from foryou.data.lookup import rows_of
+from foryou.vocab import NEGATIVE, POSITIVE_HEADS
 
 TRUTH_DIR = "ground_truth"
 LATENT_FILE = "latent.npz"
 PARAMS_FILE = "params.json"
 
-POSITIVE_HEADS = ("click", "like", "repost", "reply", "profile_click", "follow_author")
-NEGATIVE_HEADS = ("not_interested", "mute", "block", "report")
-HEADS = (*POSITIVE_HEADS, "dwell", *NEGATIVE_HEADS)
 
 
 @dataclass(frozen=True)
@@ -226,7 +224,7 @@ class GroundTruth:
         for head in POSITIVE_HEADS:
             a, b = prm.heads[head]
             out[head] = expit(a + b * zp + extras.get(head, 0.0))
-        for head in NEGATIVE_HEADS:
+        for head in NEGATIVE:
             a, b = prm.heads[head]
             out[head] = expit(a - b * z + prm.negative_unsafe[head] * exposure)
         mu = prm.dwell_mu + prm.dwell_slope * zp + 0.003 * length + 0.5 * media

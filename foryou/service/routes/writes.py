@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from foryou.service import metrics
 from foryou.service.routes.deps import WRITE_ERRORS, ORJSONResponse, ORJSONRoute, errors, request_id, service
 from foryou.service.schemas import EngagementBatch, EngagementIn, PostCreated, PostIn, RelationIn, WriteResult
-from foryou.service.service import LABELS, InvalidEvent, Service
+from foryou.service.service import InvalidEvent, Service
 from foryou.service.store import Event
+from foryou.vocab import SAFETY_LABELS
 
 router = APIRouter(prefix="/v1", tags=["writes"], route_class=ORJSONRoute)
 ERRORS = errors(*WRITE_ERRORS)
@@ -69,7 +70,7 @@ async def create_post(body: PostIn, svc: Annotated[Service, Depends(service)],
                       rid: Annotated[str, Depends(request_id)]) -> ORJSONResponse:
     event = svc.post_event(body.author_id, body.kind, body.event_id, parent_id=getattr(body, "parent_id", None),
                            topic=body.topic, has_media=body.has_media, has_link=body.has_link, length=body.length,
-                           **{lb: getattr(body, lb) for lb in LABELS})
+                           **{lb: getattr(body, lb) for lb in SAFETY_LABELS})
     (e, duplicate), = await _commit(svc, [event], rid, "posts")
     return ORJSONResponse({"post_id": e.post_id, "created_at": e.t,
                            "ack": {"event_id": e.event_id, "seq": e.seq, "duplicate": duplicate}},

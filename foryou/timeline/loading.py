@@ -13,8 +13,8 @@ from foryou.graph.realgraph import RealGraphCoefficients
 from foryou.mixer import CandidateBatch
 from foryou.models.heavy_ranker import HeavyRankerNet
 from foryou.models.logistic import logistic_from_tensors
+from foryou.registry import ModelRegistry
 from foryou.timeline.query import TimelineQuery
-from foryou.training.registry import ModelRegistry
 
 log = logging.getLogger("foryou.timeline")
 

@@ -129,7 +129,7 @@ end
 def bench_http(dataset: Path, workers: int, connections: int, seconds: float, users: int, seed: int = 0,
                warmup_s: float = 5.0, n: int = 35, overrides: list[str] | None = None,
                rate: float | None = None) -> dict[str, Any]:
-    from foryou.bench import machine
+    from foryou.bench.offline import machine
 
     ids = pq.read_table(Path(dataset) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
     chosen = np.random.default_rng(seed).choice(ids, size=min(users, len(ids)), replace=False)
@@ -220,7 +220,7 @@ def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, single
                  seed: int = 0, single_clients: int = 8) -> dict[str, Any]:
     import httpx
 
-    from foryou.bench import machine
+    from foryou.bench.offline import machine
 
     rng = np.random.default_rng(seed)
     users = pq.read_table(Path(dataset) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()

@@ -16,96 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data.lookup import searchsorted_many
-from foryou.data.schema import ENGAGEMENT_KINDS
 from foryou.data.split import History, _require_history
+from foryou.features.counter import EventCounter
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, NEGATIVE, POSITIVE
 
-POSITIVE = ("like", "repost", "reply")
-NEGATIVE = ("not_interested", "mute", "block", "report")
 PRIOR_IMPRESSIONS = 20.0
-DAY = 86_400
-_SHIFT = np.int64(34)  # key ids in the high bits, seconds since the counter's origin in the low 34
-LIVE_RUN = 512  # live events per sorted run
-
-
-class EventCounter:
-    """Counts of events per integer key strictly before any time t, vectorised over queries.
-
-    Keys are mapped to dense ids so that (id, time) packs into one sorted int64; a query is two
-    searchsorted calls. Live events recorded after the build go to a second, small packed array,
-    rebuilt lazily when it has changed.
-    """
-
-    def __init__(self, keys: np.ndarray, times: np.ndarray):
-        self.origin = int(np.min(times)) if len(times) else 0
-        self.t_max = int(np.max(times)) if len(times) else -1
-        self.uniq, self.packed = self._pack(np.asarray(keys, np.int64), np.asarray(times, np.int64))
-        # Totals per key: a query after the last event (every served request) is one lookup.
-        ids = (self.packed >> _SHIFT).astype(np.int64)
-        self.totals = np.bincount(ids, minlength=len(self.uniq)).astype(np.float64)
-        self.live_keys: list[int] = []
-        self.live_times: list[int] = []
-        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._folded = 0  # live events already in a sorted run
-        self._tail: tuple[np.ndarray, np.ndarray] | None = None
-
-    def _pack(self, keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        uniq, dense = np.unique(keys, return_inverse=True)
-        rel = np.clip(times - self.origin, 0, (1 << 34) - 1)
-        return uniq, np.sort((dense.astype(np.int64) << _SHIFT) | rel)
-
-    @staticmethod
-    def _count(uniq: np.ndarray, packed: np.ndarray, keys: np.ndarray, rel: np.ndarray,
-               totals: np.ndarray | None = None, after_all: np.ndarray | None = None) -> np.ndarray:
-        out = np.zeros(len(keys), dtype=np.float64)
-        if len(uniq):
-            pos = np.minimum(searchsorted_many(uniq, keys), len(uniq) - 1)
-            hit = uniq[pos] == keys
-            if totals is not None and after_all is not None:
-                fast = hit & after_all
-                out[fast] = totals[pos[fast]]
-                hit &= ~after_all
-            base = pos[hit].astype(np.int64) << _SHIFT
-            out[hit] = searchsorted_many(packed, base | rel[hit]) - searchsorted_many(packed, base)
-        return out
-
-    def add(self, key: int, t: int) -> None:
-        self.live_keys.append(int(key))
-        self.live_times.append(int(t))
-        self._tail = None
-
-    def _live(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Live events as sorted runs: every LIVE_RUN events become a run, and a run is merged with
-        the previous one while that is no longer (a binary counter, as in an LSM tree) — O(log n)
-        runs and amortised O(log n) work per event, where re-sorting everything after each event
-        made a long simulation or a busy server slower with every write. The unsorted tail
-        (< LIVE_RUN events) is packed on demand."""
-        while len(self.live_keys) - self._folded >= LIVE_RUN:
-            end = self._folded + LIVE_RUN
-            k = np.array(self.live_keys[self._folded:end], np.int64)
-            t = np.array(self.live_times[self._folded:end], np.int64)
-            self._folded = end
-            while self._runs and len(self._runs[-1][0]) <= len(k):
-                k0, t0, _, _ = self._runs.pop()
-                k, t = np.r_[k0, k], np.r_[t0, t]
-            self._runs.append((k, t, *self._pack(k, t)))
-        if self._tail is None and self._folded < len(self.live_keys):
-            self._tail = self._pack(np.array(self.live_keys[self._folded:], np.int64),
-                                    np.array(self.live_times[self._folded:], np.int64))
-        return [(u, p) for _, _, u, p in self._runs] + ([self._tail] if self._folded < len(self.live_keys) else [])
-
-    def count_before(self, keys: np.ndarray, t: np.ndarray | int) -> np.ndarray:
-        keys = np.asarray(keys, dtype=np.int64)
-        t = np.broadcast_to(np.asarray(t, dtype=np.int64), keys.shape)
-        rel = np.clip(t - self.origin, 0, (1 << 34) - 1)
-        out = self._count(self.uniq, self.packed, keys, rel, self.totals, t > self.t_max)
-        if self.live_keys:
-            for uniq, packed in self._live():
-                out += self._count(uniq, packed, keys, rel)
-        return out
-
-    def count_between(self, keys: np.ndarray, t0: np.ndarray | int, t1: np.ndarray | int) -> np.ndarray:
-        return self.count_before(keys, t1) - self.count_before(keys, t0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Benchmarks: tools that time and size the library (`foryou bench ...`), not library code."""

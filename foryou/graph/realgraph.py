@@ -53,6 +53,11 @@ class RealGraphCoefficients(Strict):
     block: float = -5.0
     report: float = -4.0
 
+    @classmethod
+    def learned(cls, weights: np.ndarray, bias: float) -> RealGraphCoefficients:
+        """A fitted logistic regression over `FEATURES` (raw, standardisation folded in) as coefficients."""
+        return cls(bias=float(bias), **{f: float(v) for f, v in zip(FEATURES, weights, strict=True)})
+
     def vector(self) -> np.ndarray:
         return np.array([getattr(self, f) for f in FEATURES])
 

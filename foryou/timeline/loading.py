@@ -133,9 +133,8 @@ class TrainedLightRanker:
 def realgraph_coefficients(tensors: dict) -> RealGraphCoefficients:
     """The learned RealGraph classifier as coefficients, with signs held to their meaning: rare,
     collinear negative actions can come out positive in the fit, and a block must never raise a weight."""
-    from foryou.training.light_models import realgraph_coefficients as learned
-
-    c = learned(tensors).model_dump()
+    w, b = logistic_from_tensors(tensors).raw_coefficients()
+    c = RealGraphCoefficients.learned(w[0], b[0]).model_dump()
     for kind in ("not_interested", "mute", "block", "report"):
         c[kind] = min(c[kind], 0.0)
     for kind in ("like", "repost", "reply", "profile_click", "click", "follow_author", "follows"):

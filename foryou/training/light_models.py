@@ -197,8 +197,7 @@ def realgraph_coefficients(tensors: dict[str, torch.Tensor]) -> RealGraphCoeffic
     """The learned model as RealGraph's coefficients (standardisation folded in), so that
     `RealGraph.build(h, coefficients=realgraph_coefficients(tensors))` weighs with it."""
     w, b = logistic_from_tensors(tensors).raw_coefficients()
-    learned = {f: float(v) for f, v in zip(REALGRAPH_FEATURES, w[0], strict=True)}
-    return RealGraphCoefficients(bias=float(b[0]), **learned)
+    return RealGraphCoefficients.learned(w[0], b[0])
 
 
 def train_realgraph(dataset: Dataset, windows: tuple[Window, Window, Window], *, half_life_days: float = 7.0,

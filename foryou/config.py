@@ -150,6 +150,8 @@ class DiversityConfig(Strict):
     max_per_author: int = Field(3, ge=1, le=1000)
     max_per_topic_share: float = Field(0.5, gt=0, le=1, description="at most this share of a page from one topic")
     mmr_lambda: float | None = Field(None, ge=0, le=1, description="set to re-rank by MMR over topics")
+    max_without_media_share: float = Field(0.75, gt=0, le=1, description="soft cap on posts without media per "
+                                           "page, when the candidates hold both kinds")
 
 
 class MixingConfig(Strict):
@@ -160,6 +162,50 @@ class MixingConfig(Strict):
                            "out-of-network posts (X's backfill) instead of ending it short")
 
 
+class LightHeuristicConfig(Strict):
+    """The untrained light ranker: the z-scored retrieval score plus these times log1p(24 h positives),
+    has media and log1p(age in hours)."""
+
+    engagement: float = 0.5
+    media: float = 0.3
+    age: float = -0.5
+
+
+class HeavyHeuristicConfig(Strict):
+    """The untrained heavy ranker (timeline/scorers.py, HeavyRanker.heuristic): each head's base rate moved
+    on the logit scale by slope × (interest logit z − unsafe_penalty × unsafe score); z and the unsafe score
+    are the weighted sums below; the negative heads rise with unsafe labels and fall with interest."""
+
+    topic_affinity: float = 0.9  # × log(topics × affinity)
+    post_rate: float = 0.6  # × log(rate / base rate)
+    author_rate: float = 0.4
+    realgraph: float = 1.0
+    social_proof: float = 0.1  # × log1p(engaged follows)
+    simclusters: float = 0.5
+    media: float = 0.3
+    in_network: float = 0.2
+    age: float = -0.35  # × log1p(age in hours)
+    unsafe: dict[str, float] = {"is_nsfw": 1.0, "is_toxic": 1.0, "is_spam": 1.5, "is_misinfo": 0.8}
+    unsafe_penalty: float = 0.8
+    slopes: dict[str, float] = {"click": 0.8, "like": 1.0, "repost": 1.1, "reply": 0.9, "profile_click": 0.7,
+                                "dwell": 0.6, "follow_author": 0.8}
+    negative_feedback: tuple[float, float] = (-0.5, 1.5)  # (× z, × unsafe)
+    report: tuple[float, float] = (-0.2, 2.0)
+
+
+class HeuristicsConfig(Strict):
+    light_ranker: LightHeuristicConfig = LightHeuristicConfig()
+    heavy_ranker: HeavyHeuristicConfig = HeavyHeuristicConfig()
+
+
+class BatchServingConfig(Strict):
+    """`recommend_many`: how many users share one pass of the ranking steps, and the heavy ranker's rows
+    per model call (ONNX Runtime is fastest at a few hundred rows a call on one thread)."""
+
+    users_per_pass: int = Field(128, ge=1, le=100_000)
+    ranker_rows: int = Field(512, ge=1, le=1_000_000)
+
+
 class TimelineConfig(Strict):
     sources: SourcesConfig = SourcesConfig()
     ranking: RankingConfig = RankingConfig()
@@ -167,6 +213,8 @@ class TimelineConfig(Strict):
     safety: SafetyConfig = SafetyConfig()
     diversity: DiversityConfig = DiversityConfig()
     mixing: MixingConfig = MixingConfig()
+    heuristics: HeuristicsConfig = HeuristicsConfig()
+    batch: BatchServingConfig = BatchServingConfig()
 
 
 class HeavyRankerConfig(Strict):
@@ -213,6 +261,86 @@ class ServiceConfig(Strict):
     trace_log_backups: int = Field(5, ge=0)
     clock_idle_cap_s: float = Field(3600.0, ge=0, description="an idle gap advances the world clock by at most "
                                     "this; 0 freezes it at the newest event (reproducible pages)")
+    # Rate limit at the HTTP edge (foryou.service.ratelimit): timeline reads per client address.
+    rate_limit_per_minute: int = Field(600, ge=0, le=10**7, description="timeline reads per client a minute (a burst "
+                                       "of this many, then this rate); past it 429 with Retry-After; 0 = off")
+    rate_limit_clients: int = Field(100_000, ge=1, le=10**8, description="most clients the limiter tracks (idle "
+                                    "ones expire within two minutes; past this the least recent is forgotten)")
+
+
+class BehaviourConfig(Strict):
+    """How simulated users read a page (foryou.simulation.behaviour): the ground truth has no session
+    model, so where a user stops is the simulation's own assumption."""
+
+    stop_base: float = Field(0.08, ge=0, le=1, description="chance to leave after a post with no reaction")
+    stop_engaged: float = Field(0.04, ge=0, le=1, description="... after a post the user engaged with")
+    stop_negative: float = Field(0.6, ge=0, le=1, description="... after a post the user gave negative feedback on")
+    max_pages: int = Field(3, ge=1, description="pages a session may scroll through")
+
+
+class SimulationConfig(Strict):
+    """The closed loop (`foryou simulate`). Fields set on the SimulationConfig handed to a Simulation
+    (the CLI's options) win over this section."""
+
+    days: int = Field(14, ge=1)
+    seed: int = 0
+    user_share: float = Field(1.0, gt=0, le=1, description="share of the world's users simulated (sampled once)")
+    page_size: int | None = Field(None, ge=1, le=200, description="posts per page; None = timeline.mixing.page_size")
+    behaviour: BehaviourConfig = BehaviourConfig()
+    regret_share: float = Field(0.25, ge=0, le=1, description="share of first pages scored against the oracle")
+    new_posts: bool = Field(True, description="new posts keep arriving (needs engine.add_post)")
+    retrain: bool = Field(False, description="retrain the heavy ranker every night on world + feedback")
+    drift_rows: int = Field(20_000, ge=100, description="rows per drift sample (training and each live day)")
+
+
+class DriftThresholds(Strict):
+    """Drift levels (foryou.monitoring.drift): PSI < psi_warn stable, ≥ psi_alert alert; KS alerts at a
+    statistic ≥ ks_stat with p < ks_p (with thousands of rows any tiny shift is "significant")."""
+
+    psi_warn: float = Field(0.1, ge=0)
+    psi_alert: float = Field(0.25, ge=0)
+    ks_stat: float = Field(0.1, ge=0, le=1)
+    ks_p: float = Field(0.01, ge=0, le=1)
+
+
+class MonitoringConfig(Strict):
+    """Drift and exposure measures (foryou.monitoring), live (/metrics) and in simulations."""
+
+    drift: DriftThresholds = DriftThresholds()
+    popular_top: float = Field(0.01, gt=0, le=1, description="'popular' authors: this top share by followers")
+    tail_bottom: float = Field(0.5, gt=0, le=1, description="'long tail' authors: this bottom share by followers")
+    live_window: int = Field(10_000, ge=1, description="served posts in the live drift/exposure window")
+    live_reference: int = Field(5_000, ge=1, description="first served posts kept as the live drift reference")
+
+
+class SimClustersConfig(Strict):
+    """SimClusters (foryou.embeddings.simclusters), built with the serving index. Defaults sized so that
+    the 100k-user world builds in seconds on two cores."""
+
+    min_followers: int = Field(5, ge=1, description="a producer has at least this many followers")
+    max_producers: int = Field(20_000, ge=2, description="most-followed producers kept")
+    max_follows_per_consumer: int = Field(
+        50, ge=2, description="a consumer's producer follows counted for similarity (seeded sample above it): "
+        "the cost of ÂᵀÂ is Σ degree², dominated by heavy followers")
+    similarity_block: int = Field(2_000, ge=1, description="producer rows per block of ÂᵀÂ (memory bound)")
+    min_similarity: float = Field(0.02, ge=0, lt=1, description="weaker producer–producer edges are pruned")
+    top_k: int = Field(20, ge=1, description="neighbours kept per producer")
+    partition: Literal["modularity", "cpm"] = Field(
+        "modularity", description="Leiden quality: modularity (RBConfiguration) is invariant to the scale of the "
+        "cosine weights; CPM's resolution is an absolute density and needs tuning per dataset")
+    resolution: float = Field(1.0, gt=0, description="Leiden resolution (higher = more, smaller clusters)")
+    min_cluster_size: int = Field(3, ge=1, description="smaller communities are dropped")
+    interested_in_top: int = Field(20, ge=1, description="clusters kept per user")
+    min_interest: float = Field(0.02, ge=0, lt=1, description="InterestedIn weights below this are dropped")
+    half_life_hours: float = Field(8.0, gt=0, description="post-vector decay")
+    like_weight: float = Field(1.0, ge=0)
+    repost_weight: float = Field(1.0, ge=0)
+    posts_per_cluster: int = Field(300, ge=1, description="top posts kept per cluster for retrieval")
+    retrieval_clusters: int = Field(50, ge=1, description="top clusters of the user vector probed")
+    retrieval_dot_top: int = Field(200, ge=1, description="candidates kept by dot product before cosine")
+    min_cosine: float = Field(0.1, ge=0, le=1, description="cosine threshold of retrieval")
+    compact_every: int = Field(200_000, ge=1, description="real-time overlay entries before merging")
+    seed: int = 0
 
 
 class ForYouConfig(Strict):
@@ -223,6 +351,9 @@ class ForYouConfig(Strict):
     timeline: TimelineConfig = TimelineConfig()
     training: TrainingConfig = TrainingConfig()
     service: ServiceConfig = ServiceConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    simclusters: SimClustersConfig = SimClustersConfig()
 
 
 def merge_trees(*trees: dict[str, Any]) -> dict[str, Any]:

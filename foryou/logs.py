@@ -1,4 +1,7 @@
-"""Structured logs: JSON lines to a file. Library code logs; only the CLI writes to the terminal."""
+"""Structured logs: JSON lines to a file. Library code logs; only the CLI writes to the terminal.
+
+Long work (generation, training, evaluation, simulation) reports through a `Progress` callback instead;
+the CLI turns it into progress bars."""
 
 from __future__ import annotations
 
@@ -6,8 +9,12 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+
+# (stage description, fraction of that stage done in [0, 1])
+Progress = Callable[[str, float], None]
 
 DEFAULT_LOG = Path(os.environ.get("FORYOU_LOG", "runs/logs/foryou.jsonl"))
 _RESERVED = set(vars(logging.makeLogRecord({})))

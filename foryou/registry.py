@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -408,7 +409,7 @@ class ModelRegistry:
             raise RegistryError(f"{name} v{version}: no such version in {self.root}", "missing")
         return self._version_with_status(name, int(version), state, verify=True)
 
-    def _promotion_or_damage(self, name: str, versions: list[int]) -> int | RegistryError | None:
+    def _promotion_or_damage(self, name: str, versions: Sequence[int]) -> int | RegistryError | None:
         """The promoted version number, None, or why the promotion state cannot be trusted."""
         try:
             promoted = self._read_promotion(name)["version"]

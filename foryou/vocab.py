@@ -12,12 +12,18 @@ ENGAGEMENT_KINDS: tuple[str, ...] = (
 POSITIVE: tuple[str, ...] = ("like", "repost", "reply")
 # Explicit negative feedback (X's "negative_feedback_v2" family plus report).
 NEGATIVE: tuple[str, ...] = ("not_interested", "mute", "block", "report")
+# What the heavy ranker's "negative_feedback" head pools (report keeps its own head).
+NEGATIVE_FEEDBACK: tuple[str, ...] = ("not_interested", "mute", "block")
 # The world's per-action heads: every kind it can draw, positive first.
 POSITIVE_HEADS: tuple[str, ...] = ("click", "like", "repost", "reply", "profile_click", "follow_author")
 WORLD_HEADS: tuple[str, ...] = (*POSITIVE_HEADS, "dwell", *NEGATIVE)
 # The heavy ranker's heads: X's scored engagements, with the negatives but report pooled.
 RANKER_HEADS: tuple[str, ...] = ("click", "like", "repost", "reply", "profile_click", "dwell", "follow_author",
                                  "negative_feedback", "report")
+
+# Account relations a user can set towards another (the follow graph and the block/mute lists).
+RELATIONS: tuple[str, ...] = ("follow", "unfollow", "block", "mute", "unblock", "unmute")
+FOLLOW_RELATIONS: tuple[str, ...] = ("follow", "unfollow")
 
 POST_KINDS: tuple[str, ...] = ("original", "reply", "repost")
 USER_KINDS: tuple[str, ...] = ("person", "catalog")

@@ -12,7 +12,9 @@ import torch
 from test_cli import assert_one_line_error, foryou
 from test_importers import write_movielens
 
-from foryou import cli
+from foryou.cli.bench import bench_world
+from foryou.cli.quickstart import train_unless_trained
+from foryou.cli.train import TRAINABLE
 from foryou.training.pipeline import MODELS, registry_for
 
 
@@ -70,7 +72,7 @@ def test_simulate_refuses_to_replace_an_earlier_feedback_dataset(tmp_path, world
 def test_bench_world_defaults_to_small_and_leaves_no_world_behind(tmp_path):
     import inspect
 
-    assert inspect.signature(cli.bench_world).parameters["preset"].default == "small"
+    assert inspect.signature(bench_world).parameters["preset"].default == "small"
     r = foryou("bench", "world", "--help", cwd=tmp_path)
     assert "default world" in r.stdout and "[default: small]" in r.stdout
     r = foryou("bench", "world", "--preset", "tiny", "--json", "b.json", cwd=tmp_path)
@@ -105,19 +107,19 @@ def test_retrain_flag_and_the_reuse_decision(monkeypatch, tmp_path, world_copy):
         return {}
 
     monkeypatch.setattr("foryou.training.pipeline.train_all", fake_train_all)
-    cli._train_unless_trained(world_copy)
+    train_unless_trained(world_copy)
     assert calls == [world_copy]  # nothing promoted: trains
     _promote_fake_heavy_ranker(world_copy, "old")
-    cli._train_unless_trained(world_copy)
+    train_unless_trained(world_copy)
     assert calls == [world_copy]  # promoted on older data: reused
-    cli._train_unless_trained(world_copy, retrain=True)
+    train_unless_trained(world_copy, retrain=True)
     assert calls == [world_copy, world_copy]  # --retrain: trains
     r = foryou("quickstart", "--help", cwd=tmp_path)
     assert "--retrain" in r.stdout and "--force" in r.stdout
 
 
 def test_train_only_lists_and_checks_every_model(tmp_path, world_copy):
-    assert cli.TRAINABLE == MODELS
+    assert TRAINABLE == MODELS
     r = foryou("train", "--help", cwd=tmp_path, columns=200)
     assert all(name in r.stdout for name in MODELS), r.stdout
     r = foryou("train", "w", "--only", "safety_nsfw", cwd=tmp_path)

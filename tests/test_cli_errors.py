@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError
 from test_cli import assert_one_line_error, foryou
 
-from foryou import cli
+from foryou.cli import data as cli_data
+from foryou.cli import main
 from foryou.errors import ForYouError
 
 
@@ -80,6 +82,17 @@ def test_validate_finds_bytes_flipped_in_the_middle_of_a_file(tmp_path, tiny_wor
     assert_one_line_error(r, "problem(s)")
 
 
+def test_experiment_mistakes_are_one_line(tmp_path, tiny_world_dir):
+    """The experiment store's refusals and a definition that does not validate are the user's mistakes
+    where the experiments commands (and simulate --experiment) call it."""
+    shutil.copytree(tiny_world_dir, tmp_path / "w", ignore=shutil.ignore_patterns(".serving", "models"))
+    assert_one_line_error(foryou("experiments", "create", "w", "x", "--arm", "control", cwd=tmp_path),
+                          "at least two arms")
+    for args in (["experiments", "stop", "w", "nosuch"], ["experiments", "results", "w", "nosuch"],
+                 ["simulate", "w", "--experiment", "nosuch"]):
+        assert_one_line_error(foryou(*args, cwd=tmp_path), "no experiment named 'nosuch'")
+
+
 def test_not_a_dataset_versus_no_such_directory(tmp_path):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "notes.txt").write_text("not a dataset")
@@ -98,7 +111,7 @@ def test_not_a_dataset_versus_no_such_directory(tmp_path):
 def _no_log_file(monkeypatch, tmp_path):
     """In process, main() must not attach its log file to this pytest session's loggers (nor write one
     into the working tree)."""
-    monkeypatch.setattr(cli.logs, "configure", lambda *a, **k: None)
+    monkeypatch.setattr("foryou.logs.configure", lambda *a, **k: None)
     monkeypatch.chdir(tmp_path)
 
 
@@ -109,24 +122,38 @@ def _fake_stats(exc: BaseException):
     return raise_it
 
 
+class _Point(BaseModel):
+    x: int
+
+
+def _validation_error() -> ValidationError:
+    try:
+        _Point.model_validate({"x": "not a number"})
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("validated")
+
+
 def test_a_foryou_error_is_one_line_exit_1(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(cli, "_show_stats", _fake_stats(ForYouError("disk full\nsecond line")))
+    monkeypatch.setattr(cli_data, "show_stats", _fake_stats(ForYouError("disk full\nsecond line")))
     with pytest.raises(SystemExit) as info:
-        cli.main(["data", "stats", str(tmp_path)])
+        main(["data", "stats", str(tmp_path)])
     assert info.value.code == 1
     assert capsys.readouterr().err.strip() == "error: disk full"
 
 
-@pytest.mark.parametrize("exc", [ValueError("boom"), KeyError("boom"), FileNotFoundError("boom")])
+@pytest.mark.parametrize("exc", [ValueError("boom"), KeyError("boom"), FileNotFoundError("boom"),
+                                 _validation_error(), type("LibraryError", (ValueError,), {})("boom")])
 def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path, exc):
-    """ValueError / KeyError / FileNotFoundError from deep inside are bugs, not 'user errors'."""
-    monkeypatch.setattr(cli, "_show_stats", _fake_stats(exc))
+    """ValueError / KeyError / FileNotFoundError from deep inside are bugs, not 'user errors'; so are a
+    pydantic ValidationError or a library's own ValueError subclass where no command expects them."""
+    monkeypatch.setattr(cli_data, "show_stats", _fake_stats(exc))
     with pytest.raises(type(exc)):
-        cli.main(["data", "stats", str(tmp_path)])
+        main(["data", "stats", str(tmp_path)])
 
 
 def test_permission_denied_is_one_line(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(cli, "_show_stats", _fake_stats(PermissionError(13, "Permission denied", "/x/y")))
+    monkeypatch.setattr(cli_data, "show_stats", _fake_stats(PermissionError(13, "Permission denied", "/x/y")))
     with pytest.raises(SystemExit) as info:
-        cli.main(["data", "stats", str(tmp_path)])
+        main(["data", "stats", str(tmp_path)])
     assert info.value.code == 1 and capsys.readouterr().err.strip() == "error: /x/y: Permission denied"

@@ -99,14 +99,15 @@ def test_analysis_detects_effect_and_not_noise():
     imp = rng.poisson(30, n) + 1
     pos = rng.binomial(imp, np.where(arm == 1, 0.12, 0.10))
     table = UserTable(arm=arm, sessions=np.full(n, 3.0), impressions=imp.astype(float), positives=pos.astype(float),
-                      negatives=np.zeros(n), utility=pos * 1.0)
+                      negatives=np.zeros(n), realised_utility=pos * 1.0)
     r = analyse(_exp(primary_metric="engagement_rate"), table)
     primary = next(c for c in r["comparisons"] if c["primary"])
     assert primary["significant"] and primary["lift"] == pytest.approx(0.2, abs=0.05)
     assert primary["ci_low"] > 0 and r["decision"] == {"ucb": "better"}
     aa = analyse(_exp(primary_metric="engagement_rate"), UserTable(
         arm=arm, sessions=table.sessions, impressions=table.impressions,
-        positives=rng.binomial(imp, 0.1).astype(float), negatives=table.negatives, utility=table.utility))
+        positives=rng.binomial(imp, 0.1).astype(float), negatives=table.negatives,
+        realised_utility=table.realised_utility))
     assert not next(c for c in aa["comparisons"] if c["primary"])["significant"]
 
 

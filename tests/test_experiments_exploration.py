@@ -72,9 +72,8 @@ def test_thompson_and_ucb_explore_new_posts_more_than_proven_ones(engine):
     r = np.r_[rows, new]  # one request's candidates: the same N for UCB
     batch = CandidateBatch({"post_row": r, "score": np.ones(len(r), np.float32), "post_id": idx.post_id[r]})
     for strategy in ("thompson", "ucb"):
-        state = engine.pipeline_for({"timeline": {"exploration": {"strategy": strategy, "weight": 1.0}}}) \
-            .scoring_pipelines[1].scorers[3].state
-        scorer = ExplorationScorer(state)
+        arm = engine.pipeline_for({"timeline": {"exploration": {"strategy": strategy, "weight": 1.0}}})
+        scorer = next(s for sp in arm.scoring_pipelines for s in sp.scorers if isinstance(s, ExplorationScorer))
         fs = np.stack([scorer.factor(TimelineQuery(user_row=0, now=int(engine.now) + k, n=35), batch)
                        for k in range(20)])
         moved = np.abs(fs - 1).mean(0)

@@ -1,4 +1,4 @@
-"""Logistic regression, the light ranker, the safety classifiers and the learned RealGraph."""
+"""Logistic regression, the light ranker and the learned RealGraph."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ import torch
 from foryou.data.split import history
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.graph.realgraph import RealGraph
-from foryou.models.logistic import LogisticRegression, fit_logistic, logistic_from_tensors, predict_proba
+from foryou.models.logistic import LogisticRegression, logistic_from_tensors, predict_proba
 from foryou.training.heavy_ranker import build_rows, split_windows
 from foryou.training.light_models import (
     LIGHT_FEATURES,
-    SAFETY_FEATURES,
-    author_label_history,
     light_labels,
     realgraph_coefficients,
     train_light_ranker,
     train_realgraph,
-    train_safety,
 )
+from foryou.training.logistic import fit_logistic
 from foryou.training.metrics import auc
 from foryou.vocab import RANKER_HEADS
 
@@ -39,8 +37,7 @@ def setup(tiny_world):
 @pytest.fixture(scope="module")
 def trained(setup):
     ds, store, windows, rows = setup
-    return {**train_light_ranker(*rows, store), **train_safety(ds, store, windows),
-            "realgraph": train_realgraph(ds, windows)}
+    return {**train_light_ranker(*rows, store), "realgraph": train_realgraph(ds, windows)}
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -105,7 +102,7 @@ def test_empty_fit_and_round_trip():
     assert logistic_from_tensors(m2.state_dict()).n_outputs == 2
 
 
-# -- labels and the author history -----------------------------------------------------------------
+# -- labels -----------------------------------------------------------------------------------------
 
 
 def test_light_labels_weighted_positive():
@@ -118,39 +115,11 @@ def test_light_labels_weighted_positive():
     assert weight.tolist() == pytest.approx([1, 0.3, 9, 1])
 
 
-def test_author_history_uses_only_strictly_earlier_posts():
-    # author 7: t=10 (spam), 20 (clean), 20 (spam, same second), 30 (clean); author 3: t=5 (spam), t=15 (clean)
-    author = np.array([7, 3, 7, 7, 3, 7])
-    t = np.array([20, 15, 10, 30, 5, 20])
-    spam = np.array([1, 0, 1, 0, 1, 0], float)
-    share, prev = author_label_history(author, t, spam[:, None], prior=0.1, pseudo_count=2.0)
-    assert prev.tolist() == [1, 1, 0, 3, 0, 1]
-    expected_labelled = np.array([1, 1, 0, 2, 0, 1], float)  # the same-second pair sees only t=10
-    np.testing.assert_allclose(share[:, 0], (expected_labelled + 0.2) / (prev + 2.0))
-    # changing a post's own label, or any later post's, never changes its feature
-    flipped = spam.copy()
-    flipped[3] = 1 - flipped[3]
-    share2, _ = author_label_history(author, t, flipped[:, None], prior=0.1, pseudo_count=2.0)
-    np.testing.assert_array_equal(share2, share)
-
-
-def test_author_history_matches_brute_force():
-    rng = np.random.default_rng(3)
-    author, t = rng.integers(0, 5, 300), rng.integers(0, 40, 300)
-    lab = (rng.random((300, 2)) < 0.3).astype(float)
-    share, prev = author_label_history(author, t, lab, prior=[0.2, 0.05])
-    for i in range(300):
-        earlier = (author == author[i]) & (t < t[i])
-        assert prev[i] == earlier.sum()
-        np.testing.assert_allclose(share[i], (lab[earlier].sum(0) + 2 * np.array([0.2, 0.05])) / (earlier.sum() + 2))
-
-
 # -- trainers on the tiny world --------------------------------------------------------------------
 
 
 def test_trainers_return_loadable_tensors_and_metrics(trained):
-    assert set(trained) == {"light_ranker_in_network", "light_ranker_out_of_network", "safety_nsfw",
-                            "safety_toxic", "safety_spam", "safety_misinfo", "realgraph"}
+    assert set(trained) == {"light_ranker_in_network", "light_ranker_out_of_network", "realgraph"}
     for name, (tensors, config, metrics) in trained.items():
         module = LogisticRegression(len(config["features"]))
         module.load_state_dict(tensors)
@@ -162,24 +131,15 @@ def test_trainers_return_loadable_tensors_and_metrics(trained):
         cfg = trained[name][1]
         assert cfg["features"] == list(LIGHT_FEATURES) and set(cfg["features"]) <= set(FEATURE_NAMES)
         assert "in_network" not in cfg["features"]
-    for name in ("safety_nsfw", "safety_toxic", "safety_spam", "safety_misinfo"):
-        cfg = trained[name][1]
-        assert cfg["features"] == list(SAFETY_FEATURES)
-        assert not {"is_nsfw", "is_toxic", "is_spam", "is_misinfo"} & set(cfg["features"])
-        assert "pr_auc" in trained[name][2]["test"]
-    assert "heuristic_auc" in trained["realgraph"][2]["test"]
-    # Unweighted fits beat the best constant predictor on their own training rows: the model learned something.
     rg = trained["realgraph"][2]
-    assert rg["fit"]["rows"] == rg["train_pairs"]
-    for name in ("safety_nsfw", "safety_toxic", "safety_spam", "safety_misinfo", "realgraph"):
-        m = trained[name][2]
-        assert m["fit"]["loss"] < _entropy(m["train_positives"] / m["fit"]["rows"]), (name, m)
+    assert "heuristic_auc" in rg["test"] and rg["fit"]["rows"] == rg["train_pairs"]
+    # An unweighted fit beats the best constant predictor on its own training rows: the model learned something.
+    assert rg["fit"]["loss"] < _entropy(rg["train_positives"] / rg["fit"]["rows"]), rg
 
 
 def test_trainers_are_deterministic(setup, trained):
     ds, store, windows, rows = setup
-    again = {**train_light_ranker(*rows, store), **train_safety(ds, store, windows),
-             "realgraph": train_realgraph(ds, windows)}
+    again = {**train_light_ranker(*rows, store), "realgraph": train_realgraph(ds, windows)}
     for name, (tensors, _, _) in trained.items():
         assert _same(tensors, again[name][0]), name
 

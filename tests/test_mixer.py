@@ -13,6 +13,7 @@ from foryou.mixer import (
     Decorator,
     Filter,
     Gate,
+    PipelineOrderError,
     PipelineResult,
     ProductPipeline,
     Query,
@@ -102,6 +103,7 @@ def make_product(sources: list[CandidateSource] | None = None, **kw: object) -> 
         gates=[Yes()],
         query_hydrators=[Hydrate()],
         candidate_pipelines=cps,
+        dedup_column="post_id",  # the framework has no default id column: the product names it
         filters=[DropEven()],
         scoring_pipelines=[ScoringPipeline("rank", scorers=[ScoreIsId()])],
         selectors=[TopK(3)],
@@ -267,3 +269,90 @@ def test_timings_contain_every_step() -> None:
 def test_component_names_default_to_class_name() -> None:
     assert DropEven.name == "DropEven" and DropEven().name == "DropEven"
     assert RangeSource(0, 1, "custom").name == "custom" and RangeSource(0, 1).name == "RangeSource"
+
+
+# -- many queries, stages, declared order --------------------------------------------------------
+
+
+class QuerySource(CandidateSource):
+    """Ten ids starting at the query's own `lo`: each query gets different candidates."""
+
+    def fetch(self, query: Query) -> CandidateBatch:
+        lo = query.params["lo"]
+        return CandidateBatch({"post_id": np.arange(lo, lo + 10, dtype=np.int64)})
+
+
+def test_run_many_gives_each_query_its_own_result() -> None:
+    p = make_product([QuerySource()])
+    queries = [Query(params={"lo": lo}) for lo in (0, 100, 7)]
+    out = p.run_many(queries, trace=True)
+    assert out.segments.lengths.tolist() == [3, 3, 3] and len(out.batch) == 9
+    for q, res in zip(queries, out.results, strict=True):
+        alone = p.run(Query(params=dict(q.params)))
+        assert res.batch["post_id"].tolist() == alone.batch["post_id"].tolist()
+        assert res.batch["label"].tolist() == alone.batch["label"].tolist()
+        assert set(res.timings_ms) == set(alone.timings_ms)
+        f = next(s for s in res.trace.steps if s.kind == "filter")
+        assert (f.n_in, f.n_out) == (10, 5)
+
+
+def test_run_many_with_a_gate_closed_for_one_query() -> None:
+    class OddLo(Gate):
+        def should_run(self, query: Query) -> bool:
+            return query.params["lo"] % 2 == 0
+
+    out = make_product([QuerySource()], gates=[OddLo()]).run_many([Query(params={"lo": lo}) for lo in (0, 1, 2)])
+    assert out.segments.lengths.tolist() == [3, 0, 3]
+    assert out.results[1].skipped == "gate:OddLo" and len(out.results[1].batch) == 0
+    assert out.results[2].batch["post_id"].tolist() == [11, 9, 7]
+
+
+def test_until_stops_after_a_stage_and_observe_sees_each_stage() -> None:
+    seen: dict[str, list[int]] = {}
+    res = make_product().run(Query(), until="filters", observe=lambda stage, b, seg: seen.setdefault(
+        stage, b["post_id"].tolist() if len(b) else []))
+    assert res.batch["post_id"].tolist() == [1, 3, 5, 7, 9, 11, 13]  # no scoring, no selection
+    assert seen["candidate_pipeline:low"] == list(range(10)) and len(seen["candidate_pipelines"]) == 20
+    assert seen["dedup"] == list(range(15)) and "scoring_pipeline:rank" not in seen
+    with pytest.raises(ValueError, match="unknown stage"):
+        make_product().run(Query(), until="ranking")
+
+
+def test_post_selection_filters_run_on_the_selected_page() -> None:
+    class NotThirteen(Filter):
+        def keep(self, query: Query, batch: CandidateBatch) -> np.ndarray:
+            return batch["post_id"] != 13
+
+    res = make_product(post_selection_filters=[NotThirteen()]).run(Query(), trace=True)
+    assert res.batch["post_id"].tolist() == [11, 9]  # selected 13, 11, 9; then 13 was dropped
+    assert res.batch["label"].tolist() == ["#11", "#9"]  # decorators see the final page
+
+
+def test_a_pipeline_that_reads_a_column_before_it_is_written_fails_when_built() -> None:
+    class Source(CandidateSource):
+        writes = ("post_id",)
+
+        def fetch(self, query: Query) -> CandidateBatch:
+            return CandidateBatch({"post_id": np.arange(3)})
+
+    class Scored(Scorer):
+        writes = ("score",)
+
+        def score(self, query: Query, batch: CandidateBatch) -> dict[str, np.ndarray]:
+            return {"score": np.ones(len(batch))}
+
+    class Positive(Filter):
+        reads = ("score",)
+
+        def keep(self, query: Query, batch: CandidateBatch) -> np.ndarray:
+            return batch["score"] > 0
+
+    cps = [CandidatePipeline("s", Source())]
+    ProductPipeline("ok", candidate_pipelines=cps, scoring_pipelines=[ScoringPipeline("r", scorers=[Scored()])],
+                    post_filters=[Positive()])
+    with pytest.raises(PipelineOrderError, match=r"filter Positive reads column 'score' before it exists "
+                                                 r"\(written only later, by scorer Scored\)"):
+        ProductPipeline("bad", candidate_pipelines=cps, filters=[Positive()],
+                        scoring_pipelines=[ScoringPipeline("r", scorers=[Scored()])])
+    with pytest.raises(PipelineOrderError, match="dedup column 'id'"):
+        ProductPipeline("bad", candidate_pipelines=cps, dedup_column="id")

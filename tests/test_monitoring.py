@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from foryou.config import DriftThresholds, ForYouConfig, apply_overrides
 from foryou.monitoring.drift import DriftMonitor, psi
 from foryou.monitoring.exposure import ExposureMonitor, gini
 
@@ -22,6 +23,16 @@ def test_psi_and_ks_drift_levels():
         out["shifted"]["psi"])
     assert REGISTRY.get_sample_value("foryou_drift_alerts_total", {"kind": "feature", "name": "shifted",
                                                                    "level": "alert"}) >= 1
+
+
+def test_drift_thresholds_come_from_the_config_tree():
+    rng = np.random.default_rng(1)
+    ref, live = rng.normal(0, 1, 20_000), rng.normal(0.35, 1, 5000)
+    assert ForYouConfig().monitoring.drift == DriftThresholds()  # the defaults: today's levels
+    lenient = apply_overrides(ForYouConfig(), {"monitoring": {"drift": {"psi_warn": 0.5, "psi_alert": 0.9,
+                                                                        "ks_stat": 0.5}}}).monitoring.drift
+    assert DriftMonitor({"x": ref}).check({"x": live}, publish=False)["x"]["level"] != "ok"
+    assert DriftMonitor({"x": ref}, thresholds=lenient).check({"x": live}, publish=False)["x"]["level"] == "ok"
 
 
 def test_gini_known_values():

@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from contract import service_client
 
 from foryou.config import ForYouConfig
 from foryou.service import cursor as cursors
-from foryou.service.app import ServeSettings, create_app
 from foryou.service.service import Service, ServiceOptions
 from foryou.timeline.query import TimelineQuery
 
@@ -26,15 +25,9 @@ def world(tiny_world_dir, tmp_path_factory):
     return _copy(tiny_world_dir, tmp_path_factory.mktemp("svc") / "world")
 
 
-def _client(path, tmp, token=None, **service_cfg):
-    settings = ServeSettings(dataset=path, token=token, trace_log=tmp / "trace.jsonl",
-                             config={"service": service_cfg} if service_cfg else {})
-    return TestClient(create_app(settings))
-
-
 @pytest.fixture(scope="module")
 def client(world, tmp_path_factory):
-    with _client(world, tmp_path_factory.mktemp("trace")) as c:
+    with service_client(world, tmp_path_factory.mktemp("trace")) as c:
         yield c
 
 
@@ -208,10 +201,18 @@ def test_cache_serves_repeats_and_next_pages_without_repeats(client):
 
 def test_cache_ttl_zero_turns_it_off(world, tmp_path):
     path = _copy(world, tmp_path / "w")
-    with _client(path, tmp_path, cache_ttl_s=0) as c:
+    with service_client(path, tmp_path, cache_ttl_s=0) as c:
         u = active_user(svc_of(c), 0)
         c.get(f"/v1/users/{u}/timeline")
         assert not c.get(f"/v1/users/{u}/timeline").json()["cached"]
+
+
+def test_the_default_page_size_is_the_configs(world, tmp_path):
+    with service_client(world, tmp_path, config={"timeline": {"mixing": {"page_size": 7}}}) as c:
+        u = active_user(svc_of(c), 0)
+        assert len(c.get(f"/v1/users/{u}/timeline").json()["items"]) == 7
+        assert len(c.get(f"/v1/users/{u}/timeline", params={"n": 9}).json()["items"]) == 9
+        assert len(svc_of(c).timeline(u)["items"]) == 7
 
 
 def test_cursor_round_trip_and_rejects_garbage():
@@ -254,7 +255,7 @@ def test_validation_errors(client):
 
 def test_writes_need_the_token_when_configured(world, tmp_path):
     path = _copy(world, tmp_path / "w")
-    with _client(path, tmp_path, token="s3cret") as c:
+    with service_client(path, tmp_path, token="s3cret") as c:
         svc = svc_of(c)
         body = {"user_id": active_user(svc), "post_id": int(svc.engine.state.index.post_id[0]), "kind": "click"}
         assert c.post("/v1/engagements", json=body).status_code == 401
@@ -265,7 +266,7 @@ def test_writes_need_the_token_when_configured(world, tmp_path):
 
 def test_body_size_limit(world, tmp_path):
     path = _copy(world, tmp_path / "w")
-    with _client(path, tmp_path, max_body_bytes=2048) as c:
+    with service_client(path, tmp_path, max_body_bytes=2048) as c:
         svc = svc_of(c)
         e = {"user_id": active_user(svc), "post_id": int(svc.engine.state.index.post_id[0]), "kind": "click"}
         assert c.post("/v1/engagements", json={"events": [e] * 100}).status_code == 413

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from contract import ContractClient
 from test_cli import assert_one_line_error, foryou
 
 from foryou.config import ForYouConfig
@@ -201,7 +201,7 @@ def test_a_read_only_store_is_one_clear_error_at_start(world, tmp_path):
         with pytest.raises(StoreError) as exc:
             _service(path, tmp_path, store=store)
         assert f"event store {store} is not writable" in _one_line(exc)
-        with pytest.raises(StoreError), TestClient(create_app(ServeSettings(
+        with pytest.raises(StoreError), ContractClient(create_app(ServeSettings(
                 dataset=path, trace_log=tmp_path / "trace.jsonl", store=store))):
             pass
     # An existing store whose directory became read-only (a read-only bind mount over it).
@@ -251,7 +251,7 @@ def test_a_full_disk_answers_503_keeps_acked_writes_and_recovers(world, tmp_path
         filler.write_bytes(b"\0" * 256 * 1024)  # freed later: "space is available again"
         settings = ServeSettings(dataset=path, trace_log=tmp_path / "trace.jsonl", store=disk / "events.sqlite")
         acked: list[str] = []
-        with TestClient(create_app(settings)) as client:
+        with ContractClient(create_app(settings)) as client:
             user, post, _ = _pick(client.app.state.service)
             before = client.get(f"/v1/posts/{post}").json()["counters"]["impressions"]
 
@@ -277,7 +277,7 @@ def test_a_full_disk_answers_503_keeps_acked_writes_and_recovers(world, tmp_path
             r = batch("after", 50)  # space again: the same process writes
             assert r.status_code == 200, r.text
             acked += [e["event_id"] for e in r.json()["events"]]
-        with TestClient(create_app(settings)) as client:  # restart: every ack is there, nothing else
+        with ContractClient(create_app(settings)) as client:  # restart: every ack is there, nothing else
             store = client.app.state.service.store
             assert [e.event_id for e in store.iter_since(0)] == acked
             assert client.get(f"/v1/posts/{post}").json()["counters"]["impressions"] == before + len(acked)
@@ -289,7 +289,7 @@ def test_a_store_at_its_size_limit_answers_503_and_recovers(world, tmp_path):
     real error behind a 500."""
     path = _copy(world, tmp_path)
     settings = ServeSettings(dataset=path, trace_log=tmp_path / "trace.jsonl")
-    with TestClient(create_app(settings)) as client:
+    with ContractClient(create_app(settings)) as client:
         svc = client.app.state.service
         user, post, _ = _pick(svc)
         body = {"events": [{"user_id": user, "post_id": post, "kind": "impression", "event_id": f"e-{j}"}

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import schemathesis
-from fastapi.testclient import TestClient
+from contract import ContractClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -31,7 +31,7 @@ def _fuzz(app, headers: dict[str, str] | None) -> tuple[dict[str, int], dict[int
     cases: dict[str, int] = {}
     statuses: dict[int, int] = {}
     failures: list[str] = []
-    with TestClient(app):
+    with ContractClient(app):
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         for result in schema.get_all_operations():
             op = result.ok()

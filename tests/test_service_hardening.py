@@ -15,11 +15,10 @@ import numpy as np
 import orjson
 import pytest
 import uvicorn
-from fastapi.testclient import TestClient
+from contract import service_client
 from pydantic import ValidationError
 
 from foryou.config import ForYouConfig, parse_overrides
-from foryou.service.app import ServeSettings, create_app
 from foryou.service.limits import json_depth
 from foryou.service.security import SAFE_METHODS
 from foryou.service.server import HEADER_TIMEOUT_ENV, HeaderTimeoutProtocol
@@ -34,15 +33,9 @@ def world(tiny_world_dir, tmp_path_factory):
     return path
 
 
-def _client(world, tmp, token=None, **service_cfg):
-    settings = ServeSettings(dataset=world, token=token, trace_log=tmp / "trace.jsonl",
-                             config={"service": service_cfg} if service_cfg else {})
-    return TestClient(create_app(settings))
-
-
 @pytest.fixture(scope="module")
 def client(world, tmp_path_factory):
-    with _client(world, tmp_path_factory.mktemp("trace"), token=TOKEN) as c:
+    with service_client(world, tmp_path_factory.mktemp("trace"), token=TOKEN) as c:
         yield c
 
 
@@ -99,7 +92,7 @@ def test_the_schema_declares_the_bearer_scheme_on_exactly_the_writes(client, wor
             assert ("security" in op) == (method.upper() not in SAFE_METHODS), (method, path)
             if "security" in op:
                 assert "401" in op["responses"], (method, path)
-    with _client(world, tmp_path) as open_client:  # no token: nothing to declare
+    with service_client(world, tmp_path) as open_client:  # no token: nothing to declare
         assert "securitySchemes" not in open_client.get("/openapi.json").json().get("components", {})
 
 
@@ -176,7 +169,7 @@ def test_an_attacker_sized_key_is_cut_in_the_error(client):
 
 
 def test_an_oversized_chunked_body_is_a_413(world, tmp_path):
-    with _client(world, tmp_path, max_body_bytes=4096) as c:
+    with service_client(world, tmp_path, max_body_bytes=4096) as c:
         def chunks():
             for _ in range(64):
                 yield b" " * 1024
@@ -307,7 +300,7 @@ def test_api_docs_load_every_asset_from_the_server(client, page):
 def test_metrics_serve_exposure_and_prediction_drift_of_live_traffic(world, tmp_path):
     from foryou.monitoring.live import LiveMonitor
 
-    with _client(world, tmp_path) as c:
+    with service_client(world, tmp_path) as c:
         svc = c.app.state.service
         idx = svc.engine.state.index
         svc.monitor = LiveMonitor(idx.user_ids, idx.author_followers, window=200, reference=100)

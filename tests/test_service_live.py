@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
+from contract import ContractClient
 
 from foryou.config import ForYouConfig, apply_overrides, parse_overrides
 from foryou.experiments.definition import Experiment
@@ -39,7 +39,7 @@ def _active_users(svc: Service) -> list[int]:
 
 def test_experiment_arms_exposures_and_outcomes_over_http(world, tmp_path):
     settings = ServeSettings(dataset=world, trace_log=tmp_path / "trace.jsonl")
-    with TestClient(create_app(settings)) as client:
+    with ContractClient(create_app(settings)) as client:
         svc = client.app.state.service
         users = _active_users(svc)[:40]
         u = users[0]

@@ -8,6 +8,7 @@ import threading
 import httpx
 import orjson
 import pytest
+from contract import contract_client
 
 from foryou.bench.serving import ServerProcess, running_server
 from foryou.service.store import EventStore
@@ -27,7 +28,7 @@ USER = 6  # follows people in the tiny world (seed 1)
 
 def test_end_to_end_like_removes_the_post_and_the_trace_shows_counters(world, tmp_path):
     trace = tmp_path / "trace.jsonl"
-    with running_server(world, trace_log=trace, token="tok") as server, httpx.Client(base_url=server.url) as c:
+    with running_server(world, trace_log=trace, token="tok") as server, contract_client(server.url) as c:
         u = USER
         page = c.get(f"/v1/users/{u}/timeline", params={"n": 10}).json()
         post = page["items"][0]["post_id"]
@@ -50,15 +51,17 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_and_duplicates_none(world
     store_file = tmp_path / "events.sqlite"
     server = ServerProcess(world, store=store_file, trace_log=tmp_path / "trace.jsonl")
     server.wait_ready()
-    posts = httpx.get(f"{server.url}/v1/users/6/timeline", params={"n": 20}).json()["items"]
-    targets = [p["post_id"] for p in posts[:5]]
-    base = {p: httpx.get(f"{server.url}/v1/posts/{p}").json()["counters"]["click"] for p in targets}
+    with contract_client(server.url) as c:
+        posts = c.get("/v1/users/6/timeline", params={"n": 20}).json()["items"]
+        targets = [p["post_id"] for p in posts[:5]]
+        base = {p: c.get(f"/v1/posts/{p}").json()["counters"]["click"] for p in targets}
     acked: list[str] = []
     sent: list[dict] = []
     stop = threading.Event()
+    failed: list[BaseException] = []
 
     def stream() -> None:
-        with httpx.Client(base_url=server.url, timeout=5) as c:
+        with contract_client(server.url, timeout=5) as c:
             i = 0
             while not stop.is_set():
                 e = {"user_id": 6 + i % 3, "post_id": targets[i % len(targets)], "kind": "click", "event_id": f"ev-{i}"}
@@ -67,14 +70,18 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_and_duplicates_none(world
                     r = c.post("/v1/engagements", json=e)
                 except httpx.HTTPError:
                     return  # the server is gone
+                except AssertionError as exc:  # a response off the contract: the main thread fails on it
+                    failed.append(exc)
+                    return
                 if r.status_code == 200:
                     acked.append(e["event_id"])
                 i += 1
 
     t = threading.Thread(target=stream)
     t.start()
-    while len(acked) < 150:
+    while len(acked) < 150 and t.is_alive():
         t.join(0.05)
+    assert not failed, failed[0]
     server.kill()  # SIGKILL to the whole process group, mid-stream
     stop.set()
     t.join()
@@ -88,7 +95,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_and_duplicates_none(world
 
     # Restart: the overlay is rebuilt from the store; the client retries what it never saw acknowledged.
     with running_server(world, store=store_file, trace_log=tmp_path / "trace2.jsonl") as server2, \
-            httpx.Client(base_url=server2.url) as c:
+            contract_client(server2.url) as c:
         unacked = [e for e in sent if e["event_id"] not in set(acked)]
         if unacked:
             r = c.post("/v1/engagements", json={"events": unacked}).json()
@@ -100,7 +107,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_and_duplicates_none(world
 
 def test_two_workers_share_writes(world, tmp_path):
     with running_server(world, workers=2, trace_log=tmp_path / "trace.jsonl") as server, \
-            httpx.Client(base_url=server.url) as c:
+            contract_client(server.url) as c:
         page = c.get("/v1/users/6/timeline", params={"n": 10}).json()
         liked = [i["post_id"] for i in page["items"][:3]]
         for p in liked:

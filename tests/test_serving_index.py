@@ -80,11 +80,11 @@ def test_snapshot_round_trip_is_exact_and_pickle_free(index, tmp_path):
         snapshot.load(tmp_path / "snap", tag="other")
 
 
-def test_snapshot_refuses_foreign_classes(tmp_path):
+def test_snapshot_refuses_what_cannot_write_its_own_arrays(tmp_path):
     class Foreign:
         x = 1
 
-    with pytest.raises(TypeError, match="only foryou classes"):
+    with pytest.raises(TypeError, match="no to_arrays"):
         snapshot.save({"x": Foreign()}, tmp_path / "snap", tag="t")
     assert not (tmp_path / "snap").exists()  # nothing half-written
 

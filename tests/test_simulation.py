@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from foryou.config import ForYouConfig, apply_overrides, parse_overrides
 from foryou.data.dataset import read_manifest
 from foryou.data.world import GroundTruth
 from foryou.experiments import Experiment, ExperimentLog
@@ -15,6 +16,7 @@ from foryou.experiments.analysis import analyse, user_table
 from foryou.simulation import Simulation, SimulationConfig
 from foryou.simulation.arrivals import draw_arrivals, extend_truth
 from foryou.simulation.report import write_json, write_report
+from foryou.simulation.runner import settings
 
 RANDOM = {"timeline": {"exploration": {"strategy": "random"}}}
 
@@ -31,6 +33,21 @@ def test_arrivals_are_known_to_the_extended_truth(tiny_world_dir):
     p = ext.post_rows(a.post_id)
     assert np.all(ext.probabilities_rows(u, p, a.created_at - 1)["like"] == 0)  # not yet created
     assert np.all(ext.probabilities_rows(u, p, a.created_at + 60)["like"] > 0)
+
+
+def test_simulation_settings_come_from_the_config_tree():
+    """`--set simulation.…` reaches the loop; the fields the caller sets (the CLI's options) win."""
+    tree = apply_overrides(ForYouConfig(), parse_overrides([
+        "simulation.behaviour.stop_base=0.3", "simulation.regret_share=0.5", "simulation.days=9",
+        "simulation.page_size=20", "monitoring.drift.psi_alert=0.4"]))
+    s = settings(SimulationConfig(days=2, seed=4), tree)
+    assert (s.days, s.seed, s.regret_share, s.page_size) == (2, 4, 0.5, 20)
+    assert s.behaviour.stop_base == 0.3 and s.behaviour.stop_engaged == 0.04  # a sub-tree merges
+    assert settings(None, tree) == tree.simulation
+    assert settings(SimulationConfig(), ForYouConfig()) == SimulationConfig()  # defaults: today's behaviour
+    assert tree.monitoring.drift.psi_alert == 0.4 and ForYouConfig().monitoring.drift.psi_alert == 0.25
+    with pytest.raises(ValueError, match="stop_base"):
+        apply_overrides(ForYouConfig(), parse_overrides(["simulation.behaviour.stop_base=2"]))
 
 
 @pytest.mark.slow
@@ -94,5 +111,5 @@ def test_nightly_retraining_serves_the_retrained_heavy_ranker(tiny_world_dir, tm
     assert model.version.endswith("v1") and page.items
     assert page.models["heavy_ranker"] == r.summary["engine_models"]["heavy_ranker"]
     # Dwell events reach the engine (they used to be held back): the overlay counted every one.
-    dwell = [p for _, p, k, _, _ in sim._engagements if k == "dwell"]
+    dwell = [p for _, p, k, _, _ in sim.engagements if k == "dwell"]
     assert dwell and sim.engine.state.overlay.counts["dwell"].sum() >= len(dwell)

@@ -14,9 +14,39 @@ from foryou.experiments import create_experiment
 from foryou.simulation import Simulation, SimulationConfig
 from foryou.simulation.http_backend import HttpEngine
 
-pytestmark = pytest.mark.slow
-
 EPS = {"timeline": {"exploration": {"strategy": "epsilon_greedy"}}}
+
+
+def test_the_http_engine_waits_out_the_rate_limit(monkeypatch):
+    """A 429 is waited out for its Retry-After, then the page is read as the in-process engine returns it."""
+    calls, waits, queries = [], [], []
+    page = {"user_id": 7, "items": [{"rank": 1, "post_id": 11, "author_id": 3, "source": "in_network", "score": 0.5,
+                                     "in_network": True, "created_at": 100, "predictions": {"like": 0.1},
+                                     "liked_by": [], "network_reason": "in-network"}],
+            "cursor": "c1", "cold_start": False, "sources": {"in_network": 1}, "models": {"heavy_ranker": "v1"},
+            "experiments": {}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        queries.append(request.url.query)
+        if request.url.path == "/healthz":
+            return httpx.Response(200, json={"ok": True})
+        if len(calls) == 2:
+            return httpx.Response(429, headers={"retry-after": "2"}, json={"error": "rate limited"})
+        return httpx.Response(200, json=page)
+
+    monkeypatch.setattr("foryou.simulation.http_backend.time.sleep", waits.append)
+    engine = HttpEngine("http://service", transport=httpx.MockTransport(answer))
+    r = engine.recommend(7, n=5)
+    assert waits == [2.0] and engine.rate_limited == 1 and calls.count("/v1/users/7/timeline") == 2
+    assert [it.post_id for it in r.items] == [11] and r.items[0].in_network
+    assert r.items[0].predictions == {"like": 0.1} and engine.model_versions() == {"heavy_ranker": "v1"}
+    # The next page of the scroll: the posts served so far travel in the service's own cursor.
+    engine.recommend(7, n=5, exclude=[11])
+    assert "cursor=c1" in str(queries[-1]) and "cursor" not in str(queries[1])
+
+
+@pytest.mark.slow
 
 
 def test_one_day_over_http_reaches_the_service(tiny_world_dir, tmp_path):
@@ -39,7 +69,7 @@ def test_one_day_over_http_reaches_the_service(tiny_world_dir, tmp_path):
         assert min(r.daily[a]["regret"][0] for a in r.arms) >= 0
         with httpx.Client(base_url=server.url) as c:
             # Every like the simulation sent is on the service's counters.
-            likes = Counter(p for _, p, k, _, _ in sim._engagements if k == "like")
+            likes = Counter(p for _, p, k, _, _ in sim.engagements if k == "like")
             for post, n in likes.most_common(3):
                 assert c.get(f"/v1/posts/{post}").json()["counters"]["like"] >= n
             # The service logged one exposure per page it served to an experiment user.

@@ -101,12 +101,13 @@ def test_block_and_not_interested_take_effect_on_the_next_request(engine):
     assert other.author_id not in [it.author_id for it in engine.recommend(u).items]
 
 
-def test_cursor_pages_do_not_repeat(engine):
+def test_next_pages_exclude_what_was_served(engine):
     u = users(engine, 1, seed=7)[0]
     first = engine.recommend(u, n=10)
-    second = engine.recommend(u, n=10, cursor=first.cursor)
+    second = engine.recommend(u, n=10, exclude=[it.post_id for it in first.items])
     assert first.items and second.items
     assert not {it.post_id for it in first.items} & {it.post_id for it in second.items}
+    assert not hasattr(engine, "_served")  # the engine keeps no per-client state
 
 
 def test_cold_start_user_gets_trending(engine):

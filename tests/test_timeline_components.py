@@ -14,6 +14,7 @@ from foryou.timeline import scorers as s
 from foryou.timeline.exploration import ExplorationScorer
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.selectors import DiversitySelector, MixSelector, NetworkCapSelector
+from foryou.vocab import RANKER_HEADS
 
 NOW = 1_000_000
 
@@ -50,7 +51,7 @@ def test_previously_seen_and_previously_served_are_dropped():
     st = state()
     b = batch(post_row=[1, 2, 3, 4], author_row=[9, 9, 9, 9])
     q = query(seen=np.array([2]))
-    q.served = frozenset({4})
+    q.served = np.array([4])
     assert f.PreviouslySeenFilter(st).keep(q, b).tolist() == [True, False, True, False]
 
 
@@ -92,7 +93,7 @@ def test_out_of_network_needs_social_proof_or_topic_and_never_nsfw():
 
 def test_weighted_score_uses_x_weights_and_the_negative_offset_rule():
     w = EngagementWeights()
-    zero = {h: np.zeros(2, np.float32) for h in s.HEADS}
+    zero = {h: np.zeros(2, np.float32) for h in RANKER_HEADS}
     probs = {**zero, "reply": np.array([0.1, 0.0], np.float32), "report": np.array([0.0, 0.01], np.float32)}
     utility, score = s.weighted_score(probs, w)
     assert utility[0] == pytest.approx(1.35) and score[0] == pytest.approx(1.351)

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from foryou.data.dataset import MANIFEST, Dataset, DatasetError, Manifest, SplitTimes
+from foryou.data.dataset import Dataset
+from foryou.data.manifest import MANIFEST, DatasetError, Manifest, SplitTimes
 from foryou.data.validate import Problem, validate_dir
 
 # 3 persons and a catalog account; posts 4 (reply to 1) and 5 (repost of 3); post 6 is referenced nowhere.

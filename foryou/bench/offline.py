@@ -8,21 +8,26 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foryou.config import world_config
 from foryou.data.importers import IMPORTERS
+from foryou.data.importers.higgs import FILE as HIGGS_FILE
 from foryou.data.validate import validate_dir
 from foryou.data.world import generate_world
 from foryou.errors import ForYouError
 
-# Where each importer finds its files under ../shared/data.
-REAL_DATA = {"minirecsys": "minirecsys", "lastfm": "lastfm_hetrec2011_2k", "higgs": "higgs_twitter",
-             "movielens": "movielens_100k"}
+if TYPE_CHECKING:
+    from foryou.config import ForYouConfig, WorldPreset
+
+# A file only each source's published archive holds: a folder is recognised by it, whatever its name, so no
+# machine's folder names are assumed.
+SIGNATURES = {"minirecsys": "tweets.parquet", "lastfm": "user_artists.dat", "higgs": HIGGS_FILE,
+              "movielens": "u.data"}
 
 
 def machine() -> dict[str, Any]:
@@ -48,7 +53,7 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def bench_world(preset: str, seed: int, out: Path | None = None) -> dict[str, Any]:
+def bench_world(preset: WorldPreset, seed: int, out: Path | None = None) -> dict[str, Any]:
     """Generate and write a world, timed; kept at `out` (the caller checks what is there), else written to a
     scratch directory and removed."""
     t0 = time.perf_counter()
@@ -67,12 +72,23 @@ def bench_world(preset: str, seed: int, out: Path | None = None) -> dict[str, An
             "counts": m.counts, "signal": m.signal, "machine": machine()}
 
 
-def bench_imports(data: Path) -> dict[str, Any]:
-    """Import, write and validate every real dataset, timed; written to a scratch directory and removed
-    (`foryou import` is what keeps an import)."""
+def find_real_datasets(root: Path) -> dict[str, Path]:
+    """Each source's folder: `root` itself or a folder in it holding the source's signature file. A source
+    with no such folder is left out (the caller says so)."""
+    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    found = {}
+    for name, signature in SIGNATURES.items():
+        folder = next((f for f in folders if (f / signature).is_file()), None)
+        if folder is not None:
+            found[name] = folder
+    return found
+
+
+def bench_imports(sources: Mapping[str, Path]) -> dict[str, Any]:
+    """Import, write and validate each real dataset (source name → its folder), timed; written to a scratch
+    directory and removed (`foryou import` is what keeps an import)."""
     results: dict[str, Any] = {}
-    for name, folder in REAL_DATA.items():
-        src = data / folder
+    for name, src in sources.items():
         t0 = time.perf_counter()
         dataset = IMPORTERS[name](src)
         imported = time.perf_counter() - t0
@@ -85,15 +101,15 @@ def bench_imports(data: Path) -> dict[str, Any]:
     return {"bench": "import", "datasets": results, "peak_rss_mb": peak_rss_mb(), "machine": machine()}
 
 
-def _percentiles(values) -> dict[str, float]:
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
     import numpy as np
 
     a = np.asarray(values, dtype=np.float64)
     return {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95, 99)} if len(a) else {}
 
 
-def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=None,
-                   overrides: list[str] | None = None) -> dict[str, Any]:
+def bench_timeline(dataset: Path, users: int, seed: int, progress: Callable[[str, float], None] | None = None,
+                   config: ForYouConfig | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Latency of `recommend` for random users, one request at a time on one thread."""
     import numpy as np
 
@@ -109,7 +125,9 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=N
     chosen = np.random.default_rng(seed).choice(ids, size=min(users, len(ids)), replace=False)
     for u in chosen[:20]:  # warm-up: first-touch page faults, lazy imports
         engine.recommend(int(u))
-    totals, steps, sources, sizes, cold = [], {}, {}, [], 0
+    totals, sizes, cold = [], [], 0
+    steps: dict[str, list[float]] = {}
+    sources: dict[str, list[int]] = {}
     for i, u in enumerate(chosen):
         page = engine.recommend(int(u))
         totals.append(page.timings_ms["total"])
@@ -126,7 +144,7 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress=None, config=N
     engine.close()
     return {
         "bench": "timeline", "dataset": str(dataset), "users": len(chosen), "config_overrides": overrides or [],
-        "engine_open_s": round(build_s, 2), "from_snapshot": engine.loaded_from is not None,
+        "engine_open_s": round(build_s, 2), "from_snapshot": getattr(engine, "loaded_from", None) is not None,
         "request_ms": _percentiles(totals),
         "candidates_per_source_mean": {k: round(float(np.mean(v)), 1) for k, v in sources.items()},
         "candidates_total_mean": round(float(np.sum([np.mean(v) for v in sources.values()])), 1),
@@ -145,10 +163,11 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
     import torch
 
     from foryou.timeline.engine import RecommendationEngine
+    from foryou.timeline.loading import TrainedHeavyRanker
 
     engine = RecommendationEngine.open(dataset)
     model = engine.state.models.get("heavy_ranker")
-    if model is None:
+    if not isinstance(model, TrainedHeavyRanker):  # none promoted (or unloadable: the heuristic serves)
         engine.close()
         raise ForYouError(f"{dataset}: no promoted heavy ranker ({engine.model_status['heavy_ranker']}); "
                          "run `foryou train` first")

@@ -7,55 +7,28 @@ Every Parquet page carries a CRC-32, so `foryou data validate` finds a flipped b
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
-from foryou.data.schema import SCHEMA_VERSION, TABLES
-from foryou.errors import ForYouError
+# The manifest names are re-exported: callers have always imported them from here.
+from foryou.data.manifest import (
+    MANIFEST,
+    DatasetError,
+    Manifest,
+    SplitTimes,
+    read_manifest,
+    split_by_quantiles,
+)
+from foryou.data.schema import TABLES
+from foryou.data.validate import validate_dir
 
-MANIFEST = "manifest.json"
-
-
-class DatasetError(ForYouError):
-    """A dataset is missing, unreadable or invalid. The message names table, column and rows."""
-
-
-class SplitTimes(BaseModel):
-    """Temporal split: train = [start, train_end), validation = [train_end, valid_end), test = rest."""
-
-    model_config = ConfigDict(extra="forbid")
-    train_end: int
-    valid_end: int
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: int = SCHEMA_VERSION
-    name: str
-    source: str = Field(description="synthetic | minirecsys | lastfm | higgs | movielens | ...")
-    generator: str = Field(description="what wrote it, with version")
-    seed: int | None = None
-    preset: str | None = None
-    counts: dict[str, int] = Field(default_factory=dict)
-    time_range: tuple[int, int] = (0, 0)
-    split: SplitTimes
-    positives_only: bool = False
-    has_impressions: bool = True
-    has_ground_truth: bool = False
-    signal: dict[str, float] = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
-    config: dict[str, Any] = Field(default_factory=dict)
+__all__ = ["MANIFEST", "Dataset", "DatasetError", "Manifest", "SplitTimes", "read_manifest", "split_by_quantiles"]
 
 
 class Dataset:
@@ -153,8 +126,6 @@ class Dataset:
         path = Path(path)
         manifest = read_manifest(path)
         if validate:
-            from foryou.data.validate import validate_dir  # validation reads the Parquet files too
-
             problems = validate_dir(path)
             if problems:
                 raise DatasetError(f"{path}: invalid dataset: " + "; ".join(str(p) for p in problems))
@@ -165,29 +136,6 @@ class Dataset:
             except (OSError, pa.ArrowInvalid) as exc:
                 raise DatasetError(f"{path}: cannot read {name}.parquet: {exc}") from exc
         return cls(tables, manifest, path)
-
-
-def read_manifest(path: Path) -> Manifest:
-    """The manifest of the dataset at `path`; DatasetError says whether the directory is missing, is not
-    a dataset, or holds an unreadable manifest."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such directory")
-    if not path.is_dir():
-        raise DatasetError(f"{path} is not a dataset (a file, not a directory)")
-    file = path / MANIFEST
-    if not file.exists():
-        raise DatasetError(f"{path} is not a dataset (no {MANIFEST})")
-    try:
-        manifest = Manifest.model_validate(json.loads(file.read_text()))
-    except (ValueError, TypeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise DatasetError(f"{file}: unreadable manifest: {first}") from exc
-    if manifest.schema_version != SCHEMA_VERSION:
-        raise DatasetError(
-            f"{file}: schema version {manifest.schema_version}, this foryou reads {SCHEMA_VERSION}"
-        )
-    return manifest
 
 
 def _time_range(tables: dict[str, pa.Table]) -> tuple[int, int]:
@@ -201,16 +149,3 @@ def _time_range(tables: dict[str, pa.Table]) -> tuple[int, int]:
         lo = mm["min"].as_py() if lo is None else min(lo, mm["min"].as_py())
         hi = mm["max"].as_py() if hi is None else max(hi, mm["max"].as_py())
     return (lo or 0, hi or 0)
-
-
-def split_by_quantiles(event_times: np.ndarray, train: float = 0.7, valid: float = 0.85) -> SplitTimes:
-    """Split where the given share of events has happened (importers use engagement times).
-
-    The boundary is exclusive on the left window: an event at exactly `train_end` is validation.
-    """
-    if len(event_times) == 0:
-        return SplitTimes(train_end=0, valid_end=0)
-    t = np.sort(np.asarray(event_times, dtype=np.int64))
-    train_end = int(t[min(int(train * len(t)), len(t) - 1)])
-    valid_end = int(t[min(int(valid * len(t)), len(t) - 1)])
-    return SplitTimes(train_end=train_end, valid_end=max(valid_end, train_end))

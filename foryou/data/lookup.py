@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 
-def searchsorted_many(keys: np.ndarray, queries: np.ndarray, side: str = "left") -> np.ndarray:
+def searchsorted_many(keys: np.ndarray, queries: np.ndarray, side: Literal["left", "right"] = "left") -> np.ndarray:
     """np.searchsorted with the queries sorted first.
 
     Random queries into a large array miss the cache on every probe; sorted queries walk it in
@@ -27,6 +29,12 @@ def member(sorted_keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np
         return np.zeros(len(queries), bool), np.zeros(len(queries), np.int64)
     pos = np.minimum(searchsorted_many(sorted_keys, queries), len(sorted_keys) - 1)
     return sorted_keys[pos] == queries, pos
+
+
+def row_of(sorted_ids: np.ndarray, id_: int) -> int | None:
+    """Row of one id in a sorted id array, None when absent (the request path's single lookup)."""
+    r = int(np.searchsorted(sorted_ids, id_))
+    return r if r < len(sorted_ids) and sorted_ids[r] == id_ else None
 
 
 def rows_of(sorted_ids: np.ndarray, ids: np.ndarray, what: str = "id") -> np.ndarray:

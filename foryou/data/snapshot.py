@@ -1,130 +1,143 @@
-"""Snapshots of built serving structures: numpy arrays as `.npy` files (memory-mapped on load),
-everything else as JSON. No pickle: only foryou's own classes are rebuilt, by name.
+"""Snapshots of built serving structures: named numpy arrays as `.npy` files (memory-mapped on load)
+plus JSON values, under a tag. No pickle and no class lookup: each structure writes its own arrays
+(`to_arrays()`) and reads them back (`from_arrays()`); the caller, which knows the classes, composes:
 
-An object is saved attribute by attribute. Supported values: numpy arrays, scipy CSR matrices,
-pydantic models, dataclasses and plain objects of foryou classes (recursively), dicts with string
-or integer keys, lists/tuples of JSON scalars, and JSON scalars. Writes are atomic (a temporary
-sibling directory renamed into place), so a crash mid-write leaves no half snapshot.
+    snapshot.save({"index": index, "features": store}, path, tag)   # objects with to_arrays(), or Arrays
+    parts = snapshot.load(path, tag, compose={"index": ServingIndex.from_arrays,
+                                              "features": FeatureStore.from_arrays})
+
+A part is `Arrays`: a flat mapping of names to numpy arrays or JSON values (None, bool, int, float, str,
+and lists / string-keyed dicts of them). `nest` / `unnest` prefix the names of a structure's members,
+`csr_arrays` / `csr_from` carry a scipy CSR matrix. Writes are atomic (a temporary sibling directory
+renamed into place), so a crash mid-write leaves no half snapshot.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
-from pydantic import BaseModel
 from scipy import sparse
 
 META = "snapshot.json"
-FORMAT = 1
+FORMAT = 2  # 2: named arrays per part (1 stored objects attribute by attribute)
+
+Arrays = dict[str, Any]  # name → numpy array or JSON value
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # also a file name: no separators, no leading dot
 
 
 class SnapshotError(Exception):
     """A snapshot is missing, from another format, or unreadable."""
 
 
-def _class_path(obj: Any) -> str:
-    cls = type(obj)
-    if not cls.__module__.startswith("foryou."):
-        raise TypeError(f"cannot snapshot {cls.__module__}.{cls.__qualname__}: only foryou classes")
-    return f"{cls.__module__}:{cls.__qualname__}"
+class Snapshottable(Protocol):
+    def to_arrays(self) -> Arrays: ...
 
 
-def _load_class(path: str) -> type:
-    module, _, name = path.partition(":")
-    if not module.startswith("foryou."):
-        raise SnapshotError(f"refusing to load class {path!r}: only foryou classes")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
+# -- composing parts -------------------------------------------------------------------------------
 
 
-class _Writer:
-    def __init__(self, root: Path):
-        self.root = root
-        self.n = 0
+def nest(prefix: str, arrays: Mapping[str, Any]) -> Arrays:
+    """A member's arrays under `prefix.` (to merge into its owner's)."""
+    return {f"{prefix}.{name}": value for name, value in arrays.items()}
 
-    def array(self, a: np.ndarray) -> dict[str, Any]:
-        if a.dtype == object:
-            raise TypeError("object arrays cannot be snapshotted")
-        name = f"a{self.n:05d}.npy"
-        self.n += 1
-        np.save(self.root / name, np.ascontiguousarray(a), allow_pickle=False)
-        return {"t": "array", "file": name}
 
-    def value(self, v: Any) -> dict[str, Any]:
-        if isinstance(v, np.ndarray):
-            return self.array(v)
-        if sparse.issparse(v):
-            m = sparse.csr_matrix(v)
-            return {"t": "csr", "shape": list(m.shape), "data": self.array(m.data),
-                    "indices": self.array(m.indices), "indptr": self.array(m.indptr)}
-        if isinstance(v, BaseModel):
-            return {"t": "model", "cls": _class_path(v), "json": v.model_dump(mode="json")}
+def unnest(arrays: Mapping[str, Any], prefix: str) -> Arrays:
+    """The arrays `nest(prefix, ...)` stored, with the prefix removed."""
+    start = f"{prefix}."
+    return {name[len(start):]: value for name, value in arrays.items() if name.startswith(start)}
+
+
+def csr_arrays(m: sparse.csr_matrix) -> Arrays:
+    return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "shape": list(m.shape)}
+
+
+def csr_from(arrays: Mapping[str, Any]) -> sparse.csr_matrix:
+    return sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"]))
+
+
+# -- compatibility: rebuilding by class name --------------------------------------------------------
+
+T = TypeVar("T")
+_RESTORABLE: dict[str, Callable[[Arrays], Any]] = {}
+
+
+def restorable(cls: type[T]) -> type[T]:
+    """Class decorator: `load` without `compose` rebuilds parts saved from `cls` with its `from_arrays`.
+
+    Only for callers written against the old object snapshots (`load(path, tag)` returning objects);
+    a caller that passes `compose` does not need it. The class registers itself, so nothing here
+    names a module above this one."""
+    _RESTORABLE[cls.__name__] = cls.from_arrays  # type: ignore[attr-defined]
+    return cls
+
+
+def _restore(kind: str | None, path: Path) -> Callable[[Arrays], Any] | None:
+    if kind is None:  # saved as plain Arrays
+        return None
+    if kind not in _RESTORABLE:
+        raise SnapshotError(f"{path}: no way to rebuild a {kind} (pass compose=..., or import its module first)")
+    return _RESTORABLE[kind]
+
+
+# -- disk --------------------------------------------------------------------------------------------
+
+
+def _json_value(v: Any) -> bool:
+    if v is None or isinstance(v, bool | int | float | str):
+        return True
+    if isinstance(v, list | tuple):
+        return all(_json_value(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _json_value(x) for k, x in v.items())
+    return False
+
+
+def _write_part(root: Path, part: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    kind = None
+    if not isinstance(value, Mapping):
+        if not hasattr(value, "to_arrays"):
+            raise TypeError(f"cannot snapshot {part!r}: {type(value).__name__} has no to_arrays()")
+        kind, value = type(value).__name__, value.to_arrays()
+    files, values = [], {}
+    for name, v in value.items():
+        if not _NAME.match(name):
+            raise ValueError(f"snapshot name {part}.{name!r}: letters, digits, '_', '.', '-' only")
         if isinstance(v, np.generic):
-            return {"t": "json", "v": v.item()}
-        if v is None or isinstance(v, bool | int | float | str):
-            return {"t": "json", "v": v}
-        if isinstance(v, list | tuple) and all(x is None or isinstance(x, bool | int | float | str) for x in v):
-            return {"t": "json", "v": list(v), "tuple": isinstance(v, tuple)}
-        if isinstance(v, dict):
-            keys = list(v)
-            if not all(isinstance(k, str | int) and not isinstance(k, bool) for k in keys):
-                raise TypeError("dict keys must be str or int")
-            return {"t": "dict", "keys": keys, "values": [self.value(v[k]) for k in keys]}
-        if dataclasses.is_dataclass(v) or hasattr(v, "__dict__"):
-            attrs = {f.name: getattr(v, f.name) for f in dataclasses.fields(v)} if dataclasses.is_dataclass(v) \
-                else vars(v)
-            return {"t": "object", "cls": _class_path(v), "attrs": {k: self.value(x) for k, x in attrs.items()}}
-        raise TypeError(f"cannot snapshot a value of type {type(v).__name__}")
+            v = v.item()
+        if isinstance(v, np.ndarray):
+            if v.dtype == object:
+                raise TypeError(f"{part}.{name}: object arrays cannot be snapshotted")
+            np.save(root / f"{part}.{name}.npy", np.ascontiguousarray(v), allow_pickle=False)
+            files.append(name)
+        elif _json_value(v):
+            values[name] = v
+        else:
+            raise TypeError(f"{part}.{name}: cannot snapshot a value of type {type(v).__name__}")
+    return {"kind": kind, "arrays": files, "json": values}
 
 
-class _Reader:
-    def __init__(self, root: Path, mmap: bool):
-        self.root = root
-        self.mode = "c" if mmap else None  # copy-on-write: writable in memory, the file never changes
-
-    def value(self, d: dict[str, Any]) -> Any:
-        t = d["t"]
-        if t == "array":
-            a = np.load(self.root / d["file"], mmap_mode=self.mode, allow_pickle=False)
-            # A plain ndarray view of the mapping: np.memmap's Python-level __getitem__ costs ~15 µs
-            # per indexing call, which added ~2.5 ms to every timeline request.
-            return a.view(np.ndarray) if isinstance(a, np.memmap) else a
-        if t == "csr":
-            return sparse.csr_matrix((self.value(d["data"]), self.value(d["indices"]), self.value(d["indptr"])),
-                                     shape=tuple(d["shape"]))
-        if t == "model":
-            return _load_class(d["cls"]).model_validate(d["json"])
-        if t == "json":
-            return tuple(d["v"]) if d.get("tuple") else d["v"]
-        if t == "dict":
-            return {k: self.value(v) for k, v in zip(d["keys"], d["values"], strict=True)}
-        if t == "object":
-            cls = _load_class(d["cls"])
-            obj = object.__new__(cls)
-            for k, v in d["attrs"].items():
-                object.__setattr__(obj, k, self.value(v))  # also works for frozen dataclasses
-            return obj
-        raise SnapshotError(f"unknown snapshot entry type {t!r}")
-
-
-def save(objects: dict[str, Any], path: str | os.PathLike[str], tag: str) -> Path:
-    """Save named objects atomically under `path`, labelled with `tag` (e.g. a dataset fingerprint)."""
+def save(parts: Mapping[str, Snapshottable | Mapping[str, Any] | None], path: str | os.PathLike[str],
+         tag: str) -> Path:
+    """Save named parts atomically under `path`, labelled with `tag` (e.g. a dataset fingerprint).
+    A part is an object with `to_arrays()`, an `Arrays` mapping, or None."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        w = _Writer(tmp)
-        meta = {"format": FORMAT, "tag": tag, "objects": {k: w.value(v) for k, v in objects.items()}}
+        for part in parts:
+            if not _NAME.match(part) or "." in part:
+                raise ValueError(f"snapshot part {part!r}: letters, digits, '_', '-' only")
+        meta = {"format": FORMAT, "tag": tag, "parts": {k: _write_part(tmp, k, v) for k, v in parts.items()}}
         (tmp / META).write_text(json.dumps(meta))
         if path.exists():
             shutil.rmtree(path)
@@ -135,8 +148,22 @@ def save(objects: dict[str, Any], path: str | os.PathLike[str], tag: str) -> Pat
     return path
 
 
-def load(path: str | os.PathLike[str], tag: str, mmap: bool = True) -> dict[str, Any]:
-    """Load a snapshot saved with the same `tag`; SnapshotError when absent, stale or unreadable."""
+def _read_part(root: Path, part: str, entry: dict[str, Any], mode: Literal["c"] | None) -> Arrays:
+    arrays: Arrays = dict(entry["json"])
+    for name in entry["arrays"]:
+        a = np.load(root / f"{part}.{name}.npy", mmap_mode=mode, allow_pickle=False)
+        # A plain ndarray view of the mapping: np.memmap's Python-level __getitem__ costs ~15 µs
+        # per indexing call, which added ~2.5 ms to every timeline request.
+        arrays[name] = a.view(np.ndarray) if isinstance(a, np.memmap) else a
+    return arrays
+
+
+def load(path: str | os.PathLike[str], tag: str, mmap: bool = True,
+         compose: Mapping[str, Callable[[Arrays], Any]] | None = None) -> dict[str, Any]:
+    """Load a snapshot saved with the same `tag`; SnapshotError when absent, stale or unreadable.
+
+    Each part comes back as its `Arrays`, or as `compose[part](arrays)` where `compose` names it.
+    Without `compose`, parts saved from a `restorable` class are rebuilt by it (compatibility)."""
     path = Path(path)
     try:
         meta = json.loads((path / META).read_text())
@@ -144,8 +171,16 @@ def load(path: str | os.PathLike[str], tag: str, mmap: bool = True) -> dict[str,
         raise SnapshotError(f"{path}: no readable snapshot ({exc})") from exc
     if meta.get("format") != FORMAT or meta.get("tag") != tag:
         raise SnapshotError(f"{path}: snapshot is stale (format {meta.get('format')}, tag {meta.get('tag')!r})")
+    mode: Literal["c"] | None = "c" if mmap else None  # copy-on-write: writable in memory, the file never changes
+    out: dict[str, Any] = {}
     try:
-        r = _Reader(path, mmap)
-        return {k: r.value(v) for k, v in meta["objects"].items()}
-    except (OSError, ValueError, KeyError, AttributeError, ImportError) as exc:
+        for part, entry in meta["parts"].items():
+            if entry is None:
+                out[part] = None
+                continue
+            arrays = _read_part(path, part, entry, mode)
+            build = compose.get(part) if compose is not None else _restore(entry.get("kind"), path)
+            out[part] = build(arrays) if build is not None else arrays
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from exc
+    return out

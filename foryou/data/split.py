@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from foryou.data.dataset import Dataset
+from foryou.data.lookup import row_of, rows_of
+from foryou.data.snapshot import Arrays, csr_arrays, csr_from, nest, unnest
 
 EVENT_TABLES = ("posts", "follows", "engagements", "impressions")
 
@@ -88,8 +90,8 @@ class FollowGraph:
     adjacency: sparse.csr_matrix
 
     def following(self, user_id: int) -> np.ndarray:
-        row = int(np.searchsorted(self.user_ids, user_id))
-        if row >= len(self.user_ids) or self.user_ids[row] != user_id:
+        row = row_of(self.user_ids, user_id)
+        if row is None:
             return np.empty(0, dtype=np.int64)
         a = self.adjacency
         return self.user_ids[a.indices[a.indptr[row]:a.indptr[row + 1]]]
@@ -100,13 +102,20 @@ class FollowGraph:
     def in_degree(self) -> np.ndarray:
         return np.bincount(self.adjacency.indices, minlength=len(self.user_ids))
 
+    def to_arrays(self) -> Arrays:
+        return {"user_ids": self.user_ids, **nest("adjacency", csr_arrays(self.adjacency))}
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> FollowGraph:
+        return cls(arrays["user_ids"], csr_from(unnest(arrays, "adjacency")))
+
 
 def follow_graph(h: History) -> FollowGraph:
     """The follow graph as known before `h.as_of`."""
     h = _require_history(h)
     ids = np.sort(h.users["user_id"].to_numpy())
-    src = np.searchsorted(ids, h.follows["src_id"].to_numpy())
-    dst = np.searchsorted(ids, h.follows["dst_id"].to_numpy())
+    src = rows_of(ids, h.follows["src_id"].to_numpy(), "user")
+    dst = rows_of(ids, h.follows["dst_id"].to_numpy(), "user")
     n = len(ids)
     adj = sparse.csr_matrix((np.ones(len(src), dtype=np.float32), (src, dst)), shape=(n, n))
     adj.sum_duplicates()

@@ -10,8 +10,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foryou.data.dataset import DatasetError, Manifest, read_manifest
+from foryou.data.manifest import DatasetError, Manifest, read_manifest
 from foryou.data.schema import TABLES
+from foryou.data.validate import one_row
 from foryou.vocab import DAY, ENGAGEMENT_KINDS, POST_KINDS, USER_KINDS
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
@@ -53,7 +54,7 @@ def _stats(con: duckdb.DuckDBPyConnection, path: Path, manifest: Manifest) -> di
         con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{literal}')")
 
     def scalar(sql: str) -> Any:
-        return con.execute(sql).fetchone()[0]
+        return one_row(con, sql)[0]
 
     def by_kind(table: str, kinds: tuple[str, ...]) -> dict[str, Any]:
         counts = dict(con.execute(f'SELECT kind, count(*) FROM "{table}" GROUP BY kind').fetchall())
@@ -61,21 +62,23 @@ def _stats(con: duckdb.DuckDBPyConnection, path: Path, manifest: Manifest) -> di
 
     def degrees(edge: str, where: str) -> dict[str, Any]:
         qs = ", ".join(f"quantile_cont(d, {q})" for q in QUANTILES.values())
-        row = con.execute(
+        row = one_row(
+            con,
             f"SELECT {qs}, max(d) FROM (SELECT coalesce(e.n, 0) AS d FROM users u LEFT JOIN"
-            f" (SELECT {edge} AS id, count(*) AS n FROM follows GROUP BY 1) e ON e.id = u.user_id {where})"
-        ).fetchone()
+            f" (SELECT {edge} AS id, count(*) AS n FROM follows GROUP BY 1) e ON e.id = u.user_id {where})",
+        )
         return dict(zip([*QUANTILES, "max"], [None if v is None else float(v) for v in row], strict=True))
 
     users = by_kind("users", USER_KINDS)
     posts = by_kind("posts", POST_KINDS)
     engagements = by_kind("engagements", ENGAGEMENT_KINDS)
     impressions = scalar("SELECT count(*) FROM impressions")
-    lo, hi = con.execute(
+    lo, hi = one_row(
+        con,
         "SELECT min(lo), max(hi) FROM (SELECT min(created_at) lo, max(created_at) hi FROM posts"
         " UNION ALL SELECT min(created_at), max(created_at) FROM engagements"
-        " UNION ALL SELECT min(created_at), max(created_at) FROM impressions)"
-    ).fetchone()
+        " UNION ALL SELECT min(created_at), max(created_at) FROM impressions)",
+    )
     stats = {
         "name": manifest.name,
         "source": manifest.source,

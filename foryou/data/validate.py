@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foryou.data.dataset import DatasetError, read_manifest
+from foryou.data.manifest import DatasetError, read_manifest
 from foryou.data.schema import TABLES
 from foryou.vocab import ENGAGEMENT_KINDS, POST_KINDS, USER_KINDS
 
@@ -240,9 +240,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _runnable(check: Check, usable: dict[str, set[str]]) -> bool:
-    needs = {(check.table if a == "t" else check.ref[1], col) for a, col in _COLUMN_REF.findall(check.bad)}
-    if check.ref:
-        needs |= {(check.table, check.ref[0]), (check.ref[1], check.ref[2])}
+    ref = check.ref
+    needs = {(ref[1] if a == "r" and ref else check.table, col) for a, col in _COLUMN_REF.findall(check.bad)}
+    if ref:
+        needs |= {(check.table, ref[0]), (ref[1], ref[2])}
     return all(t in usable and c in usable[t] for t, c in needs)
 
 
@@ -254,7 +255,8 @@ def _check_table(
     refs = {ref: f"r{i}" for i, ref in enumerate(dict.fromkeys(c.ref for c in checks if c.ref))}
 
     def sql(check: Check) -> str:  # the predicate, with `r` renamed to its reference's alias
-        return _COLUMN_REF.sub(lambda m: f'{m[1] if m[1] == "t" else refs[check.ref]}."{m[2]}"', check.bad)
+        alias = refs[check.ref] if check.ref else "r"
+        return _COLUMN_REF.sub(lambda m: f'{m[1] if m[1] == "t" else alias}."{m[2]}"', check.bad)
 
     def source(used: list[tuple[str, str, str]]) -> str:
         text = f'"{table}" t'
@@ -283,16 +285,16 @@ def _check_table(
         ]
     if not aggregates:
         return []
-    counts = con.execute(f"SELECT {', '.join(aggregates)} FROM {source(list(refs))}").fetchone()
+    counts = one_row(con, f"SELECT {', '.join(aggregates)} FROM {source(list(refs))}")
 
     problems = _duplicates(con, table) if keyed and counts[-2] > counts[-1] else []
     for check, count in zip(checks, counts, strict=False):
         if not count:
             continue
         ident = key if keyed and not check.by_row else (ROW,)
-        cols = ", ".join("t.file_row_number" if k == ROW else f't."{k}"' for k in ident)
+        select = ", ".join("t.file_row_number" if k == ROW else f't."{k}"' for k in ident)
         rows = con.execute(
-            f"SELECT {cols} FROM {source([check.ref] if check.ref else [])} WHERE {sql(check)}"
+            f"SELECT {select} FROM {source([check.ref] if check.ref else [])} WHERE {sql(check)}"
             f" ORDER BY ALL LIMIT {MAX_EXAMPLES}"
         ).fetchall()
         problems.append(Problem(table, check.column, check.check, int(count), _examples(rows), ident))
@@ -305,11 +307,19 @@ def _duplicates(con: duckdb.DuckDBPyConnection, table: str) -> list[Problem]:
     cols = ", ".join(f'"{k}"' for k in key)
     notnull = " AND ".join(f'"{k}" IS NOT NULL' for k in key)
     groups = f'SELECT {cols}, count(*) AS n FROM "{table}" WHERE {notnull} GROUP BY ALL HAVING n > 1'
-    count = con.execute(f"SELECT coalesce(sum(n - 1), 0) FROM ({groups})").fetchone()[0]
+    count = one_row(con, f"SELECT coalesce(sum(n - 1), 0) FROM ({groups})")[0]
     if not count:
         return []
     rows = con.execute(f"SELECT {cols} FROM ({groups}) ORDER BY ALL LIMIT {MAX_EXAMPLES}").fetchall()
     return [Problem(table, ",".join(key), "duplicate key", int(count), _examples(rows), key)]
+
+
+def one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query (which always returns one)."""
+    row = con.execute(sql).fetchone()
+    if row is None:
+        raise DatasetError(f"no row from: {sql}")
+    return row
 
 
 def _examples(rows: list[tuple]) -> tuple:

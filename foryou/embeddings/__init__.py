@@ -1,4 +1,4 @@
-"""Embeddings: SimClusters (KnownFor / InterestedIn / post vectors); TwHIN and two-tower later."""
+"""Embeddings: SimClusters (KnownFor / InterestedIn / post vectors) and the two-tower vectors' ANN retriever."""
 
 from foryou.embeddings.simclusters import SimClusters, SimClustersConfig
 

@@ -94,10 +94,11 @@ class PostIndex:
             params = None
             if created_range is not None and (lo, hi) != (0, len(self._rows)):
                 sel = faiss.IDSelectorRange(lo, hi)
-                params = (faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe) if self.kind == "ivf"
-                          else faiss.SearchParameters(sel=sel))
+                # faiss's Python layer takes the fields as keywords; its type stubs do not say so.
+                params = (faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)  # type: ignore[call-arg]
+                          if self.kind == "ivf" else faiss.SearchParameters(sel=sel))  # type: ignore[call-arg]
             elif self.kind == "ivf":
-                params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+                params = faiss.SearchParametersIVF(nprobe=self.nprobe)  # type: ignore[call-arg]
             scores, ids = self._index.search(q, k_eff, params=params)
             rows = np.where(ids >= 0, self._rows[np.maximum(ids, 0)], -1)
             scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)

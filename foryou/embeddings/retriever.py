@@ -6,7 +6,7 @@ the posts created in [b·bucket_s − window, (b+1)·bucket_s) — a superset of
 bucket — added in creation order, so each query restricts the search to exactly [now − window, now)
 with a range selector. The index is rebuilt only when `now` leaves the bucket (one build an hour in
 steady serving; a query for another hour rebuilds for that hour). Posts whose vector is all zeros
-(no information, e.g. TwHIN posts with no edge and an unknown author) are never indexed.
+(no information, e.g. users with no history when the vectors were computed) are never indexed.
 
 Rows: users by position in sorted user ids, posts by position in posts sorted by post_id — the
 same rows as `ServingIndex`. Posts created after the vectors were computed are not retrievable
@@ -103,23 +103,3 @@ class EmbeddingRetriever:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         now = int(now)
         return self.index_for(now).search(u, k, created_range=(now - self.window_s, now))
-
-
-def retriever_from_twhin(model, post_author_row: np.ndarray, post_created: np.ndarray, *,
-                         window_s: int = 48 * HOUR, version: str = "twhin", **kwargs) -> EmbeddingRetriever:
-    """TwHIN vectors: user e_u; post e_p + r_like (author e_a + r_follow for posts without a training
-    edge, e.g. posts newer than the model). Arrays by post row, e.g. `ServingIndex.author_row` and
-    `.created_at` (they may cover more posts than the model). Users without an edge get zeros."""
-    users = model.user_vectors()
-    users[~model.user_trained.numpy()] = 0.0
-    posts = model.post_vectors(np.asarray(post_author_row, dtype=np.int64))
-    return EmbeddingRetriever(users, posts, post_created, window_s, version, **kwargs)
-
-
-def retriever_from_two_tower(model, h, *, window_s: int = 48 * HOUR, version: str = "two_tower",
-                             **kwargs) -> EmbeddingRetriever:
-    """Two-tower vectors for every user and post of History `h` (user histories as of `h.as_of`)."""
-    from foryou.models.two_tower import two_tower_vectors
-
-    users, posts, created = two_tower_vectors(model, h)
-    return EmbeddingRetriever(users, posts, created, window_s, version, **kwargs)

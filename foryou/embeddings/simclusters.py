@@ -16,53 +16,28 @@
 Retrieval: the user's top `retrieval_clusters` clusters → their top posts → keep the
 `retrieval_dot_top` best by dot product → exact cosine, threshold `min_cosine`.
 
+Settings: `foryou.config.SimClustersConfig`, the `simclusters` section of the one config tree
+(`--set simclusters.resolution=1.5`).
+
 Rows: users by position in sorted user ids (`follow_graph(h).user_ids`), posts by position in
 posts sorted by post_id — the same rows as `ServingIndex`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
 from scipy import sparse
 
-from foryou.config import Strict
-from foryou.data.lookup import rows_of
+from foryou.config import SimClustersConfig
+from foryou.data import snapshot
+from foryou.data.lookup import member, rows_of
+from foryou.data.snapshot import Arrays, csr_arrays, csr_from, nest, unnest
 from foryou.data.split import History, _require_history, follow_graph
 from foryou.vocab import HOUR
 
-
-class SimClustersConfig(Strict):
-    """Defaults sized so that the 100k-user world builds in seconds on two cores."""
-
-    min_followers: int = Field(5, ge=1, description="a producer has at least this many followers")
-    max_producers: int = Field(20_000, ge=2, description="most-followed producers kept")
-    max_follows_per_consumer: int = Field(
-        50, ge=2, description="a consumer's producer follows counted for similarity (seeded sample above it): "
-        "the cost of ÂᵀÂ is Σ degree², dominated by heavy followers")
-    similarity_block: int = Field(2_000, ge=1, description="producer rows per block of ÂᵀÂ (memory bound)")
-    min_similarity: float = Field(0.02, ge=0, lt=1, description="weaker producer–producer edges are pruned")
-    top_k: int = Field(20, ge=1, description="neighbours kept per producer")
-    partition: Literal["modularity", "cpm"] = Field(
-        "modularity", description="Leiden quality: modularity (RBConfiguration) is invariant to the scale of the "
-        "cosine weights; CPM's resolution is an absolute density and needs tuning per dataset")
-    resolution: float = Field(1.0, gt=0, description="Leiden resolution (higher = more, smaller clusters)")
-    min_cluster_size: int = Field(3, ge=1, description="smaller communities are dropped")
-    interested_in_top: int = Field(20, ge=1, description="clusters kept per user")
-    min_interest: float = Field(0.02, ge=0, lt=1, description="InterestedIn weights below this are dropped")
-    half_life_hours: float = Field(8.0, gt=0, description="post-vector decay")
-    like_weight: float = Field(1.0, ge=0)
-    repost_weight: float = Field(1.0, ge=0)
-    posts_per_cluster: int = Field(300, ge=1, description="top posts kept per cluster for retrieval")
-    retrieval_clusters: int = Field(50, ge=1, description="top clusters of the user vector probed")
-    retrieval_dot_top: int = Field(200, ge=1, description="candidates kept by dot product before cosine")
-    min_cosine: float = Field(0.1, ge=0, le=1, description="cosine threshold of retrieval")
-    compact_every: int = Field(200_000, ge=1, description="real-time overlay entries before merging")
-    seed: int = 0
+__all__ = ["SimClusters", "SimClustersConfig"]  # the config lives in the one tree (`simclusters` section)
 
 
 def _top_per_row(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> np.ndarray:
@@ -83,6 +58,7 @@ def _gather(indptr: np.ndarray, values: np.ndarray, rs: np.ndarray) -> np.ndarra
     return values[np.repeat(starts, counts) + offsets]
 
 
+@snapshot.restorable
 class SimClusters:
     def __init__(self, config: SimClustersConfig, t_ref: int, known_for: sparse.csr_matrix,
                  interested_in: sparse.csr_matrix, post_vectors: sparse.csr_matrix, created_at: np.ndarray,
@@ -119,6 +95,36 @@ class SimClusters:
         assert interested_in.shape[0] == n_users
         return cls(cfg, h.as_of, known_for, interested_in, post_vectors, posts["created_at"].to_numpy(),
                    n_producers)
+
+    # -- snapshot ---------------------------------------------------------------------------------
+
+    def to_arrays(self) -> Arrays:
+        """Matrices, top lists and the real-time overlay as named arrays (`foryou.data.snapshot`)."""
+        n = self._ov_n
+        return {
+            "config": self.config.model_dump(), "t_ref": self.t_ref, "n_producers": int(self.n_producers),
+            **nest("known_for", csr_arrays(self.known_for)), **nest("interested_in", csr_arrays(self.interested_in)),
+            **nest("post_vectors", csr_arrays(self._pv)), "created_at": self.created_at,
+            "overlay_post": self._ov_post[:n], "overlay_cluster": self._ov_cluster[:n], "overlay_w": self._ov_w[:n],
+            "new_created": np.asarray(self._new_created, dtype=np.int64),
+            "top_posts": self._top_posts, "top_indptr": self._top_indptr,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> SimClusters:
+        sc = cls.__new__(cls)  # not __init__: the top lists are stored, not rebuilt
+        sc.config = SimClustersConfig.model_validate(arrays["config"])
+        sc.t_ref, sc.n_producers = int(arrays["t_ref"]), int(arrays["n_producers"])
+        sc.known_for = csr_from(unnest(arrays, "known_for"))
+        sc.interested_in = csr_from(unnest(arrays, "interested_in"))
+        sc._pv = csr_from(unnest(arrays, "post_vectors"))
+        sc.created_at = arrays["created_at"]
+        sc._half_life = sc.config.half_life_hours * HOUR
+        sc._ov_post, sc._ov_cluster, sc._ov_w = arrays["overlay_post"], arrays["overlay_cluster"], arrays["overlay_w"]
+        sc._ov_n = len(sc._ov_post)
+        sc._new_created = arrays["new_created"].tolist()
+        sc._top_posts, sc._top_indptr = arrays["top_posts"], arrays["top_indptr"]
+        return sc
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -173,8 +179,7 @@ class SimClusters:
         if self._ov_n:  # real-time likes: merge duplicate (post, cluster) entries before the norm
             order = np.argsort(rows)
             p, c, ow = self._ov_post[:self._ov_n], self._ov_cluster[:self._ov_n], self._ov_w[:self._ov_n]
-            pos = np.minimum(np.searchsorted(rows[order], p), n - 1)
-            hit = rows[order][pos] == p
+            hit, pos = member(rows[order], p)
             owner = np.r_[owner, order[pos[hit]]]
             cl, w = np.r_[cl, c[hit]], np.r_[w, ow[hit]]
             keys, inv = np.unique(owner * self.n_clusters + cl, return_inverse=True)
@@ -201,7 +206,7 @@ class SimClusters:
             uniq, inverse = np.unique(rows, return_inverse=True)
             hit = np.isin(p, uniq)
             if hit.any():
-                extra = sparse.csr_matrix((w[hit], (np.searchsorted(uniq, p[hit]), c[hit])),
+                extra = sparse.csr_matrix((w[hit], (rows_of(uniq, p[hit], "post row"), c[hit])),
                                           shape=(len(uniq), self.n_clusters))
                 base = base + extra[inverse]
         out = sparse.csr_matrix(base)
@@ -318,15 +323,6 @@ class SimClusters:
         return np.r_[self.created_at, np.asarray(self._new_created, dtype=np.int64)][rows]
 
 
-def _cosine(v: sparse.csr_matrix, u: np.ndarray) -> np.ndarray:
-    un = float(np.linalg.norm(u))
-    vn = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
-    dot = v @ u
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = dot / (vn * un)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0)
-
-
 # -- build stages ---------------------------------------------------------------------------------
 
 def _known_for(follows: sparse.csr_matrix, in_degree: np.ndarray, cfg: SimClustersConfig
@@ -354,7 +350,7 @@ def _known_for(follows: sparse.csr_matrix, in_degree: np.ndarray, cfg: SimCluste
     norm[norm == 0] = 1.0
     a = (a @ sparse.diags((1.0 / norm).astype(np.float32))).tocsc()
     at = a.T.tocsr()
-    src, dst, sim = [], [], []
+    src_parts, dst_parts, sim_parts = [], [], []
     k = min(cfg.top_k, n_p - 1)
     for start in range(0, n_p, cfg.similarity_block):
         stop = min(start + cfg.similarity_block, n_p)
@@ -364,10 +360,11 @@ def _known_for(follows: sparse.csr_matrix, in_degree: np.ndarray, cfg: SimCluste
         w = np.take_along_axis(block, nb, axis=1)
         r = np.repeat(np.arange(start, stop), k)
         keep = w.ravel() > cfg.min_similarity
-        src.append(r[keep])
-        dst.append(nb.ravel()[keep])
-        sim.append(w.ravel()[keep])
-    src, dst, sim = np.concatenate(src), np.concatenate(dst), np.concatenate(sim).astype(np.float64)
+        src_parts.append(r[keep])
+        dst_parts.append(nb.ravel()[keep])
+        sim_parts.append(w.ravel()[keep])
+    src, dst = np.concatenate(src_parts), np.concatenate(dst_parts)
+    sim = np.concatenate(sim_parts).astype(np.float64)
     # Undirected: one edge per pair (S is symmetric, so both directions carry the same weight).
     lo, hi = np.minimum(src, dst), np.maximum(src, dst)
     pair, first = np.unique(lo.astype(np.int64) * n_p + hi, return_index=True)

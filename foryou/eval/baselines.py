@@ -23,7 +23,7 @@ from scipy import sparse
 
 from foryou.data.lookup import member
 from foryou.data.split import History
-from foryou.eval.protocols import EvalSplit
+from foryou.eval.protocols import EvalError, EvalSplit
 from foryou.vocab import HOUR, NEGATIVE
 
 BASELINES = ("random", "popularity", "reverse_chron", "als", "bpr", "item_knn")
@@ -254,5 +254,5 @@ def make_baseline(name: str, seed: int = 0) -> Baseline:
                "reverse_chron": ReverseChronBaseline, "als": ALSBaseline, "bpr": BPRBaseline,
                "item_knn": ItemKNNBaseline}
     if name not in classes:
-        raise ValueError(f"unknown baseline {name!r}; one of {', '.join(BASELINES)}")
+        raise EvalError(f"unknown baseline {name!r}; one of {', '.join(BASELINES)}")
     return classes[name]()

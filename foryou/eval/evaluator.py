@@ -17,83 +17,62 @@ from foryou.config import ForYouConfig
 from foryou.data.dataset import Dataset
 from foryou.data.lookup import member
 from foryou.eval import metrics as M
-from foryou.eval.baselines import BASELINES, Catalog, build_catalog, make_baseline
-from foryou.eval.protocols import EvalSplit, make_split
+from foryou.eval.baselines import BASELINES, Catalog, Lists, build_catalog, make_baseline
+from foryou.eval.protocols import EvalError, EvalSplit, make_split
 from foryou.eval.system import Pages, Retrieved, candidate_pipeline, candidates_of, retrieve, serve_pages
+from foryou.logs import Progress, Timer
+from foryou.timeline.engine import RecommendationEngine
+from foryou.vocab import NEGATIVE_FEEDBACK
 
 log = logging.getLogger("foryou.eval")
 SYSTEM = "foryou"
-Progress = Callable[[str, float], None]
 CALIBRATION_HEADS = ("click", "like", "reply", "dwell", "negative_feedback")
+# The negative kinds the heavy ranker pools into its "negative_feedback" head (report has a head of its own).
 MINIRECSYS_ENGAGEMENT_N = 100  # the mimic scores its engagement predictions on 100-item lists
 
 
 def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str, ...] = BASELINES,
              config: ForYouConfig | None = None, max_users: int | None = None, seed: int = 0,
              oracle: bool = True, reps: int = 1000, progress: Progress | None = None) -> dict[str, Any]:
-    from foryou.timeline.engine import RecommendationEngine
-
     progress = progress or (lambda stage, frac: None)
     config = config or ForYouConfig()
     path = Path(path)
     timings: dict[str, float] = {}
-    t_all = t0 = time.perf_counter()
-    dataset = Dataset.load(path)
-    split = make_split(dataset, protocol, max_users=max_users, seed=seed)
-    if len(split.users) == 0:
-        raise ValueError(f"{path}: no test users under the {protocol} protocol")
-    k_max = max(split.k_values)
-    page_n = k_max if protocol == "minirecsys" else config.timeline.mixing.page_size
-    page_n = max(page_n, k_max)
-    timings["split"] = time.perf_counter() - t0
+    t_all = time.perf_counter()
+    with Timer() as t:
+        dataset = Dataset.load(path)
+        split = make_split(dataset, protocol, max_users=max_users, seed=seed)
+        if len(split.users) == 0:
+            raise EvalError(f"{path}: no test users under the {protocol} protocol")
+        k_max = max(split.k_values)
+        page_n = max(k_max if protocol == "minirecsys" else config.timeline.mixing.page_size, k_max)
+    timings["split"] = t.seconds
 
     progress("engine (train side)", 0.0)
-    t0 = time.perf_counter()
-    engine = RecommendationEngine.open(path, config, as_of=split.as_of)
+    with Timer() as t:
+        engine = RecommendationEngine.open(path, config, as_of=split.as_of)
     progress("engine (train side)", 1.0)
-    timings["engine"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    before = _light_batches(engine)
-    pages = serve_pages(engine, split, page_n, lambda f: progress("our pages", f))
-    scored = pages
-    if protocol == "minirecsys":  # the mimic's engagement metrics read a separate 100-item request
-        scored = serve_pages(engine, split, MINIRECSYS_ENGAGEMENT_N, lambda f: progress("our 100-item lists", f))
-    served_models = engine.model_versions()  # what served our lists, not only what is loaded:
-    served_models["light_ranker"] = engine.light_ranker_status(  # a light ranker runs only where its cut binds
-        {side: n - before[side] for side, n in _light_batches(engine).items()})
-    timings["system"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    retrieved = retrieve(engine, split, page_n, lambda f: progress("retrieval recall", f))
-    timings["retrieval"] = time.perf_counter() - t0
+    timings["engine"] = t.seconds
+    with Timer() as t:
+        pages, scored, served_models = _our_pages(engine, split, protocol, page_n, progress)
+    timings["system"] = t.seconds
+    with Timer() as t:
+        retrieved = retrieve(engine, split, page_n, _stage(progress, "retrieval recall"))
+    timings["retrieval"] = t.seconds
 
     catalog = build_catalog(split, config.timeline.sources.max_age_hours)
     if len(catalog) == 0 or (pages.post_id < 0).all():
         split.notes.append(f"{len(catalog)} posts pass the TooOldFilter at the split and our pages are "
                            f"{'empty' if (pages.post_id < 0).all() else 'not empty'}: on a catalog without fresh "
                            "posts, widen timeline.sources.max_age_hours (and the in-network / trending windows)")
-    list_n = max(page_n, scored.post_id.shape[1])
-    lists = {SYSTEM: pages.post_id}
-    scores: dict[str, np.ndarray] = {}
-    for name in baselines:
-        t0 = time.perf_counter()
-        progress(f"baseline {name}", 0.0)
-        b = make_baseline(name, seed)
-        b.fit(split, catalog)
-        out = b.recommend(list_n, lambda f, name=name: progress(f"baseline {name}", f))
-        progress(f"baseline {name}", 1.0)
-        lists[name], scores[name] = out.post_id[:, :page_n], out.score
-        timings[f"baseline {name}"] = time.perf_counter() - t0
-        scores[name + ":ids"] = out.post_id
-
+    baseline_lists = _baseline_lists(split, catalog, baselines, max(page_n, scored.post_id.shape[1]), seed,
+                                     progress, timings)
+    lists = {SYSTEM: pages.post_id, **{name: b.post_id[:, :page_n] for name, b in baseline_lists.items()}}
     idx = M.bootstrap_indices(len(split.users), reps, seed)
-    methods = {}
-    for name, recs in lists.items():
-        if name == SYSTEM:
-            ids, s = scored.post_id, p_engaged(scored, split.positive_kinds)
-        else:
-            ids, s = scores[name + ":ids"], scores[name]
-        methods[name] = _method_metrics(split, catalog, recs, ids, s, idx, probabilities=name == SYSTEM)
+    methods = {SYSTEM: _method_metrics(split, catalog, pages.post_id, scored.post_id,
+                                       p_engaged(scored, split.positive_kinds), idx, probabilities=True)}
+    for name, b in baseline_lists.items():
+        methods[name] = _method_metrics(split, catalog, lists[name], b.post_id, b.score, idx, probabilities=False)
 
     result: dict[str, Any] = {
         "dataset": str(path), "dataset_name": dataset.manifest.name, "protocol": protocol,
@@ -103,28 +82,66 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
         "baselines": list(baselines), "bootstrap_reps": reps, "seed": seed,
         "config_overrides": _overrides(config), "models": served_models,
         "engine_errors": pages.errors, "notes": split.notes + _notes(baselines), "methods": methods,
-        "sources": _sources(pages, split),
+        "sources": _sources(pages, split), "retrieval": _retrieval(retrieved, pages, split, idx),
+        **_served_scores(scored, split), "heads": {"registry": _registry_heads(path)},
     }
-    result["retrieval"] = _retrieval(retrieved, pages, split, idx)
-    hits_all = M.hits_matrix(scored.post_id, split.truth_user, split.truth_post)
-    valid = scored.post_id >= 0
-    result["score_distribution"] = _score_hist(p_engaged(scored, split.positive_kinds)[valid], hits_all[valid])
-    result["calibration"] = {"observed": {"engaged": M.calibration_curve(
-        hits_all[valid], p_engaged(scored, split.positive_kinds)[valid])}}
-    result["heads"] = {"registry": _registry_heads(path)}
-
     if oracle and dataset.manifest.has_ground_truth:
-        t0 = time.perf_counter()
-        result["oracle"], truth_parts = _oracle(path, dataset, split, engine, lists, pages, idx, progress)
+        with Timer() as t:
+            result["oracle"], truth_parts = _oracle(path, dataset, split, engine, lists, pages, idx, progress)
         result["calibration"]["truth"] = truth_parts["calibration"]
         result["heads"]["served"] = truth_parts["heads"]
-        timings["oracle"] = time.perf_counter() - t0
+        timings["oracle"] = t.seconds
     engine.close()
     result["targets"] = _targets(result)
     timings["total"] = time.perf_counter() - t_all
     result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     log.info("evaluated", extra={"dataset": str(path), "protocol": protocol, "seconds": result["seconds"]})
     return result
+
+
+def _stage(progress: Progress, stage: str) -> Callable[[float], None]:
+    """One stage's progress callback."""
+    return lambda frac: progress(stage, frac)
+
+
+def _our_pages(engine: RecommendationEngine, split: EvalSplit, protocol: str, page_n: int,
+               progress: Progress) -> tuple[Pages, Pages, dict[str, str]]:
+    """Our served pages, the lists our engagement metrics read (the pages themselves, or under the
+    mimic's protocol a separate 100-item request) and the models that served them."""
+    before = _light_batches(engine)
+    pages = serve_pages(engine, split, page_n, _stage(progress, "our pages"))
+    scored = pages
+    if protocol == "minirecsys":
+        scored = serve_pages(engine, split, MINIRECSYS_ENGAGEMENT_N, _stage(progress, "our 100-item lists"))
+    served_models = engine.model_versions()  # what served our lists, not only what is loaded:
+    served_models["light_ranker"] = engine.light_ranker_status(  # a light ranker runs only where its cut binds
+        {side: n - before[side] for side, n in _light_batches(engine).items()})
+    return pages, scored, served_models
+
+
+def _baseline_lists(split: EvalSplit, catalog: Catalog, baselines: tuple[str, ...], list_n: int, seed: int,
+                    progress: Progress, timings: dict[str, float]) -> dict[str, Lists]:
+    """Each baseline fitted on the split's history, its `list_n`-long list per user."""
+    out = {}
+    for name in baselines:
+        with Timer() as t:
+            progress(f"baseline {name}", 0.0)
+            b = make_baseline(name, seed)
+            b.fit(split, catalog)
+            out[name] = b.recommend(list_n, _stage(progress, f"baseline {name}"))
+            progress(f"baseline {name}", 1.0)
+        timings[f"baseline {name}"] = t.seconds
+    return out
+
+
+def _served_scores(scored: Pages, split: EvalSplit) -> dict[str, Any]:
+    """Our predicted P(engaged) of the served items against whether the user engaged in the test
+    window: histograms by outcome and the observed calibration curve."""
+    hits = M.hits_matrix(scored.post_id, split.truth_user, split.truth_post)
+    valid = scored.post_id >= 0
+    p = p_engaged(scored, split.positive_kinds)[valid]
+    return {"score_distribution": _score_hist(p, hits[valid]),
+            "calibration": {"observed": {"engaged": M.calibration_curve(hits[valid], p)}}}
 
 
 def p_engaged(pages: Pages, kinds: tuple[str, ...]) -> np.ndarray:
@@ -261,8 +278,8 @@ def _oracle(path: Path, dataset: Dataset, split: EvalSplit, engine, lists: dict[
         if i % 20 == 0:
             progress("our candidates", (i + 1) / len(split.users))
     progress("our candidates", 1.0)
-    util = page_utilities(truth, split, lists, cands, lambda f: progress("oracle pages", f))
-    out = {"what": "Σ expected utility of each list ÷ Σ that of the oracle page of the same length "
+    util = page_utilities(truth, split, lists, cands, _stage(progress, "oracle pages"))
+    out: dict[str, Any] = {"what": "Σ expected utility of each list ÷ Σ that of the oracle page of the same length "
                    "(same user, same time; posts not yet shown to the user)", "methods": {}}
     for name, u in util.items():
         out["methods"][name] = {"ratio": _summary(u["served"], idx, u["oracle"]),
@@ -274,7 +291,7 @@ def _oracle(path: Path, dataset: Dataset, split: EvalSplit, engine, lists: dict[
     valid = pages.post_id >= 0
     uid = np.broadcast_to(split.users[:, None], valid.shape)[valid]
     true = truth.probabilities(uid, pages.post_id[valid], np.int64(split.as_of))
-    true["negative_feedback"] = 1 - (1 - true["not_interested"]) * (1 - true["mute"]) * (1 - true["block"])
+    true["negative_feedback"] = 1 - np.prod([1 - true[k] for k in NEGATIVE_FEEDBACK], axis=0)
     calib = {}
     for h in CALIBRATION_HEADS:
         pred = pages.predictions[h][valid]
@@ -293,7 +310,7 @@ def _served_head_auc(dataset: Dataset, split: EvalSplit, pages: Pages, valid: np
     from foryou.data.split import Window
 
     e = Window("test", split.as_of, None).rows(dataset, "engagements")
-    kinds = {"negative_feedback": ("not_interested", "mute", "block")}
+    kinds = {"negative_feedback": NEGATIVE_FEEDBACK}
     key = np.broadcast_to(split.users[:, None], valid.shape)[valid].astype(np.int64) * (1 << 32) + pages.post_id[valid]
     out = {}
     for head in ("click", "like", "repost", "reply", "profile_click", "dwell", "negative_feedback"):

@@ -62,7 +62,7 @@ def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
 
 
 def hit_rate_at_k(hits: np.ndarray, k: int) -> np.ndarray:
-    return hits[:, :k].any(1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(1), dtype=np.float64)
 
 
 def mrr(hits: np.ndarray) -> np.ndarray:

@@ -73,7 +73,8 @@ def page_utilities(truth: GroundTruth, split: EvalSplit, lists: dict[str, np.nda
     for i in range(n_users):
         row = int(user_rows[i])
         rows = truth.eligible_rows(row, int(t))
-        seen_rows = truth.post_rows(seen_p[bounds[i]:bounds[i + 1]]) if bounds[i + 1] > bounds[i] else []
+        seen_rows = truth.post_rows(seen_p[bounds[i]:bounds[i + 1]]) if bounds[i + 1] > bounds[i] \
+            else np.empty(0, np.int64)
         rows = rows[~np.isin(rows, seen_rows)]
         user = np.full(len(rows), row)
         true_util = truth.utility_from(truth.probabilities_rows(user, rows, t))

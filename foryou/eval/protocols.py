@@ -19,9 +19,14 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
 from foryou.data.split import History, history
+from foryou.errors import ForYouError
 from foryou.vocab import POSITIVE
 
 PROTOCOLS = ("temporal", "minirecsys")
+
+
+class EvalError(ForYouError, ValueError):
+    """An evaluation that cannot be run as asked: an unknown protocol or baseline, too little data."""
 
 
 @dataclass
@@ -83,10 +88,10 @@ def minirecsys(dataset: Dataset, n_users: int = 100, min_test: int = 2) -> EvalS
     order = np.argsort(t, kind="stable")
     cut = int(0.8 * len(order))
     if cut >= len(order):
-        raise ValueError("too few engagements for an 80/20 split")
+        raise EvalError("too few engagements for an 80/20 split")
     as_of = int(t[order[cut]])
     if cut > 0 and t[order[cut - 1]] == as_of:  # a tie across the cut cannot be expressed as one instant
-        raise ValueError("the 80 % cut falls inside a group of equal timestamps")
+        raise EvalError("the 80 % cut falls inside a group of equal timestamps")
     test = order[cut:]
     user = e["user_id"].to_numpy()[test]
     post = e["post_id"].to_numpy()[test]
@@ -107,4 +112,4 @@ def make_split(dataset: Dataset, protocol: str, max_users: int | None = None, se
         return temporal(dataset, max_users=max_users, seed=seed)
     if protocol == "minirecsys":
         return minirecsys(dataset)
-    raise ValueError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+    raise EvalError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")

@@ -1,5 +1,6 @@
 """Our system under evaluation: the For You page each evaluated user is served at the split instant,
-by an engine built from `history(dataset, as_of)` with the registry's promoted models."""
+by an engine built from `history(dataset, as_of)` with the registry's promoted models — and the
+funnel behind it, measured by running the engine's own pipeline up to a stage (never a copy of it)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from foryou.eval.protocols import EvalSplit
-from foryou.mixer import CandidateBatch, ProductPipeline, RunContext
+from foryou.mixer import CandidateBatch, Segments
+from foryou.timeline import columns as c
 from foryou.timeline.engine import RecommendationEngine
-from foryou.timeline.query import TimelineQuery
+from foryou.timeline.page import PageBatch
+from foryou.timeline.pipeline import ForYouPipeline
 from foryou.vocab import RANKER_HEADS
+
+Progress = Callable[[float], None]
+USERS_PER_CALL = 200  # users per engine call: progress moves, and the funnel's batches stay small
 
 
 @dataclass
@@ -27,27 +33,20 @@ class Pages:
     errors: list[str]
 
 
-def serve_pages(engine: RecommendationEngine, split: EvalSplit, n: int,
-                progress: Callable[[float], None] | None = None) -> Pages:
-    u = len(split.users)
-    post = np.full((u, n), -1, dtype=np.int64)
-    score = np.full((u, n), np.nan)
-    source = np.full((u, n), "", dtype=object)
-    in_net = np.zeros((u, n), dtype=bool)
-    preds = {h: np.full((u, n), np.nan) for h in RANKER_HEADS}
-    errors: set[str] = set()
-    for i, user in enumerate(split.users.tolist()):
-        page = engine.recommend(user, n=n, now=split.as_of)
-        errors.update(page.errors)
-        for j, item in enumerate(page.items[:n]):
-            post[i, j], score[i, j], source[i, j], in_net[i, j] = item.post_id, item.score, item.source, item.in_network
-            for h in RANKER_HEADS:
-                preds[h][i, j] = item.predictions[h]
-        if progress is not None and i % 20 == 0:
-            progress((i + 1) / u)
+def serve_pages(engine: RecommendationEngine, split: EvalSplit, n: int, progress: Progress | None = None) -> Pages:
+    """Every evaluated user's page, served in batches (`recommend_many`)."""
+    parts = []
+    users = split.users
+    for lo in range(0, len(users), USERS_PER_CALL):
+        parts.append(engine.recommend_many(users[lo:lo + USERS_PER_CALL], n=n, now=int(split.as_of)))
+        if progress is not None:
+            progress(min(lo + USERS_PER_CALL, len(users)) / max(len(users), 1))
     if progress is not None:
         progress(1.0)
-    return Pages(post, score, source, in_net, preds, sorted(errors))
+    pages = PageBatch.concat(parts, n)
+    return Pages(pages.post_id, pages.score.astype(np.float64), pages.source, pages.in_network,
+                 {h: pages.predictions[h].astype(np.float64) for h in RANKER_HEADS},
+                 sorted({e for errs in pages.errors for e in errs}))
 
 
 @dataclass
@@ -60,66 +59,62 @@ class Retrieved:
     filtered: np.ndarray
 
 
-def retrieve(engine: RecommendationEngine, split: EvalSplit, n: int,
-             progress: Callable[[float], None] | None = None) -> Retrieved:
-    """Run the engine's query hydrators, candidate pipelines, dedup and filters (no ranking) per user."""
-    p = engine.pipeline
-    names = [cp.name for cp in p.candidate_pipelines]
-    per: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    merged: list[np.ndarray] = []
-    filtered: list[np.ndarray] = []
-    for i, user in enumerate(split.users.tolist()):
-        row = engine.state.index.user_row(int(user))
-        query = TimelineQuery(user_id=int(user), user_row=row, now=int(split.as_of), n=n)
-        for h in p.query_hydrators:
-            query.features.update(h.hydrate(query))
-        ctx = RunContext()
-        parts = [cp.run(query, ctx) for cp in p.candidate_pipelines]
-        for name, b in zip(names, parts, strict=True):
-            per[name].append(_ids(b))
-        batch = CandidateBatch.concat(parts)
-        if len(batch):
-            _, first = np.unique(batch["post_id"], return_index=True)
-            batch = batch.take(np.sort(first))
-        merged.append(_ids(batch))
-        for f in p.filters:
-            if len(batch):
-                batch = batch.filter(f.keep(query, batch))
-        filtered.append(_ids(batch))
-        if progress is not None and i % 20 == 0:
-            progress((i + 1) / len(split.users))
+def retrieve(engine: RecommendationEngine, split: EvalSplit, n: int, progress: Progress | None = None) -> Retrieved:
+    """The engine's pipeline up to its pre-ranking filters, per stage: each source, the merged set, the
+    filtered set (the heavy ranker's input)."""
+    stages: dict[str, list[np.ndarray]] = {}
+    names = [f"candidate_pipeline:{cp.name}" for cp in engine.pipeline.candidate_pipelines]
+
+    def observe(stage: str, batch: CandidateBatch, segments: Segments) -> None:
+        if stage in names or stage in ("dedup", "filters"):
+            stages.setdefault(stage, []).append(_grid(batch, segments))
+
+    users = split.users
+    for lo in range(0, len(users), USERS_PER_CALL):
+        engine.funnel(users[lo:lo + USERS_PER_CALL], until="filters", observe=observe, n=n, now=int(split.as_of))
+        if progress is not None:
+            progress(min(lo + USERS_PER_CALL, len(users)) / max(len(users), 1))
     if progress is not None:
         progress(1.0)
-    return Retrieved({name: _pad(v) for name, v in per.items()}, _pad(merged), _pad(filtered))
+    joined = {stage: _stack(grids) for stage, grids in stages.items()}
+    empty = np.full((len(users), 0), -1, np.int64)
+    return Retrieved({name.split(":", 1)[1]: joined.get(name, empty) for name in names},
+                     joined.get("dedup", empty), joined.get("filters", empty))
 
 
-def _ids(batch: CandidateBatch) -> np.ndarray:
-    return np.asarray(batch["post_id"], dtype=np.int64) if len(batch) else np.empty(0, np.int64)
-
-
-def _pad(lists: list[np.ndarray]) -> np.ndarray:
-    out = np.full((len(lists), max((len(v) for v in lists), default=0)), -1, dtype=np.int64)
-    for i, v in enumerate(lists):
-        out[i, :len(v)] = v
+def _grid(batch: CandidateBatch, segments: Segments) -> np.ndarray:
+    """Each query's post ids as one row, −1-padded to the longest."""
+    out = np.full((len(segments), int(segments.lengths.max(initial=0))), -1, np.int64)
+    if len(batch):
+        slot = np.arange(len(batch)) - np.repeat(segments.offsets[:-1], segments.lengths)
+        out[segments.ids, slot] = batch[c.POST_ID]
     return out
 
 
-def candidate_pipeline(engine: RecommendationEngine) -> ProductPipeline:
-    """The engine's own pipeline up to (not including) selection: every candidate that survived
-    retrieval, the light rankers' cuts, filters, scoring and post filters — what a page is chosen from."""
-    p = engine.pipeline
-    return ProductPipeline("for_you_candidates", gates=p.gates, query_hydrators=p.query_hydrators,
-                           candidate_pipelines=p.candidate_pipelines, dedup_column=p.dedup_column,
-                           filters=p.filters, scoring_pipelines=p.scoring_pipelines, post_filters=p.post_filters)
+def _stack(grids: list[np.ndarray]) -> np.ndarray:
+    width = max(g.shape[1] for g in grids)
+    return np.concatenate([np.pad(g, ((0, 0), (0, width - g.shape[1])), constant_values=-1) for g in grids])
 
 
-def candidates_of(engine: RecommendationEngine, pipeline: ProductPipeline, user_id: int, now: int,
+def candidate_pipeline(engine: RecommendationEngine) -> ForYouPipeline:
+    """The engine's own pipeline: `candidates_of` runs it up to (not including) selection."""
+    return engine.pipeline
+
+
+def candidates_of(engine: RecommendationEngine, pipeline: ForYouPipeline, user_id: int, now: int,
                   n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(post ids, predicted utility Σ wᵢ·p̂ᵢ) of the user's candidates before selection (same query as
-    `engine.recommend`)."""
-    row = engine.state.index.user_row(int(user_id))
-    query = TimelineQuery(user_id=int(user_id), user_row=row, now=int(now), n=n)
-    batch = pipeline.run(query).batch
-    if not len(batch):
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    return np.asarray(batch["post_id"], dtype=np.int64), np.asarray(batch["utility"], dtype=np.float32)
+    """(post ids, predicted utility Σ wᵢ·p̂ᵢ) of the user's candidates before selection: every candidate that
+    survived retrieval, the light rankers' cuts, filters, scoring and post filters — what a page is chosen from."""
+    return candidates(engine, np.array([user_id]), now, n)[0]
+
+
+def candidates(engine: RecommendationEngine, users: np.ndarray, now: int,
+               n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`candidates_of` for many users in one pass of the funnel."""
+    out = engine.funnel(users, until="post_filters", n=n, now=int(now))
+    b, seg = out.batch, out.segments
+    if not len(b):
+        return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(len(users))]
+    ids, utility = np.asarray(b[c.POST_ID], np.int64), np.asarray(b[c.UTILITY], np.float32)
+    return [(ids[lo:hi], utility[lo:hi]) for lo, hi in zip(seg.offsets[:-1].tolist(), seg.offsets[1:].tolist(),
+                                                          strict=True)]

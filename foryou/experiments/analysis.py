@@ -1,7 +1,8 @@
 """Per-arm analysis: the randomisation unit is the user, so each metric is a per-user value (the
-user's engagement per impression, realised utility per impression, negative feedback per impression,
-impressions per session), compared with Welch's t-test. Impression-level rates also get the
-two-proportion z-test (descriptive: impressions of one user are correlated, so it is optimistic).
+user's engagement per impression, realised utility per impression — the metric named "utility" —,
+negative feedback per impression, impressions per session), compared with Welch's t-test (scipy).
+Impression-level rates also get the two-proportion z-test (descriptive: impressions of one user are
+correlated, so it is optimistic).
 Plus 95 % intervals, relative lift (delta method), the minimum detectable effect at 80 % power and
 a sample-ratio-mismatch check (χ² goodness of fit of users per arm against the arms' weights)."""
 
@@ -35,18 +36,20 @@ def event_utility(weights: EngagementWeights | None = None) -> dict[str, float]:
 
 @dataclass
 class UserTable:
-    """One row per exposed user: arm index, sessions, impressions, positives, negatives, utility."""
+    """One row per exposed user: arm index, sessions, impressions, positives, negatives and realised
+    utility (X's weights summed over the actions the user took: `event_utility`)."""
 
     arm: np.ndarray
     sessions: np.ndarray
     impressions: np.ndarray
     positives: np.ndarray
     negatives: np.ndarray
-    utility: np.ndarray
+    realised_utility: np.ndarray
 
     def metric(self, name: str) -> np.ndarray:
+        """A per-user metric of METRICS; "utility" is the realised utility per impression."""
         imp = np.maximum(self.impressions, 1)
-        return {"utility": self.utility / imp, "engagement_rate": self.positives / imp,
+        return {"utility": self.realised_utility / imp, "engagement_rate": self.positives / imp,
                 "negative_rate": self.negatives / imp,
                 "session_depth": self.impressions / np.maximum(self.sessions, 1)}[name]
 
@@ -75,32 +78,31 @@ def user_table(log: ExperimentLog, experiment: Experiment, weights: EngagementWe
     served, shown = col(2), col(3)
     return UserTable(arm=np.array([index[r[0]] for r in rows], dtype=np.int64), sessions=col(1),
                      impressions=np.where(shown > 0, shown, served), positives=col(4), negatives=col(5),
-                     utility=col(6))
+                     realised_utility=col(6))
 
 
 # -- tests ------------------------------------------------------------------------------------------
 
 
 def welch(control: np.ndarray, treatment: np.ndarray, alpha: float = ALPHA) -> dict[str, float]:
-    """Welch's t-test of mean(treatment) − mean(control), its (1 − α) interval and the relative lift
-    with a delta-method interval."""
+    """Welch's t-test of mean(treatment) − mean(control) and its (1 − α) interval (scipy's
+    `ttest_ind(equal_var=False)`), and the relative lift with a delta-method interval."""
     c, t = np.asarray(control, np.float64), np.asarray(treatment, np.float64)
     nc, nt = len(c), len(t)
     mc, mt = float(c.mean()) if nc else np.nan, float(t.mean()) if nt else np.nan
     vc = float(c.var(ddof=1)) / nc if nc > 1 else np.nan
     vt = float(t.var(ddof=1)) / nt if nt > 1 else np.nan
     diff, se = mt - mc, float(np.sqrt(vc + vt))
-    if not np.isfinite(se) or se == 0:
+    if not np.isfinite(se) or se == 0:  # fewer than two users in an arm, or no variation: no test
         return {"control": mc, "treatment": mt, "diff": diff, "ci_low": np.nan, "ci_high": np.nan, "t": np.nan,
                 "df": np.nan, "p": np.nan, "lift": diff / mc if mc else np.nan, "lift_low": np.nan,
                 "lift_high": np.nan}
-    df = (vc + vt) ** 2 / (vc**2 / (nc - 1) + vt**2 / (nt - 1))
-    tstat = diff / se
-    p = float(2 * stats.t.sf(abs(tstat), df))
-    q = float(stats.t.ppf(1 - alpha / 2, df))
-    out = {"control": mc, "treatment": mt, "diff": diff, "ci_low": diff - q * se, "ci_high": diff + q * se,
-           "t": float(tstat), "df": float(df), "p": p}
-    if mc != 0:
+    test = stats.ttest_ind(t, c, equal_var=False)
+    ci = test.confidence_interval(confidence_level=1 - alpha)
+    out = {"control": mc, "treatment": mt, "diff": diff, "ci_low": float(ci.low), "ci_high": float(ci.high),
+           "t": float(test.statistic), "df": float(test.df), "p": float(test.pvalue)}
+    if mc != 0:  # the lift's interval: the delta method with the test's own t quantile
+        q = float(stats.t.ppf(1 - alpha / 2, test.df))
         lift = mt / mc - 1
         se_lift = float(np.sqrt(vt / mc**2 + mt**2 * vc / mc**4))
         out.update(lift=lift, lift_low=lift - q * se_lift, lift_high=lift + q * se_lift)
@@ -170,7 +172,7 @@ def analyse(experiment: Experiment, table: UserTable, alpha: float = ALPHA) -> d
         treat = table.subset(table.arm == i)
         for m in METRICS:
             c, t = control.metric(m), treat.metric(m)
-            r = welch(c, t, alpha)
+            r: dict[str, Any] = welch(c, t, alpha)
             mde = minimum_detectable_effect(float(c.std(ddof=1)) if len(c) > 1 else np.nan, len(c),
                                             float(t.std(ddof=1)) if len(t) > 1 else np.nan, len(t), alpha)
             r.update(arm=arm.name, metric=m, test="welch", primary=m == experiment.primary_metric,
@@ -180,7 +182,7 @@ def analyse(experiment: Experiment, table: UserTable, alpha: float = ALPHA) -> d
         for m, col in (("engagement_rate", "positives"), ("negative_rate", "negatives")):
             nc, nt = control.impressions.sum(), treat.impressions.sum()
             if nc > 0 and nt > 0:
-                r = two_proportion(getattr(control, col).sum(), nc, getattr(treat, col).sum(), nt, alpha)
+                r = dict(two_proportion(getattr(control, col).sum(), nc, getattr(treat, col).sum(), nt, alpha))
                 r.update(arm=arm.name, metric=m, test="two-proportion z (impressions)",
                          significant=bool(np.isfinite(r["p"]) and r["p"] < alpha))
                 proportions.append(r)

@@ -10,10 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from foryou.config import ForYouConfig, apply_overrides, parse_overrides
 
+# Per-user metrics (experiments.analysis.UserTable.metric). "utility" is the realised utility per
+# impression: X's engagement weights summed over the actions the user took (not the expected Σ w·p);
+# the name is the API's and the stored experiments' (primary_metric), so it stays.
 METRICS = ("utility", "engagement_rate", "negative_rate", "session_depth")
 Metric = Literal["utility", "engagement_rate", "negative_rate", "session_depth"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
+
+
+def _checked_name(what: str, v: str) -> str:
+    if not _NAME.match(v):
+        raise ValueError(f"{what} name {v!r}: letters, digits, _ . - (≤ 64)")
+    return v
 
 
 class Arm(BaseModel):
@@ -27,9 +36,7 @@ class Arm(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"arm name {v!r}: letters, digits, _ . - (≤ 64)")
-        return v
+        return _checked_name("arm", v)
 
     @field_validator("overrides")
     @classmethod
@@ -66,9 +73,7 @@ class Experiment(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError(f"experiment name {v!r}: letters, digits, _ . - (≤ 64)")
-        return v
+        return _checked_name("experiment", v)
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:

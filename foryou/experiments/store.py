@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -10,6 +11,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from foryou.errors import ForYouError
 from foryou.experiments.definition import Experiment, override_keys
 
 EXPERIMENTS_DIR = "experiments"
@@ -17,7 +19,7 @@ DEFINITIONS = "experiments.json"
 LOG = "log.sqlite"
 
 
-class ExperimentError(ValueError):
+class ExperimentError(ForYouError, ValueError):
     """A mistake in an experiment request (unknown name, full layer, conflicting overrides)."""
 
 
@@ -46,7 +48,7 @@ class ExperimentStore:
                 return e
         raise ExperimentError(f"no experiment named {name!r} (foryou experiments list)")
 
-    def running(self) -> list[Experiment]:
+    def running(self) -> builtins.list[Experiment]:
         return [e for e in self.list() if e.status == "running"]
 
     def create(self, experiment: Experiment) -> Experiment:
@@ -83,7 +85,7 @@ class ExperimentStore:
             self._write([Experiment.model_validate(e.model_dump()) for e in out])
             return next(e for e in out if e.name == name)
 
-    def _write(self, experiments: list[Experiment]) -> None:
+    def _write(self, experiments: builtins.list[Experiment]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.definitions_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"experiments": [e.model_dump() for e in experiments]}, indent=2) + "\n")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from foryou.data.lookup import searchsorted_many
+from foryou.data.lookup import member, searchsorted_many
+from foryou.data.snapshot import Arrays
 
 _SHIFT = np.int64(34)  # key ids in the high bits, seconds since the counter's origin in the low 34
 LIVE_RUN = 512  # live events per sorted run
@@ -32,6 +33,21 @@ class EventCounter:
         self._folded = 0  # live events already in a sorted run
         self._tail: tuple[np.ndarray, np.ndarray] | None = None
 
+    def to_arrays(self) -> Arrays:
+        """The packed events and the live ones (`foryou.data.snapshot`); sorted runs are rebuilt on demand."""
+        return {"origin": self.origin, "t_max": self.t_max, "uniq": self.uniq, "packed": self.packed,
+                "totals": self.totals, "live_keys": np.array(self.live_keys, dtype=np.int64),
+                "live_times": np.array(self.live_times, dtype=np.int64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> EventCounter:
+        counter = cls.__new__(cls)
+        counter.origin, counter.t_max = int(arrays["origin"]), int(arrays["t_max"])
+        counter.uniq, counter.packed, counter.totals = arrays["uniq"], arrays["packed"], arrays["totals"]
+        counter.live_keys, counter.live_times = arrays["live_keys"].tolist(), arrays["live_times"].tolist()
+        counter._runs, counter._folded, counter._tail = [], 0, None
+        return counter
+
     def _pack(self, keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         uniq, dense = np.unique(keys, return_inverse=True)
         rel = np.clip(times - self.origin, 0, (1 << 34) - 1)
@@ -42,8 +58,7 @@ class EventCounter:
                totals: np.ndarray | None = None, after_all: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(len(keys), dtype=np.float64)
         if len(uniq):
-            pos = np.minimum(searchsorted_many(uniq, keys), len(uniq) - 1)
-            hit = uniq[pos] == keys
+            hit, pos = member(uniq, keys)
             if totals is not None and after_all is not None:
                 fast = hit & after_all
                 out[fast] = totals[pos[fast]]
@@ -75,7 +90,8 @@ class EventCounter:
         if self._tail is None and self._folded < len(self.live_keys):
             self._tail = self._pack(np.array(self.live_keys[self._folded:], np.int64),
                                     np.array(self.live_times[self._folded:], np.int64))
-        return [(u, p) for _, _, u, p in self._runs] + ([self._tail] if self._folded < len(self.live_keys) else [])
+        tail = [self._tail] if self._tail is not None and self._folded < len(self.live_keys) else []
+        return [(u, p) for _, _, u, p in self._runs] + tail
 
     def count_before(self, keys: np.ndarray, t: np.ndarray | int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)

@@ -10,15 +10,20 @@ Live events recorded after the build are added to the counters' small overlay.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from foryou.data import snapshot
+from foryou.data.lookup import member, rows_of
+from foryou.data.snapshot import Arrays, nest, unnest
 from foryou.data.split import History, _require_history
 from foryou.features.counter import EventCounter
-from foryou.vocab import DAY, ENGAGEMENT_KINDS, NEGATIVE, POSITIVE
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, HOUR, NEGATIVE, POSITIVE, SAFETY_LABELS
 
 PRIOR_IMPRESSIONS = 20.0
 
@@ -72,6 +77,10 @@ FEATURE_VERSION = 5
 FEATURE_SCHEMA = hashlib.sha256(f"{FEATURE_VERSION}|{'|'.join(FEATURE_NAMES)}".encode()).hexdigest()[:16]
 
 
+_COLUMNS = ("user_ids", "post_id", "author_row", "created_at", "content_row", "topic")  # by row, as built
+
+
+@snapshot.restorable
 class FeatureStore:
     """Point-in-time counters over a History plus static post columns; `compute` is the one definition."""
 
@@ -79,9 +88,13 @@ class FeatureStore:
         h = _require_history(h)
         self.as_of = h.as_of
         self.user_ids = np.sort(h.users["user_id"].to_numpy())
-        p = h.posts.sort_by("post_id")
+        self.n_users = len(self.user_ids)
+        self._post_columns(h.posts.sort_by("post_id"))
+        self.counters = self._counters(h)
+
+    def _post_columns(self, p: pa.Table) -> None:
         self.post_id = p["post_id"].to_numpy()
-        self.author_row = np.searchsorted(self.user_ids, p["author_id"].to_numpy())
+        self.author_row = rows_of(self.user_ids, p["author_id"].to_numpy(), "user")
         self.created_at = p["created_at"].to_numpy()
         kind = p["kind"].to_numpy(zero_copy_only=False)
         # A repost shows its source post. As X's home-mixer hydrates a retweet's source tweet, every
@@ -89,8 +102,8 @@ class FeatureStore:
         # source's; only its age, its is_repost flag and in_network (the viewer follows the reposter)
         # are its own. Engagements on a repost count for the source.
         parent = pc.fill_null(p["parent_id"], -1).to_numpy()
-        src = np.minimum(np.searchsorted(self.post_id, parent), len(self.post_id) - 1)
-        is_source = (kind == "repost") & (parent >= 0) & (self.post_id[src] == parent)
+        found, src = member(self.post_id, parent)
+        is_source = (kind == "repost") & (parent >= 0) & found
         self.content_row = np.where(is_source, src, np.arange(len(self.post_id)))
         c_row = self.content_row
         self.topic = p["topic"].to_numpy().astype(np.int64)[c_row]
@@ -101,15 +114,15 @@ class FeatureStore:
             "length_log": np.log1p(p["length"].to_numpy()).astype(np.float32)[c_row],
             "is_reply": (kind == "reply").astype(np.float32)[c_row],
             "is_repost": (kind == "repost").astype(np.float32),
-            **{lb: p[lb].to_numpy(zero_copy_only=False).astype(np.float32)[c_row]
-               for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")},
+            **{lb: p[lb].to_numpy(zero_copy_only=False).astype(np.float32)[c_row] for lb in SAFETY_LABELS},
         }
-        n_users = len(self.user_ids)
-        self.n_users = n_users
 
+    def _counters(self, h: History) -> dict[str, EventCounter]:
+        """Every point-in-time counter `compute` reads, over the History's events."""
+        n_users = self.n_users
         e = h.engagements
-        e_user = np.searchsorted(self.user_ids, e["user_id"].to_numpy())
-        e_post = self.content_row[np.searchsorted(self.post_id, e["post_id"].to_numpy())]
+        e_user = rows_of(self.user_ids, e["user_id"].to_numpy(), "user")
+        e_post = self.content_row[rows_of(self.post_id, e["post_id"].to_numpy(), "post")]
         e_time = e["created_at"].to_numpy()
         code = pc.index_in(e["kind"], value_set=pa.array(ENGAGEMENT_KINDS)).to_numpy(zero_copy_only=False)
         pos = np.isin(code, [ENGAGEMENT_KINDS.index(k) for k in POSITIVE])
@@ -117,18 +130,19 @@ class FeatureStore:
         e_author = self.author_row[e_post]
         media = self.static["has_media"][e_post] > 0
         unsafe = np.zeros(len(e_post), dtype=bool)
-        for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo"):
+        for lb in SAFETY_LABELS:
             unsafe |= self.static[lb][e_post] > 0
         i = h.impressions
-        i_user = np.searchsorted(self.user_ids, i["user_id"].to_numpy())
-        i_post = self.content_row[np.searchsorted(self.post_id, i["post_id"].to_numpy())]
+        i_user = rows_of(self.user_ids, i["user_id"].to_numpy(), "user")
+        i_post = self.content_row[rows_of(self.post_id, i["post_id"].to_numpy(), "post")]
         i_time = i["created_at"].to_numpy()
         f = h.follows
-        f_src = np.searchsorted(self.user_ids, f["src_id"].to_numpy())
-        f_dst = np.searchsorted(self.user_ids, f["dst_id"].to_numpy())
+        f_src = rows_of(self.user_ids, f["src_id"].to_numpy(), "user")
+        f_dst = rows_of(self.user_ids, f["dst_id"].to_numpy(), "user")
+        none = np.zeros(0, np.int64)
 
         c = EventCounter
-        self.counters = {
+        return {
             "post_pos": c(e_post[pos], e_time[pos]),
             "post_neg": c(e_post[neg], e_time[neg]),
             "post_imp": c(i_post, i_time),
@@ -148,13 +162,35 @@ class FeatureStore:
             "follow": c(f_src * n_users + f_dst, f["created_at"].to_numpy()),
             "followers": c(f_dst, f["created_at"].to_numpy()),
             # A History holds the edges that exist; unfollows arrive live (and cancel a follow).
-            "unfollow": c(np.zeros(0, np.int64), np.zeros(0, np.int64)),
-            "unfollowers": c(np.zeros(0, np.int64), np.zeros(0, np.int64)),
+            "unfollow": c(none, none),
+            "unfollowers": c(none, none),
+            # Global rates for smoothing, point-in-time too (a build-time constant would be skew).
+            "global_pos": c(np.zeros(int(pos.sum()), np.int64), e_time[pos]),
+            "global_neg": c(np.zeros(int(neg.sum()), np.int64), e_time[neg]),
+            "global_imp": c(np.zeros(len(i_time), np.int64), i_time),
         }
-        # Global rates for smoothing, point-in-time too (a build-time constant would be skew).
-        self.counters["global_pos"] = c(np.zeros(int(pos.sum()), np.int64), e_time[pos])
-        self.counters["global_neg"] = c(np.zeros(int(neg.sum()), np.int64), e_time[neg])
-        self.counters["global_imp"] = c(np.zeros(len(i_time), np.int64), i_time)
+
+    # -- snapshot ---------------------------------------------------------------------------------
+
+    def to_arrays(self) -> Arrays:
+        """Post columns and every counter as named arrays (`foryou.data.snapshot`)."""
+        out: Arrays = {"as_of": int(self.as_of), "n_users": self.n_users, "n_topics": self.n_topics,
+                       "counters": list(self.counters)}
+        out |= {name: getattr(self, name) for name in _COLUMNS} | nest("static", self.static)
+        for name, counter in self.counters.items():
+            out |= nest(f"counter.{name}", counter.to_arrays())
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> FeatureStore:
+        store = cls.__new__(cls)
+        store.as_of, store.n_users, store.n_topics = (int(arrays[k]) for k in ("as_of", "n_users", "n_topics"))
+        for name in _COLUMNS:
+            setattr(store, name, arrays[name])
+        store.static = unnest(arrays, "static")
+        store.counters = {name: EventCounter.from_arrays(unnest(arrays, f"counter.{name}"))
+                          for name in arrays["counters"]}
+        return store
 
     # -- live events ------------------------------------------------------------------------------
 
@@ -179,7 +215,7 @@ class FeatureStore:
             c["user_topic"].add(user_row * self.n_topics + max(int(self.topic[post_row]), 0), t)
             c["user_author_pos"].add(user_row * self.n_users + author, t)
         elif kind in NEGATIVE:
-            if any(self.static[lb][post_row] > 0 for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")):
+            if any(self.static[lb][post_row] > 0 for lb in SAFETY_LABELS):
                 c["user_neg_unsafe"].add(user_row, t)
             c["global_neg"].add(0, t)
             c["post_neg"].add(post_row, t)
@@ -246,14 +282,14 @@ class FeatureStore:
             return memo["r0"], memo["n0"]
 
         ut, ua, u_own = u * self.n_topics + topic, u * self.n_users + a, u * self.n_users + own_author
-        defs = {
-            "age_log_h": lambda: np.log1p(np.maximum(t - self.created_at[own], 0) / 3600.0),
+        defs: dict[str, Callable[[], np.ndarray]] = {
+            "age_log_h": lambda: np.log1p(np.maximum(t - self.created_at[own], 0) / HOUR),
             "post_positive_log": lambda: np.log1p(n("post_pos", p)),
             "post_impressions_log": lambda: np.log1p(n("post_imp", p)),
             "post_rate": lambda: (n("post_pos", p) + k * rates()[0]) / (n("post_imp", p) + k),
             "post_positive_24h_log": lambda: np.log1p(n("post_pos", p) - c["post_pos"].count_before(p, t - DAY)),
             "post_negative_rate": lambda: (n("post_neg", p) + k * rates()[1]) / (n("post_imp", p) + k),
-            **{name: (lambda col=col: col[own]) for name, col in self.static.items()},  # already the source's
+            **{name: partial(col.__getitem__, own) for name, col in self.static.items()},  # already the source's
             "author_rate": lambda: (n("author_pos", a) + k * rates()[0]) / (n("author_imp", a) + k),
             "author_impressions_log": lambda: np.log1p(n("author_imp", a)),
             "author_negative_rate": lambda: (n("author_neg", a) + k * rates()[1]) / (n("author_imp", a) + k),

@@ -18,12 +18,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data.lookup import rows_of
-from foryou.data.split import History, follow_graph
-from foryou.vocab import ENGAGEMENT_KINDS, POSITIVE, POST_KINDS
+from foryou.data import snapshot
+from foryou.data.lookup import row_of, rows_of
+from foryou.data.snapshot import Arrays, nest, unnest
+from foryou.data.split import FollowGraph, History, follow_graph
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, HOUR, POSITIVE, POST_KINDS, SAFETY_LABELS
 
 KIND_CODE = {k: i for i, k in enumerate(ENGAGEMENT_KINDS)}
 _BIG = np.int64(1 << 40)
+# Columns by post row: the real-time overlay extends each when a post is created after the build.
+POST_COLUMNS: tuple[str, ...] = ("post_id", "author_row", "created_at", "kind", "parent_row", "topic", "has_media",
+                                 "has_link", "length", *SAFETY_LABELS, "impressions_count", "counts_24h")
+# Every other array of the index (what a snapshot stores besides the CSRs, counts and scalars).
+_ARRAYS: tuple[str, ...] = ("by_author", "author_keys", "by_time", "live_keys", "live_rows", "positive_time",
+                            "positive_post", "fatigue_user_times", "author_followers", "author_positive",
+                            "author_impressions", "user_topic")
+_CSRS: tuple[str, ...] = ("uteg", "blocked_authors", "fatigue_authors", "seen")
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,13 @@ class CSR:
     def row(self, r: int) -> np.ndarray:
         return self.values[self.indptr[r]:self.indptr[r + 1]]
 
+    def to_arrays(self) -> Arrays:
+        return {"indptr": self.indptr, "values": self.values}
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> CSR:
+        return cls(arrays["indptr"], arrays["values"])
+
     def rows(self, rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values, owning position in `rs`) for many rows at once, vectorised."""
         starts, ends = self.indptr[rs], self.indptr[rs + 1]
@@ -55,8 +72,9 @@ class CSR:
         return self.values[np.repeat(starts, counts) + offsets], owner
 
 
+@snapshot.restorable
 class ServingIndex:
-    def __init__(self, h: History, uteg_window_s: int = 48 * 3600):
+    def __init__(self, h: History, uteg_window_s: int = 48 * HOUR):
         self.as_of = h.as_of
         self.follows = follow_graph(h)
         self.user_ids = self.follows.user_ids
@@ -95,7 +113,7 @@ class ServingIndex:
         n_posts = len(self.post_id)
         self.counts = {k: np.bincount(e_post[e_kind == KIND_CODE[k]], minlength=n_posts).astype(np.int32)
                        for k in ENGAGEMENT_KINDS}
-        day = e_time >= self.as_of - 86_400
+        day = e_time >= self.as_of - DAY
         positive = np.isin(e_kind, [KIND_CODE[k] for k in POSITIVE])
         self.counts_24h = np.bincount(e_post[positive & day], minlength=n_posts).astype(np.int32)
         # Positive engagements by time, for trending counts over a configurable window (`positives_since`).
@@ -124,7 +142,7 @@ class ServingIndex:
         self.impressions_count = np.bincount(i_post, minlength=n_posts).astype(np.int32)
         self.author_followers = self.follows.in_degree()
         # Author reputation: positive engagements and impressions summed over the author's posts.
-        pos_per_post = sum(self.counts[k] for k in POSITIVE).astype(np.float64)
+        pos_per_post = np.sum([self.counts[k] for k in POSITIVE], axis=0, dtype=np.float64)
         self.author_positive = np.bincount(self.author_row, weights=pos_per_post, minlength=n_users)
         self.author_impressions = np.bincount(self.author_row, weights=self.impressions_count, minlength=n_users)
         # Each user's topic profile: positive engagements per topic (dense users × topics).
@@ -136,6 +154,31 @@ class ServingIndex:
         # Base rates per head (per impression when impressions exist, else per engagement).
         denom = max(int(self.impressions_count.sum()), 1) if len(i_post) else max(len(e_post), 1)
         self.base_rate = {k: float(self.counts[k].sum()) / denom for k in ENGAGEMENT_KINDS}
+
+    # -- snapshot ---------------------------------------------------------------------------------
+
+    def to_arrays(self) -> Arrays:
+        """Every built structure as named arrays (and a few JSON scalars), for `foryou.data.snapshot`."""
+        out: Arrays = {name: getattr(self, name) for name in (*POST_COLUMNS, *_ARRAYS)}
+        for name in _CSRS:
+            out |= nest(name, getattr(self, name).to_arrays())
+        out |= nest("follows", self.follows.to_arrays()) | nest("counts", self.counts)
+        return out | {"as_of": int(self.as_of), "n_topics": self.n_topics, "base_rate": self.base_rate}
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> ServingIndex:
+        index = cls.__new__(cls)
+        for name in (*POST_COLUMNS, *_ARRAYS):
+            setattr(index, name, arrays[name])
+        for name in _CSRS:
+            setattr(index, name, CSR.from_arrays(unnest(arrays, name)))
+        index.follows = FollowGraph.from_arrays(unnest(arrays, "follows"))
+        index.user_ids = index.follows.user_ids
+        index.counts = {k: arrays[f"counts.{k}"] for k in ENGAGEMENT_KINDS}
+        index.as_of, index.n_topics = int(arrays["as_of"]), int(arrays["n_topics"])
+        index.base_rate = {k: float(v) for k, v in arrays["base_rate"].items()}
+        index._positives_since = None
+        return index
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -150,8 +193,7 @@ class ServingIndex:
         return self._positives_since[1]
 
     def user_row(self, user_id: int) -> int | None:
-        r = int(np.searchsorted(self.user_ids, user_id))
-        return r if r < len(self.user_ids) and self.user_ids[r] == user_id else None
+        return row_of(self.user_ids, user_id)
 
     def post_rows(self, post_ids: np.ndarray) -> np.ndarray:
         return rows_of(self.post_id, post_ids, "post")

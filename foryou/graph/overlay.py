@@ -14,12 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from foryou.graph.index import KIND_CODE, ServingIndex
-from foryou.vocab import POSITIVE
-
-# The ServingIndex's post-row columns that a new post extends.
-POST_COLUMNS = ("post_id", "author_row", "created_at", "kind", "parent_row", "topic", "has_media", "has_link",
-                "length", "is_nsfw", "is_toxic", "is_spam", "is_misinfo", "impressions_count", "counts_24h")
+from foryou.graph.index import KIND_CODE, POST_COLUMNS, ServingIndex
+from foryou.vocab import POSITIVE, SAFETY_LABELS
 
 
 class ColumnGrower:
@@ -172,7 +168,7 @@ class RealtimeOverlay:
         values = {"post_id": post_id, "author_row": author_row, "created_at": created_at, "kind": kind,
                   "parent_row": parent_row, "topic": topic, "has_media": has_media, "has_link": has_link,
                   "length": length, "impressions_count": 0, "counts_24h": 0,
-                  **{lb: bool(labels.get(lb, False)) for lb in ("is_nsfw", "is_toxic", "is_spam", "is_misinfo")}}
+                  **{lb: bool(labels.get(lb, False)) for lb in SAFETY_LABELS}}
         g = self.grower
         for name in POST_COLUMNS:
             g.append(idx, name, values[name])

@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.config import Strict
-from foryou.data.lookup import rows_of
+from foryou.data import snapshot
+from foryou.data.lookup import member, rows_of
+from foryou.data.snapshot import Arrays
 from foryou.data.split import History, _require_history, follow_graph
 from foryou.vocab import DAY
 
@@ -66,6 +68,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+@snapshot.restorable
 class RealGraph:
     def __init__(self, t_ref: int, half_life_days: float, follow_indptr: np.ndarray, follow_indices: np.ndarray,
                  pair_indptr: np.ndarray, pair_indices: np.ndarray, pair_counts: np.ndarray,
@@ -105,6 +108,33 @@ class RealGraph:
         return cls(h.as_of, half_life_days, fa.indptr.astype(np.int64), fa.indices.astype(np.int64),
                    indptr, (keys % n).astype(np.int64), counts, coefficients)
 
+    # -- snapshot ---------------------------------------------------------------------------------
+
+    def to_arrays(self) -> Arrays:
+        """The graph, its coefficients and its real-time overlay as named arrays (`foryou.data.snapshot`)."""
+        pairs = [(u, t, v) for u, targets in self._overlay.items() for t, v in targets.items()]
+        return {
+            "t_ref": self.t_ref, "now": self.now, "half_life_s": float(self.half_life_s),
+            "coefficients": self.coefficients.model_dump(),
+            "follow_indptr": self._f_indptr, "follow_indices": self._f_indices,
+            "pair_indptr": self._p_indptr, "pair_indices": self._p_indices, "pair_counts": self._p_counts,
+            "overlay_user": np.array([u for u, _, _ in pairs], dtype=np.int64),
+            "overlay_target": np.array([t for _, t, _ in pairs], dtype=np.int64),
+            "overlay_vector": np.array([v for _, _, v in pairs], dtype=np.float64).reshape(len(pairs), len(FEATURES)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> RealGraph:
+        half_life_s = float(arrays["half_life_s"])
+        graph = cls(arrays["t_ref"], half_life_s / DAY, arrays["follow_indptr"], arrays["follow_indices"],
+                    arrays["pair_indptr"], arrays["pair_indices"], arrays["pair_counts"],
+                    RealGraphCoefficients.model_validate(arrays["coefficients"]))
+        graph.now, graph.half_life_s = int(arrays["now"]), half_life_s  # exactly as saved, not days·DAY again
+        for u, t, v in zip(arrays["overlay_user"].tolist(), arrays["overlay_target"].tolist(),
+                           np.array(arrays["overlay_vector"]), strict=True):
+            graph._overlay.setdefault(u, {})[t] = v
+        return graph
+
     # -- features and weights ---------------------------------------------------------------------
 
     def features(self, user_row: int, target_rows: np.ndarray, now: int | None = None) -> np.ndarray:
@@ -112,12 +142,11 @@ class RealGraph:
         t = np.atleast_1d(np.asarray(target_rows, dtype=np.int64))
         raw = np.zeros((len(t), len(FEATURES)))
         f = self._f_indices[self._f_indptr[user_row]:self._f_indptr[user_row + 1]]
-        raw[:, 0] = _member(f, t)
+        raw[:, 0] = member(f, t)[0]
         lo, hi = self._p_indptr[user_row], self._p_indptr[user_row + 1]
-        targets = self._p_indices[lo:hi]
-        found = _member(targets, t)
+        found, at = member(self._p_indices[lo:hi], t)
         if found.any():
-            raw[found, 1:] = self._p_counts[lo + np.searchsorted(targets, t[found])]
+            raw[found, 1:] = self._p_counts[lo + at[found]]
         for target, vec in self._overlay.get(int(user_row), {}).items():
             hit = t == target
             raw[hit, 0] = np.maximum(raw[hit, 0], vec[0])
@@ -162,9 +191,3 @@ class RealGraph:
             raise ValueError(f"unknown RealGraph kind {kind!r}; expected follow or one of {KINDS}")
         self.now = max(self.now, int(t))
 
-
-def _member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    if not len(sorted_keys):
-        return np.zeros(len(queries), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
-    return sorted_keys[pos] == queries

@@ -4,6 +4,7 @@ It knows nothing about posts or users: products assemble components into pipelin
 """
 
 from foryou.mixer.batch import CandidateBatch
+from foryou.mixer.candidate import SOURCE_COLUMN, CandidatePipeline
 from foryou.mixer.components import (
     CandidateSource,
     Component,
@@ -18,27 +19,28 @@ from foryou.mixer.components import (
     Selector,
     SideEffect,
 )
-from foryou.mixer.pipeline import (
-    SOURCE_COLUMN,
-    CandidatePipeline,
-    PipelineResult,
-    ProductPipeline,
-    RunContext,
-    ScoringPipeline,
-)
+from foryou.mixer.pipeline import STAGES, ProductPipeline, ScoringPipeline, StageObserver
+from foryou.mixer.result import BatchResult, PipelineResult, RunContext
+from foryou.mixer.schema import Column, Feature, PipelineOrderError, dtype_mismatches
+from foryou.mixer.segments import Segments, isin_per_query, stack_per_query
 from foryou.mixer.trace import Trace, TraceStep
 
 __all__ = [
     "SOURCE_COLUMN",
+    "STAGES",
+    "BatchResult",
     "CandidateBatch",
     "CandidatePipeline",
     "CandidateSource",
+    "Column",
     "Component",
     "Decorator",
+    "Feature",
     "FeatureHydrator",
     "Filter",
     "Gate",
     "HasFeatures",
+    "PipelineOrderError",
     "PipelineResult",
     "ProductPipeline",
     "Query",
@@ -46,8 +48,13 @@ __all__ = [
     "RunContext",
     "Scorer",
     "ScoringPipeline",
+    "Segments",
     "Selector",
     "SideEffect",
+    "StageObserver",
     "Trace",
     "TraceStep",
+    "dtype_mismatches",
+    "isin_per_query",
+    "stack_per_query",
 ]

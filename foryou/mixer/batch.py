@@ -109,6 +109,11 @@ class CandidateBatch:
             raise ValueError("indices must be one-dimensional")
         return CandidateBatch._trusted({k: v[idx] for k, v in self._columns.items()}, idx.shape[0])
 
+    def rows(self, start: int, stop: int) -> CandidateBatch:
+        """Rows `start:stop` as views of this batch's columns (no copy)."""
+        start, stop = max(0, start), min(self._n, stop)
+        return CandidateBatch._trusted({k: v[start:stop] for k, v in self._columns.items()}, max(0, stop - start))
+
     def filter(self, mask: np.ndarray | Sequence[bool]) -> CandidateBatch:
         """Batch with the rows where `mask` is True (this very batch if the mask keeps all)."""
         m = np.asarray(mask)
@@ -145,10 +150,9 @@ class CandidateBatch:
         for name, tmpl in templates.items():
             pieces = []
             for b in parts:
-                arr = b._columns.get(name)
-                if arr is None:
-                    arr = np.full((len(b), *tmpl.shape[1:]), _fill_value(tmpl.dtype), dtype=tmpl.dtype)
-                pieces.append(arr)
+                have = b._columns.get(name)
+                pieces.append(have if have is not None
+                              else np.full((len(b), *tmpl.shape[1:]), _fill_value(tmpl.dtype), dtype=tmpl.dtype))
             out[name] = np.concatenate(pieces)
         return cls._trusted(out, sum(len(b) for b in parts))
 

@@ -1,13 +1,18 @@
 """Pipelines as data: lists of components run in a fixed order, each step timed and (opt-in) traced.
 
 Order of a product pipeline: gates → query hydrators → candidate pipelines (each fails open) →
-concat → dedup → filters → scoring pipelines → post-filters → selectors (chained) → decorators →
-side effects (asynchronous, never fail or delay the response).
+concat → dedup → filters → scoring pipelines → post-filters → selectors (chained) →
+post-selection filters → decorators → side effects (asynchronous, never fail or delay the response).
+
+`run_many` serves many queries in one pass: each query is gated, hydrated and retrieved on its
+own, then every later step runs once over all the queries' candidates concatenated (`Segments`
+say which rows are whose), so a component that vectorises across queries pays its fixed costs once.
+`run(query)` is `run_many([query])`. `until` stops after a stage (see STAGES) and `observe` sees
+each stage's output — evaluation measures the real funnel with them instead of re-running it.
 
 Timings are keyed "<kind>:<component name>" at product level and "<pipeline>/<kind>:<name>" inside a
 candidate or scoring pipeline (so two pipelines may reuse a component), plus "total". A key that
-repeats accumulates. Steps on an empty batch are recorded but the component is not called, so
-components never have to handle a column-less batch.
+repeats accumulates. A step shared by N queries records 1/N of its time in each query's timings.
 """
 
 from __future__ import annotations
@@ -15,16 +20,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from foryou.mixer.batch import CandidateBatch
+from foryou.mixer.candidate import CandidatePipeline, gates_open
 from foryou.mixer.components import (
-    CandidateSource,
     Component,
     Decorator,
     FeatureHydrator,
@@ -36,211 +41,56 @@ from foryou.mixer.components import (
     Selector,
     SideEffect,
 )
-from foryou.mixer.trace import MAX_REMOVED_IDS, Trace, TraceStep
+from foryou.mixer.result import BatchResult, PipelineResult, RunContext
+from foryou.mixer.schema import check_order
+from foryou.mixer.segments import Segments
+from foryou.mixer.steps import SharedRun
+from foryou.mixer.trace import Trace
 
 log = logging.getLogger("foryou.mixer")
 
-SOURCE_COLUMN = "source"
-SOURCE_DTYPE = object  # object strings concatenate across pipelines without width promotion
+Q = TypeVar("Q", bound=HasFeatures)
 
+# Stages `until` may name, in run order ("candidate_pipelines" = their outputs concatenated, before dedup).
+STAGES = ("candidate_pipelines", "dedup", "filters", "scoring_pipelines", "post_filters", "selectors",
+          "post_selection_filters", "decorators")
 
-@dataclass
-class PipelineResult:
-    """What a product pipeline returns. `skipped` names the gate that closed the request, if any."""
-
-    batch: CandidateBatch
-    timings_ms: dict[str, float]
-    errors: list[str]
-    trace: Trace | None
-    query: Any
-    pipeline: str = ""
-    skipped: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)  # candidates out of each step, by timing key
-
-
-@dataclass
-class RunContext:
-    """Per-request bookkeeping shared by nested pipelines (framework-internal)."""
-
-    timings: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    trace: Trace | None = None
-    id_column: str | None = None
-
-    def record(
-        self,
-        comp: Component | str,
-        kind: str,
-        pipeline: str | None,
-        n_in: int,
-        n_out: int,
-        t0: float,
-        removed_ids: list[Any] | None = None,
-        reason: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        dt = (perf_counter() - t0) * 1000.0
-        name = comp if isinstance(comp, str) else comp.name
-        key = f"{kind}:{name}" if pipeline is None else f"{pipeline}/{kind}:{name}"
-        timings = self.timings
-        timings[key] = timings.get(key, 0.0) + dt
-        self.counts[key] = n_out
-        if self.trace is not None:
-            self.trace.add(TraceStep(kind, name, n_in, n_out, dt, pipeline, removed_ids or [], reason, error))
-
-
-# -- step helpers (shared by all pipeline kinds) -------------------------------------------------
-def _apply_filter(
-    f: Filter, query: HasFeatures, batch: CandidateBatch, ctx: RunContext, pl: str | None
-) -> CandidateBatch:
-    t0 = perf_counter()
-    n = len(batch)
-    if n == 0:
-        ctx.record(f, "filter", pl, 0, 0, t0)
-        return batch
-    mask = f.keep(query, batch)
-    out = batch.filter(mask)
-    removed = None
-    if ctx.trace is not None and len(out) < n and ctx.id_column is not None and ctx.id_column in batch:
-        removed = batch[ctx.id_column][~np.asarray(mask)][:MAX_REMOVED_IDS].tolist()
-    ctx.record(f, "filter", pl, n, len(out), t0, removed, reason=f.name if len(out) < n else None)
-    return out
-
-
-def _apply_columns(
-    comp: FeatureHydrator | Scorer | Decorator,
-    query: HasFeatures,
-    batch: CandidateBatch,
-    ctx: RunContext,
-    pl: str | None,
-) -> CandidateBatch:
-    t0 = perf_counter()
-    n = len(batch)
-    if n:
-        if isinstance(comp, Scorer):
-            cols = comp.score(query, batch)
-        elif isinstance(comp, Decorator):
-            cols = comp.decorate(query, batch)
-        else:
-            cols = comp.hydrate(query, batch)
-        batch = batch.with_columns(**cols)
-    ctx.record(comp, comp.kind, pl, n, n, t0)
-    return batch
-
-
-def _apply_selector(
-    s: Selector, query: HasFeatures, batch: CandidateBatch, ctx: RunContext, pl: str | None
-) -> CandidateBatch:
-    t0 = perf_counter()
-    n = len(batch)
-    if n:
-        batch = batch.take(s.select(query, batch))
-    ctx.record(s, "selector", pl, n, len(batch), t0)
-    return batch
-
-
-def _gates_open(gates: Sequence[Gate], query: HasFeatures, ctx: RunContext, pl: str | None) -> Gate | None:
-    """Run gates in order; return the first one that says no (None if all pass)."""
-    for g in gates:
-        t0 = perf_counter()
-        ok = bool(g.should_run(query))
-        ctx.record(g, "gate", pl, 0, 0, t0, reason=None if ok else "closed")
-        if not ok:
-            return g
-    return None
-
-
-# -- pipelines -----------------------------------------------------------------------------------
-@dataclass(eq=False)
-class CandidatePipeline:
-    """One source with its own gates, filters, light scorers and selector.
-
-    Every candidate is tagged with the pipeline name in column "source" (object dtype). With
-    `fail_open` (the default) any exception inside is recorded and an empty batch is returned, so
-    the page is served without this source.
-    """
-
-    name: str
-    source: CandidateSource
-    filters: Sequence[Filter] = ()
-    scorers: Sequence[Scorer] = ()
-    selector: Selector | None = None
-    gates: Sequence[Gate] = ()
-    fail_open: bool = True
-
-    def run(self, query: HasFeatures, ctx: RunContext) -> CandidateBatch:
-        t_start = perf_counter()
-        current: Component | None = None
-        batch = CandidateBatch.empty()
-        try:
-            closed = _gates_open(self.gates, query, ctx, self.name)
-            if closed is None:
-                current = self.source
-                t0 = perf_counter()
-                batch = self.source.fetch(query)
-                if not isinstance(batch, CandidateBatch):
-                    raise TypeError(f"fetch returned {type(batch).__name__}, expected CandidateBatch")
-                tag = np.array([self.name], dtype=SOURCE_DTYPE).repeat(len(batch))
-                batch = batch.with_columns(**{SOURCE_COLUMN: tag})
-                ctx.record(self.source, "source", self.name, 0, len(batch), t0)
-                for f in self.filters:
-                    current = f
-                    batch = _apply_filter(f, query, batch, ctx, self.name)
-                for s in self.scorers:
-                    current = s
-                    batch = _apply_columns(s, query, batch, ctx, self.name)
-                if self.selector is not None:
-                    current = self.selector
-                    batch = _apply_selector(self.selector, query, batch, ctx, self.name)
-        except Exception as exc:
-            if not self.fail_open:
-                raise
-            where = f"{current.kind} {current.name}" if current is not None else "gate"
-            msg = f"candidate_pipeline:{self.name}: {where} failed: {type(exc).__name__}: {exc}"
-            log.warning(msg)
-            ctx.errors.append(msg)
-            ctx.record(
-                current.name if current else "?",
-                current.kind if current else "gate",
-                self.name,
-                0,
-                0,
-                perf_counter(),
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            batch = CandidateBatch.empty()
-        ctx.record(self.name, "candidate_pipeline", None, 0, len(batch), t_start)
-        return batch
+StageObserver = Callable[[str, CandidateBatch, Segments], None]
+"""Called with (stage, its output over all queries, their segments); per candidate pipeline as
+"candidate_pipeline:<name>", per scoring pipeline as "scoring_pipeline:<name>", then each STAGES name."""
 
 
 @dataclass(eq=False)
-class ScoringPipeline:
+class ScoringPipeline(Generic[Q]):
     """Feature hydrators, then scorers, then filters, on the merged candidate batch."""
 
     name: str
-    hydrators: Sequence[FeatureHydrator] = ()
-    scorers: Sequence[Scorer] = ()
-    filters: Sequence[Filter] = ()
+    hydrators: Sequence[FeatureHydrator[Q]] = ()
+    scorers: Sequence[Scorer[Q]] = ()
+    filters: Sequence[Filter[Q]] = ()
 
-    def run(self, query: HasFeatures, batch: CandidateBatch, ctx: RunContext) -> CandidateBatch:
-        t_start = perf_counter()
-        n_in = len(batch)
+    @property
+    def components(self) -> tuple[Component, ...]:
+        return (*self.hydrators, *self.scorers, *self.filters)
+
+    def run_many(self, run: SharedRun[Q]) -> None:
+        t_start, before = perf_counter(), run.segments
         for h in self.hydrators:
-            batch = _apply_columns(h, query, batch, ctx, self.name)
+            run.columns(h, self.name)
         for s in self.scorers:
-            batch = _apply_columns(s, query, batch, ctx, self.name)
+            run.columns(s, self.name)
         for f in self.filters:
-            batch = _apply_filter(f, query, batch, ctx, self.name)
-        ctx.record(self.name, "scoring_pipeline", None, n_in, len(batch), t_start)
-        return batch
+            run.filter(f, self.name)
+        run.record(self.name, "scoring_pipeline", None, before, t_start)
 
 
-class ProductPipeline:
+class ProductPipeline(Generic[Q]):
     """A whole product (e.g. the For You timeline) assembled from components and sub-pipelines.
 
-    `id_column` (default: `dedup_column`) names the column whose values traces list for removed
-    candidates. Side effects run on a pipeline-owned single-worker thread pool (created on first use), so they
+    `dedup_column` (none by default: the product names its id column) keeps the first candidate of
+    each value; `id_column` (default: `dedup_column`) names the column whose values traces list for
+    removed candidates. The order is checked when the pipeline is built (`foryou.mixer.schema`).
+    Side effects run on a pipeline-owned single-worker thread pool (created on first use), so they
     never delay or fail `run`; their exceptions are logged on "foryou.mixer". Call `flush` to wait
     for them (tests, shutdown) and `close` to stop the worker.
     """
@@ -248,16 +98,17 @@ class ProductPipeline:
     def __init__(
         self,
         name: str,
-        gates: Sequence[Gate] = (),
-        query_hydrators: Sequence[QueryHydrator] = (),
-        candidate_pipelines: Sequence[CandidatePipeline] = (),
-        dedup_column: str | None = "post_id",
-        filters: Sequence[Filter] = (),
-        scoring_pipelines: Sequence[ScoringPipeline] = (),
-        post_filters: Sequence[Filter] = (),
-        selectors: Sequence[Selector] = (),
-        decorators: Sequence[Decorator] = (),
-        side_effects: Sequence[SideEffect] = (),
+        gates: Sequence[Gate[Q]] = (),
+        query_hydrators: Sequence[QueryHydrator[Q]] = (),
+        candidate_pipelines: Sequence[CandidatePipeline[Q]] = (),
+        dedup_column: str | None = None,
+        filters: Sequence[Filter[Q]] = (),
+        scoring_pipelines: Sequence[ScoringPipeline[Q]] = (),
+        post_filters: Sequence[Filter[Q]] = (),
+        selectors: Sequence[Selector[Q]] = (),
+        post_selection_filters: Sequence[Filter[Q]] = (),
+        decorators: Sequence[Decorator[Q]] = (),
+        side_effects: Sequence[SideEffect[Q]] = (),
         id_column: str | None = None,
     ) -> None:
         self.name = name
@@ -269,73 +120,123 @@ class ProductPipeline:
         self.scoring_pipelines = tuple(scoring_pipelines)
         self.post_filters = tuple(post_filters)
         self.selectors = tuple(selectors)
+        self.post_selection_filters = tuple(post_selection_filters)
         self.decorators = tuple(decorators)
         self.side_effects = tuple(side_effects)
         self.id_column = id_column if id_column is not None else dedup_column
         self._executor: cf.ThreadPoolExecutor | None = None
         self._pending: set[cf.Future[None]] = set()
         self._lock = threading.Lock()
+        check_order(self)
 
     def __repr__(self) -> str:
         return f"ProductPipeline({self.name!r}, {len(self.candidate_pipelines)} candidate pipelines)"
 
+    def ranking_components(self) -> Iterator[Component]:
+        """Every component after retrieval and dedup, in run order."""
+        yield from self.filters
+        for sp in self.scoring_pipelines:
+            yield from sp.components
+        yield from (*self.post_filters, *self.selectors, *self.post_selection_filters, *self.decorators)
+
     # -- request path -----------------------------------------------------------------------------
-    def run(self, query: HasFeatures, trace: bool = False) -> PipelineResult:
+    def run(self, query: Q, trace: bool = False, until: str | None = None,
+            observe: StageObserver | None = None) -> PipelineResult:
         """Serve one request. Only candidate pipelines fail open; other components' errors raise."""
+        return self.run_many([query], trace, until, observe).results[0]
+
+    def run_many(self, queries: Sequence[Q], trace: bool = False, until: str | None = None,
+                 observe: StageObserver | None = None) -> BatchResult:
+        """Serve many requests: retrieval per query, every later step once over all of them."""
+        if until is not None and until not in STAGES:
+            raise ValueError(f"unknown stage {until!r}; one of {', '.join(STAGES)}")
+        stop = STAGES.index(until) if until is not None else len(STAGES)
         t_start = perf_counter()
-        ctx = RunContext(trace=Trace(self.name) if trace else None, id_column=self.id_column)
+        ctxs = [RunContext(trace=Trace(self.name) if trace else None, id_column=self.id_column) for _ in queries]
+        skipped = [self._hydrate(q, ctx) for q, ctx in zip(queries, ctxs, strict=True)]
+        live = [i for i, closed in enumerate(skipped) if closed is None]
+        run = SharedRun([queries[i] for i in live], [ctxs[i] for i in live], CandidateBatch.empty(),
+                        Segments.of_lengths(np.zeros(len(live), np.int64)))
+        self._candidates(run, stop, observe)
+        last = self._rank(run, stop, observe)
+        for ctx in ctxs:  # a batch's wall time, shared equally
+            ctx.timings["total"] = (perf_counter() - t_start) * 1000.0 / len(ctxs)
+        if len(live) < len(queries):  # gate-closed queries own no rows
+            lengths = np.zeros(len(queries), np.int64)
+            lengths[live] = run.segments.lengths
+            segments = Segments.of_lengths(lengths)
+        else:
+            segments = run.segments
+        results = [PipelineResult(segments.slice(run.batch, i), ctx.timings, ctx.errors, ctx.trace, q, self.name,
+                                  skipped=skipped[i], counts=ctx.counts)
+                   for i, (q, ctx) in enumerate(zip(queries, ctxs, strict=True))]
+        if self.side_effects and until is None:
+            for q, res in zip(queries, results, strict=True):
+                if res.skipped is None:
+                    self._submit_side_effects(q, res)
+        return BatchResult(run.batch, segments, results, last)
 
-        closed = _gates_open(self.gates, query, ctx, None)
+    def _hydrate(self, query: Q, ctx: RunContext) -> str | None:
+        """Gates and query hydrators for one query; the closing gate's key, or None."""
+        closed = gates_open(self.gates, query, ctx, None)
         if closed is not None:
-            ctx.timings["total"] = (perf_counter() - t_start) * 1000.0
-            return PipelineResult(
-                CandidateBatch.empty(),
-                ctx.timings,
-                ctx.errors,
-                ctx.trace,
-                query,
-                self.name,
-                skipped=f"gate:{closed.name}",
-                counts=ctx.counts,
-            )
-
+            return f"gate:{closed.name}"
         for h in self.query_hydrators:
             t0 = perf_counter()
             query.features.update(h.hydrate(query))
-            ctx.record(h, "query_hydrator", None, 0, 0, t0)
+            ctx.record(h.name, "query_hydrator", None, 0, 0, t0)
+        return None
 
-        parts = [cp.run(query, ctx) for cp in self.candidate_pipelines]
-
+    def _candidates(self, run: SharedRun[Q], stop: int, observe: StageObserver | None) -> None:
+        """Every candidate pipeline over all queries; their candidates merged query by query (each
+        query's in pipeline order), then deduplicated per query."""
+        outs = [cp.run_many(run.queries, run.ctxs) for cp in self.candidate_pipelines]
+        if observe is not None:
+            for cp, (b, seg) in zip(self.candidate_pipelines, outs, strict=True):
+                observe(f"candidate_pipeline:{cp.name}", b, seg)
         t0 = perf_counter()
-        batch = CandidateBatch.concat(parts)
-        n_merged = len(batch)
-        col = self.dedup_column
-        if col is not None and n_merged and col in batch:
-            _, first = np.unique(batch[col], return_index=True)
-            if len(first) < n_merged:
-                first.sort()
-                batch = batch.take(first)
-            ctx.record(col, "dedup", None, n_merged, len(batch), t0, reason="dedup" if len(batch) < n_merged else None)
+        if outs:
+            owner = np.concatenate([seg.ids for _, seg in outs])
+            merged = CandidateBatch.concat([b for b, _ in outs])
+            if len(run.queries) > 1:  # pipeline by pipeline → query by query (a stable sort keeps the order)
+                merged = merged.take(np.argsort(owner, kind="stable"))
+            run.batch, run.segments = merged, Segments.of_lengths(np.bincount(owner, minlength=len(run.queries)))
+        if observe is not None:
+            observe("candidate_pipelines", run.batch, run.segments)
+        col, before = self.dedup_column, run.segments
+        if stop == 0 or col is None or not len(run.batch) or col not in run.batch:
+            return
+        first = _first_per_query(run.batch[col], before)
+        if len(first) < len(run.batch):
+            run.batch, run.segments = run.batch.take(first), before.after_take(first)
+        run.record(col, "dedup", None, before, t0, reason="dedup")
 
-        for f in self.filters:
-            batch = _apply_filter(f, query, batch, ctx, None)
-        for sp in self.scoring_pipelines:
-            batch = sp.run(query, batch, ctx)
-        for f in self.post_filters:
-            batch = _apply_filter(f, query, batch, ctx, None)
-        for s in self.selectors:
-            batch = _apply_selector(s, query, batch, ctx, None)
-        for d in self.decorators:
-            batch = _apply_columns(d, query, batch, ctx, None)
-
-        ctx.timings["total"] = (perf_counter() - t_start) * 1000.0
-        result = PipelineResult(batch, ctx.timings, ctx.errors, ctx.trace, query, self.name, counts=ctx.counts)
-        if self.side_effects:
-            self._submit_side_effects(query, result)
-        return result
+    def _rank(self, run: SharedRun[Q], stop: int, observe: StageObserver | None) -> str:
+        """Every stage after dedup (which ran per query), once over all queries, up to STAGES[stop];
+        returns the last stage run."""
+        last = STAGES[0]
+        for stage in STAGES[1:stop + 1]:
+            if stage == "scoring_pipelines":
+                for sp in self.scoring_pipelines:
+                    sp.run_many(run)
+                    if observe is not None:
+                        observe(f"scoring_pipeline:{sp.name}", run.batch, run.segments)
+            elif stage == "selectors":
+                for s in self.selectors:
+                    run.select(s, None)
+            elif stage == "decorators":
+                for d in self.decorators:
+                    run.columns(d, None)
+            elif stage != "dedup":
+                for f in getattr(self, stage):  # filters, post_filters, post_selection_filters
+                    run.filter(f, None)
+            last = stage
+            if observe is not None:
+                observe(stage, run.batch, run.segments)
+        return last
 
     # -- side effects -----------------------------------------------------------------------------
-    def _submit_side_effects(self, query: HasFeatures, result: PipelineResult) -> None:
+    def _submit_side_effects(self, query: Q, result: PipelineResult) -> None:
         with self._lock:
             if self._executor is None:
                 self._executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mixer-{self.name}")
@@ -360,14 +261,14 @@ class ProductPipeline:
         if ex is not None:
             ex.shutdown(wait=True)
 
-    def __enter__(self) -> ProductPipeline:
+    def __enter__(self) -> ProductPipeline[Q]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _safe_apply(se: SideEffect, query: HasFeatures, result: PipelineResult) -> None:
+def _safe_apply(se: SideEffect[Q], query: Q, result: PipelineResult) -> None:
     """Run one side effect, logging (never raising) its failure."""
     t0 = perf_counter()
     try:
@@ -376,3 +277,17 @@ def _safe_apply(se: SideEffect, query: HasFeatures, result: PipelineResult) -> N
         log.exception("side effect %s failed (pipeline %s)", se.name, result.pipeline)
     else:
         log.debug("side effect %s took %.3f ms", se.name, (perf_counter() - t0) * 1000.0)
+
+
+def _first_per_query(values: np.ndarray, segments: Segments) -> np.ndarray:
+    """Sorted row indices of the first occurrence of each value within each query."""
+    if len(segments) == 1:
+        _, first = np.unique(values, return_index=True)
+    elif values.dtype.kind in "iu":  # one np.unique over (query, value) keys
+        lo = int(values.min())
+        _, first = np.unique(segments.ids * (int(values.max()) - lo + 1) + (values - lo), return_index=True)
+    else:
+        first = np.concatenate([np.unique(values[a:b], return_index=True)[1] + a for _, a, b in segments.bounds()])
+    first.sort()
+    return first
+

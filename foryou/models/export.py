@@ -22,7 +22,9 @@ def to_onnx(net: HeavyRankerNet) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(net.eval(), args, buf, input_names=["x", "topic", "ids"], output_names=["p"],
+        # the TorchScript exporter writes to a file-like object too (torch's stub names only paths)
+        torch.onnx.export(net.eval(), args, buf,  # type: ignore[arg-type]
+                          input_names=["x", "topic", "ids"], output_names=["p"],
                           dynamic_axes={name: {0: "n"} for name in ("x", "topic", "ids", "p")}, dynamo=False)
     return buf.getvalue()
 
@@ -43,4 +45,5 @@ class OnnxHeavyRanker:
         """`ids` = vocabulary rows (HeavyRankerNet.vocab_index), as the eager network takes them."""
         feed = {"x": x, "topic": topic.astype(np.int64), "ids": ids.astype(np.int64)}
         names = {i.name for i in self.session.get_inputs()}  # an id-less network has no "ids" input
-        return self.session.run(None, {k: v for k, v in feed.items() if k in names})[0]
+        p: np.ndarray = self.session.run(None, {k: v for k, v in feed.items() if k in names})[0]
+        return p

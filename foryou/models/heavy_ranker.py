@@ -36,6 +36,12 @@ class MaskBlock(nn.Module):
 
 
 class HeavyRankerNet(nn.Module):
+    id_vocab: torch.Tensor  # sorted user ids with an embedding row (row = position + 1; 0 = unknown)
+    mean: torch.Tensor
+    std: torch.Tensor
+    platt_a: torch.Tensor
+    platt_b: torch.Tensor
+
     def __init__(self, n_features: int, n_topics: int, heads: tuple[str, ...] = RANKER_HEADS, blocks: int = 4,
                  block_dim: int = 64, mlp_dim: int = 128, tower_dim: int = 32, topic_dim: int = 8,
                  id_vocab: np.ndarray | None = None, id_dim: int = 0):

@@ -3,20 +3,20 @@ traffic: the population stability index over the reference's deciles and the two
 Kolmogorov-Smirnov test (scipy), with thresholds. Alerts are logged (JSON lines) and counted, and the
 values are set on prometheus gauges.
 
-Rules of thumb (configurable): PSI < 0.1 stable, 0.1–0.25 warn, ≥ 0.25 alert; KS alerts when its
-statistic ≥ 0.1 with p < 0.01 (with thousands of rows any tiny shift is "significant", so the
-statistic, not the p-value alone, decides).
+Rules of thumb (`monitoring.drift` in the config tree): PSI < 0.1 stable, 0.1–0.25 warn, ≥ 0.25 alert;
+KS alerts when its statistic ≥ 0.1 with p < 0.01 (with thousands of rows any tiny shift is
+"significant", so the statistic, not the p-value alone, decides).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from foryou.config import DriftThresholds
 from foryou.monitoring import gauges
 
 log = logging.getLogger("foryou.monitoring")
@@ -33,14 +33,6 @@ def psi(reference: np.ndarray, live: np.ndarray, bins: int = 10, eps: float = 1e
     c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)
     r, c = np.maximum(r, eps), np.maximum(c, eps)
     return float(np.sum((c - r) * np.log(c / r)))
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    psi_warn: float = 0.1
-    psi_alert: float = 0.25
-    ks_stat: float = 0.1
-    ks_p: float = 0.01
 
 
 class DriftMonitor:

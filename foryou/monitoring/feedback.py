@@ -92,10 +92,10 @@ class FeedbackCollector:
                   "engagements": pa.concat_tables([world.engagements, Dataset.conform("engagements", eng)]),
                   "impressions": pa.concat_tables([world.impressions, Dataset.conform("impressions", imp)])}
         times = tables["engagements"]["created_at"].to_numpy()
-        m = world.manifest
-        manifest = m.model_copy(update={
-            "name": f"{m.name}+feedback", "split": split_by_quantiles(times),
-            "notes": [*m.notes, f"feedback: {imp.num_rows:,} served impressions (propensity 1.0: the engine's "
+        wm = world.manifest
+        manifest = wm.model_copy(update={
+            "name": f"{wm.name}+feedback", "split": split_by_quantiles(times),
+            "notes": [*wm.notes, f"feedback: {imp.num_rows:,} served impressions (propensity 1.0: the engine's "
                       f"ranking), {eng.num_rows:,} engagements, {posts.num_rows - world.posts.num_rows:,} new posts"]})
         return Dataset.build(tables, manifest)
 

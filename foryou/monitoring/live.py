@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from foryou.config import MonitoringConfig
 from foryou.monitoring.drift import DriftMonitor
 from foryou.monitoring.exposure import ExposureMonitor
 
@@ -24,11 +25,14 @@ class LiveMonitor:
     """Pages are only appended on the request path (a few microseconds); the numbers are computed when
     `publish()` is called."""
 
-    def __init__(self, user_ids: np.ndarray, author_followers: np.ndarray, window: int = 10_000,
-                 reference: int = 5_000):
+    def __init__(self, user_ids: np.ndarray, author_followers: np.ndarray, window: int | None = None,
+                 reference: int | None = None, config: MonitoringConfig | None = None):
+        """`window` / `reference`: served posts held (default: the config's live_window / live_reference)."""
+        self.config = cfg = config or MonitoringConfig()
         self.user_ids = np.asarray(user_ids)  # sorted: author id → row
-        self.exposure = ExposureMonitor(author_followers)
-        self.window, self.reference_size = window, reference
+        self.exposure = ExposureMonitor(author_followers, cfg.popular_top, cfg.tail_bottom)
+        self.window = window or cfg.live_window
+        self.reference_size = reference or cfg.live_reference
         self._pages: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()  # the latest ≥ window posts
         self._in_window = 0
         self._reference: list[np.ndarray] = []  # the first ≥ reference posts' predictions
@@ -69,6 +73,7 @@ class LiveMonitor:
         if drift_ready:  # once the window holds traffic served after the reference was taken
             live = np.concatenate([p[2] for p in pages])[-self.window:]
             ref = np.concatenate(reference)[:self.reference_size]
-            out["predictions"] = DriftMonitor({h: ref[:, j] for j, h in enumerate(heads)}, kind="prediction").check(
-                {h: live[:, j] for j, h in enumerate(heads)})
+            monitor = DriftMonitor({h: ref[:, j] for j, h in enumerate(heads)}, kind="prediction",
+                                   thresholds=self.config.drift)
+            out["predictions"] = monitor.check({h: live[:, j] for j, h in enumerate(heads)})
         return out

@@ -28,6 +28,7 @@ from foryou import logs
 from foryou.config import ForYouConfig
 from foryou.service import errors, metrics
 from foryou.service.limits import RequestLimits
+from foryou.service.ratelimit import limiter_for
 from foryou.service.routes import ROUTERS
 from foryou.service.security import SAFE_METHODS, WriteAuth
 from foryou.service.service import Service, ServiceOptions
@@ -70,6 +71,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
                          + ("State-changing routes need `Authorization: Bearer <token>`." if settings.token else
                             "Writes are open: this server has no token (a loopback bind)."))
     app.state.service = service
+    app.state.rate_limiter = limiter_for(limits)  # timeline reads per client (routes/reads.py); per worker
     for router in ROUTERS:
         app.include_router(router)
     errors.install(app, limits.max_error_bytes)

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
-from foryou.service.service import compacted_marks, compacted_seq, lock_path, store_path
+from foryou.errors import ForYouError
+from foryou.service.files import FOLDED_RELATIONS, compacted_marks, compacted_seq, lock_path, store_path
 from foryou.service.store import EventStore, StoreError
 from foryou.vocab import SAFETY_LABELS
 
@@ -32,8 +33,8 @@ from foryou.vocab import SAFETY_LABELS
 _SERVICE_FRESH = (Path(".service/compacted.json"), Path(".service/server.lock"))
 
 
-class ServerRunning(RuntimeError):
-    pass
+class ServerRunning(ForYouError, RuntimeError):
+    """A server still holds the dataset: compaction would race its writes."""
 
 
 def compact(dataset: str | Path, store: str | Path | None = None) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def _fold(ds: Dataset, path: Path, store: EventStore, others: list[EventStore]) 
         elif e.type == "engagement":
             engagements.append({"user_id": e.user_id, "post_id": e.post_id, "kind": e.kind, "created_at": e.t,
                                 "value": e.value})
-        elif e.type == "relation" and e.kind in ("follow", "unfollow"):
+        elif e.type == "relation" and e.kind in FOLDED_RELATIONS and e.target_id is not None:
             follow_ops.append((e.user_id, e.target_id, e.kind, e.t))
     if last > done:
         marks[store.store_id] = _mark(store, last)

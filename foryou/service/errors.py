@@ -28,7 +28,7 @@ def install(app: FastAPI, max_error_bytes: int) -> None:
 
     def reply(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
               headers: dict[str, str] | None = None) -> Response:
-        body = {"detail": _cut(detail, max_error_bytes // 2)}
+        body: dict[str, Any] = {"detail": _cut(detail, max_error_bytes // 2)}
         if errors is not None:
             kept, size = [], len(body["detail"])
             for e in errors:

@@ -13,12 +13,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from foryou.config import EngagementWeights, TimelineConfig
 from foryou.experiments.definition import NAME_PATTERN, Arm, Experiment, Metric
 from foryou.service.cursor import ID_MAX
-from foryou.vocab import ENGAGEMENT_KINDS
+from foryou.vocab import ENGAGEMENT_KINDS, RELATIONS
 
 EventId = str
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 EngagementKind = Literal[("impression", *ENGAGEMENT_KINDS)]  # type: ignore[valid-type]
-Action = Literal["follow", "unfollow", "block", "mute", "unblock", "unmute"]
+Action = Literal[RELATIONS]  # type: ignore[valid-type]
 
 
 def _integral(v: Any) -> Any:
@@ -151,6 +151,10 @@ class PostOut(Strict):
     counters: dict[str, int] = Field(description="engagements by kind, impressions, positives in the last 24 h")
 
 
+class Health(Strict):
+    status: Literal["ok"]
+
+
 class Readiness(Strict):
     status: Literal["ready"]
     applied_seq: int = Field(description="the last event of the store this worker has applied")
@@ -163,6 +167,13 @@ class UserOut(Strict):
     followers: int
     posts: int
     blocked_or_muted: int
+
+
+class Assignments(Strict):
+    user_id: int
+    assignments: dict[str, str] = Field(description="experiment → arm, for each running experiment the user is in")
+    overrides: dict[str, Any] = Field(description="the config overrides of those arms, merged: what the user is "
+                                      "served with")
 
 
 class ServingOverrides(Strict):

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from foryou.data.world.generator import RHYTHM
 from foryou.data.world.truth import GroundTruth, Latent, PostColumns
-from foryou.vocab import DAY, SAFETY_LABELS
+from foryou.vocab import DAY, HOUR, SAFETY_LABELS
 
 _SMOOTH = 5.0  # pseudo-posts at the world's share when estimating an author's share
 
@@ -62,7 +62,7 @@ def draw_arrivals(dataset_dir, truth: GroundTruth, start: int, days: float, seed
     a = np.repeat(np.arange(n_users), counts)
     m = len(a)
     day = rng.integers(0, int(np.ceil(days)), m)
-    t = start + day * DAY + rng.choice(24, m, p=RHYTHM) * 3600 + rng.integers(0, 3600, m)
+    t = start + day * DAY + rng.choice(24, m, p=RHYTHM) * HOUR + rng.integers(0, HOUR, m)
     keep = t < start + int(days * DAY)
     a, t = a[keep], t[keep]
     order = np.argsort(t, kind="stable")

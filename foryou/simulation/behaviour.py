@@ -5,8 +5,8 @@ drawn from the world's daily rhythm. On a page, every head of the ground truth i
 post (engagements, dwell seconds, negative feedback, follows) with the seeded RNG, exactly as the
 world generator samples them; the user reads top-down and stops after a post with a probability
 that depends on what they did with it (the ground truth has no session model, so these three
-numbers are the simulation's assumption, in `BehaviourConfig`). Session depth therefore rewards a
-feed whose posts users engage with, and punishes one that draws negative feedback.
+numbers are the simulation's assumption: `simulation.behaviour` in the config tree). Session depth
+therefore rewards a feed whose posts users engage with, and punishes one that draws negative feedback.
 """
 
 from __future__ import annotations
@@ -14,21 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from foryou.config import BehaviourConfig
 from foryou.data.world.generator import RHYTHM
 from foryou.data.world.truth import GroundTruth
-from foryou.vocab import ENGAGEMENT_KINDS, NEGATIVE, POSITIVE
+from foryou.vocab import ENGAGEMENT_KINDS, HOUR, NEGATIVE, POSITIVE
 
 SLOT_SECONDS = 6  # time between two posts of a page, as in the world's impressions
-
-
-class BehaviourConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    stop_base: float = Field(0.08, ge=0, le=1, description="chance to leave after a post with no reaction")
-    stop_engaged: float = Field(0.04, ge=0, le=1, description="... after a post the user engaged with")
-    stop_negative: float = Field(0.6, ge=0, le=1, description="... after a post the user gave negative feedback on")
-    max_pages: int = Field(3, ge=1, description="pages a session may scroll through")
 
 
 def day_sessions(activity: np.ndarray, user_rows: np.ndarray, day_start: int,
@@ -36,7 +28,7 @@ def day_sessions(activity: np.ndarray, user_rows: np.ndarray, day_start: int,
     """(user rows, session start times) of one day, in time order."""
     counts = rng.poisson(activity[user_rows])
     users = np.repeat(user_rows, counts)
-    t = day_start + rng.choice(24, len(users), p=RHYTHM) * 3600 + rng.integers(0, 3600, len(users))
+    t = day_start + rng.choice(24, len(users), p=RHYTHM) * HOUR + rng.integers(0, HOUR, len(users))
     order = np.argsort(t, kind="stable")
     return users[order], t[order].astype(np.int64)
 

@@ -5,59 +5,93 @@ fast-forward time or publish posts whose ids the ground truth knows: it serves t
 from the service's current state, sends every impression and action in batches, and scores what
 it is served against the ground truth at the simulated time. Experiment arms are applied by the
 service (the simulation attributes users to arms with the same deterministic hash, and counts the
-users the service placed in another arm: `served_arms`)."""
+users the service placed in another arm: `served_arms`).
+
+`HttpEngine` answers the read and write calls the simulation makes of `RecommendationEngine`
+with the same signatures and page type, so either can be handed to a Simulation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
+from foryou.timeline.engine import TimelineItem, TimelineResponse
 
-@dataclass
-class _Item:
-    post_id: int
-    in_network: bool
-    predictions: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Page:
-    items: list[_Item]
-    cursor: str | None
+log = logging.getLogger("foryou.simulation")
+RATE_LIMIT_RETRIES = 100  # waits for the service's rate limit before a read gives up
 
 
 class HttpEngine:
-    def __init__(self, url: str, token: str | None = None, batch: int = 2000, timeout: float = 30.0):
+    def __init__(self, url: str, token: str | None = None, batch: int = 2000, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
         self.batch = batch
         self._pending: list[dict[str, Any]] = []
         self.served_arms: dict[int, dict[str, str]] = {}  # user id → {experiment: arm} as the service applied
         self._models: dict[str, str] = {}
+        self._cursors: dict[int, str] = {}  # user id → the service's cursor of the user's last page
+        self.rate_limited = 0  # reads the service answered 429 (each waited out)
         self.client.get("/healthz").raise_for_status()
 
-    def recommend(self, user_id: int, n: int = 35, now: int | None = None, cursor: str | None = None,
-                  overrides: dict | None = None) -> _Page:
+    def recommend(self, user_id: int, n: int | None = None, context: dict[str, Any] | None = None,
+                  explain: bool = False, trace: bool = False, now: int | None = None,
+                  overrides: dict[str, Any] | None = None, exclude: Iterable[int] | None = None,
+                  cursor: frozenset[int] | None = None) -> TimelineResponse:
+        """The service's page for the user (`n` None: the service's page size). `exclude` (or `cursor`):
+        the posts of the user's earlier pages in this scroll — the service keeps those in its own
+        cursor, so the one it gave with the user's last page is sent. `now`, `overrides`, `context`
+        and `trace` are not sent: the service keeps its own clock and applies the user's experiment arm."""
         self.flush()  # the page must see every action sent so far
-        params: dict[str, Any] = {"n": n, **({"cursor": cursor} if cursor else {})}
-        r = self.client.get(f"/v1/users/{int(user_id)}/timeline", params=params)
-        r.raise_for_status()
-        body = r.json()
-        self.served_arms[int(user_id)] = dict(body.get("experiments") or {})
+        uid = int(user_id)
+        params: dict[str, Any] = {"n": n} if n else {}
+        if (exclude or cursor) and uid in self._cursors:
+            params["cursor"] = self._cursors[uid]
+        if explain:
+            params["explain"] = True
+        body = self._get(f"/v1/users/{uid}/timeline", params)
+        self.served_arms[uid] = dict(body.get("experiments") or {})
         self._models = dict(body.get("models") or {})
-        items = [_Item(int(it["post_id"]), bool(it.get("in_network", False)), dict(it.get("predictions") or {}))
-                 for it in body.get("items", [])]
-        return _Page(items, body.get("cursor"))
+        if body.get("cursor"):
+            self._cursors[uid] = str(body["cursor"])
+        items = [TimelineItem(rank=int(it.get("rank", i + 1)), post_id=int(it["post_id"]),
+                              author_id=int(it.get("author_id", -1)), source=str(it.get("source", "")),
+                              score=float(it.get("score", 0.0)), in_network=bool(it.get("in_network", False)),
+                              created_at=int(it.get("created_at", 0)), predictions=dict(it.get("predictions") or {}),
+                              liked_by=list(it.get("liked_by") or []), explanation=it.get("explanation"),
+                              network_reason=str(it.get("network_reason", "")))
+                 for i, it in enumerate(body.get("items", []))]
+        return TimelineResponse(user_id=uid, items=items, cold_start=bool(body.get("cold_start", False)),
+                                cursor=None, timings_ms={}, sources=dict(body.get("sources") or {}), errors=[],
+                                models=self._models)
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET with the service's rate limit waited out (Retry-After), as a polite client does."""
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            r = self.client.get(path, params=params)
+            if r.status_code != 429 or attempt == RATE_LIMIT_RETRIES:
+                break
+            if not self.rate_limited:
+                log.warning("the service rate-limits this client: the simulation runs at its pace "
+                            "(serve with --set service.rate_limit_per_minute=0 to lift it)")
+            self.rate_limited += 1
+            time.sleep(_seconds(r.headers.get("retry-after")))
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        return body
 
     def model_versions(self) -> dict[str, str]:
         """What the service served the last page with."""
         return self._models
 
-    def record_interaction(self, user_id: int, post_id: int, kind: str, t: int | None = None, value: float = 1.0,
-                           **_: Any) -> None:
-        self._pending.append({"user_id": int(user_id), "post_id": int(post_id), "kind": kind, "value": float(value)})
+    def record_interaction(self, user_id: int, post_id: int, kind: str, t: int | None = None, **details: Any) -> None:
+        """Queued and sent in batches (`flush`); `t` is the service's to set, `value` (dwell seconds) is sent."""
+        self._pending.append({"user_id": int(user_id), "post_id": int(post_id), "kind": kind,
+                              "value": float(details.get("value", 1.0))})
         if len(self._pending) >= self.batch:
             self.flush()
 
@@ -69,3 +103,11 @@ class HttpEngine:
     def close(self) -> None:
         self.flush()
         self.client.close()
+
+
+def _seconds(retry_after: str | None) -> float:
+    """Retry-After in seconds (the service sends seconds; an HTTP date or none: a second)."""
+    try:
+        return max(float(retry_after or 1.0), 0.0)
+    except ValueError:
+        return 1.0

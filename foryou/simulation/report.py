@@ -1,10 +1,10 @@
 """The simulation's HTML report: per-arm daily plots (matplotlib, embedded PNG), the experiment's
-significance table, exposure and drift. One self-contained file."""
+significance table, exposure and drift. One self-contained file (template `simulation.html.j2` of
+foryou.reports)."""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from foryou.reports import render
 from foryou.simulation.runner import SimulationResult
 
 PLOTS = (("engagement_rate", "engagement per impression"),
@@ -52,10 +53,11 @@ def _figure(result: SimulationResult) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
+    """A value as the page shows it (as text: the page escapes it)."""
     if isinstance(v, float):
         return "—" if not np.isfinite(v) else (f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}")
-    return html.escape(str(v))
+    return str(v)
 
 
 def _metric(name: Any) -> str:
@@ -68,21 +70,8 @@ def _named(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "metric": _metric(r.get("metric"))} for r in rows]
 
 
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def write_report(result: SimulationResult, path: str | Path, title: str = "foryou simulation") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             "<p>" + ", ".join(f"{k}: {_fmt(v)}" for k, v in result.summary.items()
-                               if k not in ("engine_models", "behaviour")) + "</p>",
-             f"<p>models: {_fmt(result.summary.get('engine_models'))}; behaviour: "
-             f"{_fmt(result.summary.get('behaviour'))}</p>",
-             f'<img src="data:image/png;base64,{_figure(result)}" style="max-width:100%">']
+def _totals(result: SimulationResult) -> list[dict[str, Any]]:
+    """Per arm over the whole run: rates weighted by each day's impressions."""
     totals = []
     for arm in result.arms:
         d = result.daily[arm]
@@ -97,46 +86,47 @@ def write_report(result: SimulationResult, path: str | Path, title: str = "foryo
                        "creator Gini": float(np.mean(d["creator_gini"])),
                        "topic entropy seen": float(np.mean(d["topic_entropy_seen"])),
                        "interest entropy": float(np.mean(d["topic_entropy_interest"]))})
-    parts += ["<h2>Per arm, whole run</h2>", _table(totals, list(totals[0]))] if totals else []
+    return totals
+
+
+def _regret_rows(result: SimulationResult) -> list[dict[str, Any]]:
+    """Cumulative regret per arm with its interval, then each arm's difference from the control."""
     reg = result.regret
-    if reg.get("arms"):
-        rows = [{"arm": arm, "users": r["users"], **{f"{name} {k}": r[name][k] for name in ("regret", "new_post_regret")
-                                                   for k in ("cumulative", "low", "high", "slots")}}
-                for arm, r in reg["arms"].items()]
-        rows += [{"arm": f"{arm} − {result.arms[0]}", **{f"{name} {k2}": d[name][k1] for name in d
-                                                          for k1, k2 in (("diff", "cumulative"), ("low", "low"),
-                                                                         ("high", "high"))}}
-                 for arm, d in reg["vs_control"].items()]
-        parts += ["<h2>Cumulative regret against the oracle (sum over days of the per-slot regret), 95 % "
-                  f"intervals from resampling users ({reg['resamples']} resamples)</h2>",
-                  _table(rows, list(rows[0]))]
-    exp = result.experiment
-    if exp:
-        srm = exp["srm"]
-        parts += [f"<h2>Experiment {html.escape(exp['experiment'])}: significance (control = "
-                  f"{html.escape(exp['control'])}, primary metric = {_metric(exp['primary_metric'])}, "
-                  f"α = {exp['alpha']})</h2>",
-                  f"<p>Decision on the primary metric: {_fmt(exp['decision'])}. Sample ratio: observed "
-                  f"{srm.get('observed')} vs expected {srm.get('expected')}, χ² p = {_fmt(srm['p'])} — "
-                  f"{'<b>MISMATCH: do not trust these results</b>' if srm['mismatch'] else 'no mismatch'}.</p>",
-                  _table(_named(exp["comparisons"]), ["arm", "metric", "control", "treatment", "diff", "ci_low",
-                                                      "ci_high", "lift", "lift_low", "lift_high", "p", "significant",
-                                                      "mde", "mde_relative"]),
-                  "<p>Per-user metrics, Welch's t-test. Impression-level z-tests below are descriptive "
-                  "(impressions of one user are correlated, so their p-values are optimistic).</p>",
-                  _table(_named(exp["proportions"]), ["arm", "metric", "control", "treatment", "diff", "ci_low",
-                                                      "ci_high", "lift", "z", "p", "significant"])]
+    if not reg.get("arms"):
+        return []
+    rows = [{"arm": arm, "users": r["users"], **{f"{name} {k}": r[name][k] for name in ("regret", "new_post_regret")
+                                               for k in ("cumulative", "low", "high", "slots")}}
+            for arm, r in reg["arms"].items()]
+    rows += [{"arm": f"{arm} − {result.arms[0]}", **{f"{name} {k2}": d[name][k1] for name in d
+                                                      for k1, k2 in (("diff", "cumulative"), ("low", "low"),
+                                                                     ("high", "high"))}}
+             for arm, d in reg["vs_control"].items()]
+    return rows
+
+
+def _drift_rows(result: SimulationResult) -> tuple[int | None, list[dict[str, Any]]]:
+    """The last day with a feature-drift check: (day, a row per feature and head)."""
     last = next((d for d in reversed(result.drift) if d.get("features")), None)
-    if last:
-        rows = [{"kind": kind, "name": k, **v} for kind in ("features", "predictions")
-                for k, v in last.get(kind, {}).items()]
-        parts += [f"<h2>Drift on day {last['day']} (features vs training impressions; predictions vs day 1)</h2>",
-                  _table(rows, ["kind", "name", "psi", "ks", "ks_p", "level", "reference_mean", "live_mean"])]
-    style = ("<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
-             "th{background:#f4f4f4}</style>")
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{style}"
-                    f"</head><body>{''.join(parts)}</body></html>\n")
+    if not last:
+        return None, []
+    return last["day"], [{"kind": kind, "name": k, **v} for kind in ("features", "predictions")
+                         for k, v in last.get(kind, {}).items()]
+
+
+def write_report(result: SimulationResult, path: str | Path, title: str = "foryou simulation") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exp = result.experiment
+    drift_day, drift = _drift_rows(result)
+    page = render(
+        "simulation.html.j2", title=title, fmt=fmt, figure=_figure(result),
+        summary={k: v for k, v in result.summary.items() if k not in ("engine_models", "behaviour")},
+        models=result.summary.get("engine_models"), behaviour=result.summary.get("behaviour"),
+        totals=_totals(result), regret=_regret_rows(result), resamples=result.regret.get("resamples"),
+        experiment=exp, primary_metric=_metric(exp["primary_metric"]) if exp else None,
+        comparisons=_named(exp["comparisons"]) if exp else [], proportions=_named(exp["proportions"]) if exp else [],
+        drift_day=drift_day, drift=drift)
+    path.write_text(page)
     return path
 
 

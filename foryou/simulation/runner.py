@@ -1,6 +1,8 @@
 """The closed loop: the world's users log in, are served pages by the engine (one arm each, by the
 experiment's assignment), act according to the ground truth, and the engine ingests every action
-in real time; new posts keep arriving. Measured per arm and day against the oracle.
+in real time; new posts keep arriving. Measured per arm and day against the oracle (simulation.tally).
+
+Every page is requested through `serve`, the one place that talks to the engine's read path.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,46 +18,52 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from foryou.config import ForYouConfig
+from foryou.config import ForYouConfig, SimulationConfig, merge_trees
 from foryou.data.dataset import read_manifest
 from foryou.data.world.truth import GroundTruth
-from foryou.experiments.analysis import UserTable, analyse, event_utility
+from foryou.experiments.analysis import analyse, event_utility
 from foryou.experiments.assignment import assign
 from foryou.experiments.definition import Arm, Experiment
 from foryou.experiments.store import ExperimentLog
+from foryou.features import FEATURE_NAMES
+from foryou.logs import Progress
 from foryou.monitoring.drift import DriftMonitor
-from foryou.monitoring.exposure import ExposureMonitor
 from foryou.monitoring.feedback import FeedbackCollector
 from foryou.simulation.arrivals import Arrivals, draw_arrivals, extend_truth
-from foryou.simulation.behaviour import SLOT_SECONDS, BehaviourConfig, act, day_sessions
-from foryou.vocab import DAY, ENGAGEMENT_KINDS, NEGATIVE, POSITIVE
+from foryou.simulation.behaviour import SLOT_SECONDS, PageActions, act, day_sessions
+from foryou.simulation.tally import Tally, entropy
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, HOUR, POSITIVE
 
 log = logging.getLogger("foryou.simulation")
-Progress = Callable[[str, float], None]
-KIND_INDEX = {k: i for i, k in enumerate(ENGAGEMENT_KINDS)}
 DRIFT_FEATURES = ("post_rate", "author_rate", "post_impressions_log", "age_log_h", "user_topic_share",
                   "author_followers_log", "user_positive_log", "in_network")
-REGRET_SUMS = ("regret", "regret_pages", "new_post_regret", "new_post_slots")
-BOOTSTRAP = 2000
-DAY_METRICS = ("sessions", "pages", "impressions", "positives", "negatives", "clicks", "follows",
-               "realised_utility", "expected_utility", "regret", "regret_pages", "oracle_utility", "out_of_network",
-               "new_post_regret", "new_post_slots",
-               "page_topics", "page_authors", "page_items", "new_post_impressions", "new_post_positives", "empty_pages")
+_POSITIVE_KINDS = np.isin(np.array(ENGAGEMENT_KINDS), POSITIVE)  # by index into ENGAGEMENT_KINDS
 
 
-class SimulationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    days: int = Field(14, ge=1)
-    seed: int = 0
-    user_share: float = Field(1.0, gt=0, le=1, description="share of the world's users simulated (sampled once)")
-    page_size: int = Field(35, ge=1, le=200)
-    behaviour: BehaviourConfig = BehaviourConfig()
-    regret_share: float = Field(0.25, ge=0, le=1, description="share of first pages scored against the oracle")
-    new_posts: bool = Field(True, description="new posts keep arriving (needs engine.add_post)")
-    retrain: bool = Field(False, description="retrain the heavy ranker every night on world + feedback")
-    drift_rows: int = Field(20_000, ge=100, description="rows per drift sample (training and each live day)")
+def settings(config: SimulationConfig | None, tree: ForYouConfig) -> SimulationConfig:
+    """The run's settings: the config tree's `simulation` section (`--set simulation.…`) with the
+    fields set on `config` (the CLI's options) on top."""
+    if config is None:
+        return tree.simulation
+    return SimulationConfig.model_validate(merge_trees(tree.simulation.model_dump(),
+                                                       config.model_dump(exclude_unset=True)))
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    user_id: int
+    now: int
+    overrides: dict[str, Any] | None = None  # the user's arm's config overrides
+    exclude: tuple[int, ...] = ()  # post ids of the session's earlier pages (the next page continues them)
+
+
+def serve(engine: Any, requests: Sequence[PageRequest], n: int) -> list[Any]:
+    """One page per request, in order. The loop asks for one page at a time: a session's actions reach
+    the engine before the next session is served (real-time learning), so a batch call
+    (`recommend_many`) would change what users see unless sessions are grouped by time."""
+    return [engine.recommend(r.user_id, n=n, now=r.now, overrides=r.overrides, exclude=r.exclude or None)
+            for r in requests]
 
 
 @dataclass
@@ -71,12 +79,42 @@ class SimulationResult:
     regret: dict[str, Any] = field(default_factory=dict)  # cumulative regret per arm with bootstrap intervals
 
 
+@dataclass(frozen=True)
+class Visit:
+    """One session: the user (truth row and id), the arm (index, −1 outside the experiment) and its
+    tally row, the day, the session id."""
+
+    u: int
+    user_id: int
+    arm: int
+    row: int
+    day: int
+    session: int
+    overrides: dict[str, Any] | None
+
+
+@dataclass
+class DayLog:
+    """What a day hands on at its end: exposures and events for the experiment log, engagements and
+    served impressions for the feedback dataset, (user row, post, time) rows for the drift check and
+    the top of each page's predictions."""
+
+    exposures: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[int, int, str, int, float]] = field(default_factory=list)
+    engagements: list[tuple[int, int, str, int, float]] = field(default_factory=list)
+    impressions: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+    drift_rows: list[tuple[int, int, int]] = field(default_factory=list)
+    predictions: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
 class Simulation:
     def __init__(self, world_dir: str | Path, config: SimulationConfig | None = None,
                  experiment: Experiment | None = None, engine_config: ForYouConfig | None = None,
                  engine: Any = None, out: str | Path | None = None, progress: Progress | None = None):
         self.world_dir = Path(world_dir)
-        self.cfg = config or SimulationConfig()
+        self.config = engine_config or ForYouConfig()
+        self.cfg = settings(config, self.config)
+        self.page_size = self.cfg.page_size or self.config.timeline.mixing.page_size
         self.experiment = experiment
         self.progress = progress or (lambda stage, frac: None)
         self.out = Path(out) if out else None
@@ -100,6 +138,7 @@ class Simulation:
             log.warning("engine has no add_post: simulating without new posts")
             self.arrivals = None
         self.truth = extend_truth(truth, self.arrivals) if self.arrivals is not None else truth
+        self._n_world_posts = len(self.truth.posts.post_id) - (len(self.arrivals) if self.arrivals is not None else 0)
         self.arms = list(experiment.arms) if experiment else [Arm(name="all")]
         self.users = self.truth.user_ids
         rng = np.random.default_rng([self.cfg.seed, 1])
@@ -107,7 +146,11 @@ class Simulation:
         keep = np.sort(rng.choice(n_users, max(round(n_users * self.cfg.user_share), 1), replace=False))
         self.sim_rows = keep
         self.arm_of = assign(experiment, self.users) if experiment else np.zeros(n_users, dtype=np.int64)
-        self.utility_of = event_utility(engine_config.weights if engine_config else None)
+        self.utility_of = event_utility(self.config.weights)
+        self.feedback = FeedbackCollector()
+        self.engagements: list[tuple[int, int, str, int, float]] = []  # every action sent to the engine
+        self.retrained: list[dict[str, Any]] = []
+        self._published = 0
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -123,197 +166,184 @@ class Simulation:
 
     def _run(self) -> SimulationResult:
         cfg, truth = self.cfg, self.truth
-        n_arms, n_users, days = len(self.arms), len(self.users), cfg.days
-        rng = np.random.default_rng([cfg.seed, 2])
-        sums = {m: np.zeros((n_arms + 1, days)) for m in DAY_METRICS}  # row n_arms: users outside
-        per_user = {k: np.zeros(n_users) for k in ("sessions", "impressions", "positives", "negatives", "utility")}
-        # Regret per user and day, for intervals by resampling users.
-        per_user.update({k: np.zeros((n_users, days)) for k in REGRET_SUMS})
-        followers = self._followers()
-        exposure = [ExposureMonitor(followers) for _ in range(n_arms + 1)]
-        exposure_daily: dict[str, list[dict[str, float]]] = {a.name: [] for a in self.arms}
-        topic_seen = np.zeros((n_users, truth.params.n_topics))
-        bubble = {m: np.zeros((n_arms + 1, days)) for m in ("entropy_seen", "entropy_interest", "kl", "bubble_users")}
-        viewed: dict[int, list[int]] = defaultdict(list)
-        self.feedback = feedback = FeedbackCollector()
-        self.retrained: list[dict[str, Any]] = []
-        self._engagements: list[tuple] = []
-        log_path = (self.out / "experiment_log.sqlite") if self.out and self.experiment else None
-        if log_path is not None and log_path.exists():
-            log_path.unlink()
-        exp_log = ExperimentLog(log_path) if log_path else None
+        self._rng = np.random.default_rng([cfg.seed, 2])
+        self.feedback, self.engagements, self.retrained, self._published = FeedbackCollector(), [], [], 0
+        tally = Tally(len(self.arms), len(self.users), cfg.days, truth.params.n_topics, self._followers(),
+                      self.config.monitoring)
+        exp_log = self._open_log()
         drift_ref, pred_ref, drift_days = self._feature_reference(), None, []
-        self._published, session_id = 0, 0
+        interest_entropy = entropy(truth.latent.interests)
+        self._session_id = 0
         t0 = time.perf_counter()
-        interest_entropy = _entropy(truth.latent.interests)
-        self._n_world_posts = n_world_posts = \
-            len(truth.posts.post_id) - (len(self.arrivals) if self.arrivals is not None else 0)
-        for d in range(days):
-            day_start = self.start + d * DAY
-            s_users, s_times = day_sessions(truth.latent.activity, self.sim_rows, day_start, rng)
-            exposures, events = [], []
-            imp_cols: dict[str, list] = defaultdict(list)
-            drift_rows: list[tuple[int, int, int]] = []
-            preds: dict[str, list[float]] = defaultdict(list)
-            topic_seen[:] = 0
-            for m in exposure:
-                m.reset()
-            for i, (u, t) in enumerate(zip(s_users.tolist(), s_times.tolist(), strict=True)):
-                if i % 200 == 0:
-                    self.progress(f"day {d + 1}/{days}", i / max(len(s_users), 1))
-                self._published = self._publish(self._published, t)
-                arm = int(self.arm_of[u])
-                a = arm if arm >= 0 else n_arms
-                overrides = self.arms[arm].overrides if arm >= 0 else None
-                uid = int(self.users[u])
-                session_id += 1
-                sums["sessions"][a, d] += 1
-                per_user["sessions"][u] += 1
-                page = self.engine.recommend(uid, n=cfg.page_size, now=t, overrides=overrides or None)
-                if self.experiment is not None and arm >= 0:
-                    exposures.append((self.experiment.name, self.arms[arm].name, uid, t, session_id, len(page.items)))
-                if rng.random() < cfg.regret_share:
-                    self._regret(sums, per_user, a, d, u, t, page, viewed)
-                t_page, pages = t, 0
-                while True:
-                    pages += 1
-                    sums["pages"][a, d] += 1
-                    if not page.items:
-                        sums["empty_pages"][a, d] += 1
-                        break
-                    ids = np.fromiter((it.post_id for it in page.items), np.int64, len(page.items))
-                    rows = truth.post_rows(ids)
-                    sums["page_items"][a, d] += len(rows)
-                    sums["page_topics"][a, d] += len(np.unique(truth.posts.topic[rows]))
-                    sums["page_authors"][a, d] += len(np.unique(truth.posts.author_row[rows]))
-                    acts = act(truth, u, rows, t_page, cfg.behaviour, rng)
-                    k = acts.depth
-                    for it in page.items[:5]:
-                        for h, p in it.predictions.items():
-                            preds[h].append(p)
-                    in_net = np.fromiter((it.in_network for it in page.items[:k]), bool, k)
-                    util_exp = truth.utility_from({h: v[:k] for h, v in acts.probs.items()})
-                    self._ingest(uid, ids[:k], acts, events if arm >= 0 and exp_log else None, per_user, u,
-                                 sums, a, d)
-                    new = rows[:k] >= n_world_posts
-                    sums["new_post_impressions"][a, d] += int(new.sum())
-                    sums["new_post_positives"][a, d] += sum(
-                        1 for i_, kk in enumerate(acts.kinds) if new[i_] and any(ENGAGEMENT_KINDS[x] in POSITIVE
-                                                                                 for x in kk))
-                    sums["impressions"][a, d] += k
-                    sums["expected_utility"][a, d] += float(util_exp.sum())
-                    sums["out_of_network"][a, d] += int((~in_net).sum())
-                    per_user["impressions"][u] += k
-                    exposure[a].observe(truth.posts.author_row[rows[:k]], in_net)
-                    np.add.at(topic_seen[u], np.maximum(truth.posts.topic[rows[:k]], 0), 1)
-                    viewed[u].extend(rows[:k].tolist())
-                    imp_cols["user"].append(np.full(k, uid))
-                    imp_cols["post"].append(ids[:k])
-                    imp_cols["t"].append(acts.times)
-                    imp_cols["session"].append(np.full(k, session_id))
-                    imp_cols["position"].append(np.arange(k) + (pages - 1) * cfg.page_size)
-                    if len(drift_rows) < cfg.drift_rows:
-                        drift_rows.extend(zip([u] * k, ids[:k].tolist(), acts.times.tolist(), strict=True))
-                    if not acts.reached_end or pages >= cfg.behaviour.max_pages:
-                        break
-                    t_page = int(acts.times[-1]) + SLOT_SECONDS
-                    page = self.engine.recommend(uid, n=cfg.page_size, now=t_page, cursor=page.cursor,
-                                                 overrides=overrides or None)
-            # -- end of day ---------------------------------------------------------------------
-            self.progress(f"day {d + 1}/{days}", 1.0)
-            if hasattr(self.engine, "flush"):  # an HTTP engine sends actions in batches
-                self.engine.flush()
-            if imp_cols["user"]:
-                feedback.add_impressions(*(np.concatenate(imp_cols[c]) for c in ("user", "post", "t", "session",
-                                                                                 "position")))
-            if exp_log is not None:
-                exp_log.log_exposures(exposures)
-                exp_log.log_events(events)
-            eligible = self._eligible_authors(day_start + DAY)
-            for i_arm, arm in enumerate(self.arms):
-                exposure_daily[arm.name].append(exposure[i_arm].report(eligible, publish=False))
-            self._bubble(bubble, topic_seen, interest_entropy, d, n_arms)
-            drift_days.append(self._drift(d, drift_ref, pred_ref, drift_rows, preds))
+        for d in range(cfg.days):
+            day = DayLog()
+            tally.new_day()
+            n_sessions = self._day(d, tally, day, log_events=exp_log is not None)
+            self._end_of_day(day, exp_log)
+            tally.end_day(d, self.arm_of, truth.latent.interests, interest_entropy,
+                          self._eligible_authors(self.start + (d + 1) * DAY))
+            drift_days.append(self._drift(d, drift_ref, pred_ref, day.drift_rows, day.predictions))
             if pred_ref is None:
-                pred_ref = {h: np.asarray(v) for h, v in preds.items()}
-            if cfg.retrain and d < days - 1:
+                pred_ref = {h: np.asarray(v) for h, v in day.predictions.items()}
+            if cfg.retrain and d < cfg.days - 1:
                 self._retrain(d)
-            log.info("simulated day", extra={"day": d + 1, "sessions": len(s_users),
+            log.info("simulated day", extra={"day": d + 1, "sessions": n_sessions,
                                              "seconds": round(time.perf_counter() - t0, 1)})
-        result = self._result(sums, bubble, exposure_daily, per_user, exp_log, drift_days, time.perf_counter() - t0)
+        result = self._result(tally, drift_days, time.perf_counter() - t0)
         if exp_log is not None:
             exp_log.close()
         return result
 
+    def _open_log(self) -> ExperimentLog | None:
+        """A fresh experiment log in the output directory (exposures and events of the experiment's users)."""
+        if self.out is None or self.experiment is None:
+            return None
+        path = self.out / "experiment_log.sqlite"
+        if path.exists():
+            path.unlink()
+        return ExperimentLog(path)
+
+    def _day(self, d: int, tally: Tally, day: DayLog, log_events: bool) -> int:
+        """Every session of day d, in time order; returns how many there were."""
+        s_users, s_times = day_sessions(self.truth.latent.activity, self.sim_rows, self.start + d * DAY, self._rng)
+        n_arms = len(self.arms)
+        for i, (u, t) in enumerate(zip(s_users.tolist(), s_times.tolist(), strict=True)):
+            if i % 200 == 0:
+                self.progress(f"day {d + 1}/{self.cfg.days}", i / max(len(s_users), 1))
+            self._published = self._publish(self._published, t)
+            arm = int(self.arm_of[u])
+            self._session_id += 1
+            visit = Visit(u=u, user_id=int(self.users[u]), arm=arm, row=arm if arm >= 0 else n_arms, day=d,
+                          session=self._session_id, overrides=(self.arms[arm].overrides or None) if arm >= 0 else None)
+            self._session(visit, t, tally, day, log_events=log_events and arm >= 0)
+        self.progress(f"day {d + 1}/{self.cfg.days}", 1.0)
+        return len(s_users)
+
+    def _session(self, v: Visit, t: int, tally: Tally, day: DayLog, log_events: bool) -> None:
+        """A user logs in at t, reads the first page and scrolls on while the behaviour model lets them."""
+        tally.session(v.row, v.day, v.u)
+        page = serve(self.engine, [PageRequest(v.user_id, t, v.overrides)], self.page_size)[0]
+        if self.experiment is not None and v.arm >= 0:
+            day.exposures.append((self.experiment.name, self.arms[v.arm].name, v.user_id, t, v.session,
+                                  len(page.items)))
+        if self._rng.random() < self.cfg.regret_share:
+            self._regret(tally, v, t, page)
+        t_page, pages = t, 0
+        served: tuple[int, ...] = ()  # post ids of the session's pages so far
+        while True:
+            pages += 1
+            acts = self._read(v, page, t_page, pages, tally, day, log_events)
+            if acts is None or not acts.reached_end or pages >= self.cfg.behaviour.max_pages:
+                break
+            t_page = int(acts.times[-1]) + SLOT_SECONDS
+            served += tuple(it.post_id for it in page.items)
+            page = serve(self.engine, [PageRequest(v.user_id, t_page, v.overrides, served)], self.page_size)[0]
+
+    def _read(self, v: Visit, page: Any, t: int, page_no: int, tally: Tally, day: DayLog,
+              log_events: bool) -> PageActions | None:
+        """The user reads one page top-down from time t: what they view and do is tallied, sent to the
+        engine and logged. None for an empty page."""
+        if not page.items:
+            tally.empty_page(v.row, v.day)
+            return None
+        truth = self.truth
+        ids = np.fromiter((it.post_id for it in page.items), np.int64, len(page.items))
+        rows = truth.post_rows(ids)
+        tally.page(v.row, v.day, truth.posts.topic[rows], truth.posts.author_row[rows])
+        acts = act(truth, v.u, rows, t, self.cfg.behaviour, self._rng)
+        k = acts.depth
+        for it in page.items[:5]:
+            for h, p in it.predictions.items():
+                day.predictions[h].append(p)
+        in_net = np.fromiter((it.in_network for it in page.items[:k]), bool, k)
+        util_exp = truth.utility_from({h: p[:k] for h, p in acts.probs.items()})
+        self._ingest(v, ids[:k], acts, tally, day, log_events)
+        engaged = np.array([_POSITIVE_KINDS[kk].any() for kk in acts.kinds], dtype=bool)
+        viewed = rows[:k]
+        tally.views(v.row, v.day, v.u, viewed, truth.posts.topic[viewed], truth.posts.author_row[viewed], in_net,
+                    util_exp, viewed >= self._n_world_posts, engaged)
+        imp = day.impressions
+        imp["user"].append(np.full(k, v.user_id))
+        imp["post"].append(ids[:k])
+        imp["t"].append(acts.times)
+        imp["session"].append(np.full(k, v.session))
+        imp["position"].append(np.arange(k) + (page_no - 1) * self.page_size)
+        if len(day.drift_rows) < self.cfg.drift_rows:
+            day.drift_rows.extend(zip([v.u] * k, ids[:k].tolist(), acts.times.tolist(), strict=True))
+        return acts
+
+    def _end_of_day(self, day: DayLog, exp_log: ExperimentLog | None) -> None:
+        """The day's actions reach the engine, its records the feedback dataset and the experiment log."""
+        if hasattr(self.engine, "flush"):  # an HTTP engine sends actions in batches
+            self.engine.flush()
+        if day.impressions["user"]:
+            self.feedback.add_impressions(*(np.concatenate(day.impressions[c])
+                                            for c in ("user", "post", "t", "session", "position")))
+        if day.engagements:
+            u, p, k, t, value = zip(*day.engagements, strict=True)
+            self.feedback.add_engagements(np.array(u), np.array(p), np.array(k, dtype=object), np.array(t),
+                                          np.array(value, np.float32))
+            self.engagements.extend(day.engagements)
+        if exp_log is not None:
+            exp_log.log_exposures(day.exposures)
+            exp_log.log_events(day.events)
+
     # -- steps ------------------------------------------------------------------------------------
 
     def _publish(self, published: int, t: int) -> int:
-        """Hand the engine every new post created by time t."""
+        """Hand the engine (and the feedback dataset) every new post created by time t."""
         a = self.arrivals
         if a is None:
             return published
         until = int(np.searchsorted(a.created_at, t, side="right"))
+        if until == published:
+            return published
         users = self.users
         for i in range(published, until):
             self.engine.add_post(int(a.post_id[i]), int(users[a.author_row[i]]), t=int(a.created_at[i]),
                                  topic=int(a.topic[i]), has_media=bool(a.has_media[i]), has_link=bool(a.has_link[i]),
                                  length=int(a.length[i]), labels={lb: bool(v[i]) for lb, v in a.labels.items()})
+        self.feedback.add_posts(_post_columns(a, users, slice(published, until)))
         return until
 
-    def _ingest(self, uid: int, ids: np.ndarray, acts, events: list | None, per_user: dict, u: int,
-                sums: dict, a: int, d: int) -> None:
+    def _ingest(self, v: Visit, ids: np.ndarray, acts: PageActions, tally: Tally, day: DayLog,
+                log_events: bool) -> None:
         """Every viewed post's impression and actions go to the engine as they happen."""
         record = self.engine.record_interaction
         for i, pid in enumerate(ids.tolist()):
             t = int(acts.times[i])
-            record(uid, pid, "impression", t=t)
-            if events is not None:
-                events.append((uid, pid, "impression", t, 1.0))
-            for j, v in zip(acts.kinds[i].tolist(), acts.values[i].tolist(), strict=True):
+            record(v.user_id, pid, "impression", t=t)
+            if log_events:
+                day.events.append((v.user_id, pid, "impression", t, 1.0))
+            for j, x in zip(acts.kinds[i].tolist(), acts.values[i].tolist(), strict=True):
                 kind = ENGAGEMENT_KINDS[j]
-                value = v if kind == "dwell" else 1.0  # dwell seconds
-                record(uid, pid, kind, t=t + 1, value=value)
-                self._engagements.append((uid, pid, kind, t + 1, value))
-                if events is not None:
-                    events.append((uid, pid, kind, t + 1, v))
-                w = self.utility_of.get(kind, 0.0)
-                per_user["utility"][u] += w
-                sums["realised_utility"][a, d] += w
-                if kind in POSITIVE:
-                    per_user["positives"][u] += 1
-                    sums["positives"][a, d] += 1
-                elif kind in NEGATIVE:
-                    per_user["negatives"][u] += 1
-                    sums["negatives"][a, d] += 1
-                elif kind == "click":
-                    sums["clicks"][a, d] += 1
-                elif kind == "follow_author":
-                    sums["follows"][a, d] += 1
+                value = x if kind == "dwell" else 1.0  # dwell seconds
+                record(v.user_id, pid, kind, t=t + 1, value=value)
+                day.engagements.append((v.user_id, pid, kind, t + 1, value))
+                if log_events:
+                    day.events.append((v.user_id, pid, kind, t + 1, x))
+                tally.action(v.row, v.day, v.u, kind, self.utility_of.get(kind, 0.0))
 
-    def _regret(self, sums: dict, per_user: dict, a: int, d: int, u: int, t: int, page, viewed: dict) -> None:
+    def _regret(self, tally: Tally, v: Visit, t: int, page: Any) -> None:
         """Per-slot regret of the first page against the oracle page (best eligible posts the user
         has not viewed in this simulation, by true expected utility at the request time). On new
         posts (created during the simulation): the k new posts the page holds against the best k
         eligible new posts — how well the engine picks among posts it has little evidence on,
         which is what exploration is for."""
-        truth = self.truth
+        truth, u = self.truth, v.u
         k = len(page.items)
         rows = truth.eligible_rows(u, t)
-        if viewed.get(u):
-            rows = rows[~np.isin(rows, np.asarray(viewed[u]))]
+        if tally.viewed.get(u):
+            rows = rows[~np.isin(rows, np.asarray(tally.viewed[u]))]
         if k == 0 or len(rows) == 0:
             return
-        util = truth.utility_from(truth.probabilities_rows(np.full(len(rows), u), rows, np.int64(t)))
+        at = np.int64(t)
+        util = truth.utility_from(truth.probabilities_rows(np.full(len(rows), u), rows, at))
         k = min(k, len(util))
         oracle = np.partition(-util, k - 1)[:k].sum() * -1 / k
         served = truth.post_rows(np.fromiter((it.post_id for it in page.items), np.int64, len(page.items)))[:k]
-        got_all = truth.utility_from(truth.probabilities_rows(np.full(k, u), served, np.int64(t)))
-        regret = max(oracle - float(got_all.mean()), 0.0)
-        sums["regret"][a, d] += regret
-        sums["oracle_utility"][a, d] += oracle
-        sums["regret_pages"][a, d] += 1
-        per_user["regret"][u, d] += regret
-        per_user["regret_pages"][u, d] += 1
+        got_all = truth.utility_from(truth.probabilities_rows(np.full(k, u), served, at))
+        tally.regret(v.row, v.day, u, max(oracle - float(got_all.mean()), 0.0), oracle)
         new = served >= self._n_world_posts
         kn = int(new.sum())
         if kn:
@@ -321,11 +351,7 @@ class Simulation:
             kn = min(kn, len(pool))
             best = -np.partition(-pool, kn - 1)[:kn].sum() if kn else 0.0
             got = np.sort(got_all[new])[::-1][:kn].sum()
-            loss = max(float(best - got), 0.0)  # summed over the kn slots
-            sums["new_post_regret"][a, d] += loss
-            sums["new_post_slots"][a, d] += kn
-            per_user["new_post_regret"][u, d] += loss
-            per_user["new_post_slots"][u, d] += kn
+            tally.new_post_regret(v.row, v.day, u, max(float(best - got), 0.0), kn)  # summed over the kn slots
 
     def _followers(self) -> np.ndarray:
         f = pq.read_table(self.world_dir / "follows.parquet", columns=["dst_id"])["dst_id"].to_numpy()
@@ -333,25 +359,9 @@ class Simulation:
 
     def _eligible_authors(self, t: int) -> np.ndarray:
         p = self.truth.posts
-        window = int(self.truth.params.window_hours * 3600)
+        window = int(self.truth.params.window_hours * HOUR)
         ok = (p.created_at < t) & (p.created_at >= t - window)
         return np.unique(p.author_row[ok])
-
-    def _bubble(self, bubble: dict, seen: np.ndarray, interest_entropy: np.ndarray, d: int, n_arms: int) -> None:
-        """Filter-bubble measure per arm: topic entropy of what users viewed today against the entropy
-        of their interests, and KL(viewed ‖ interests) — lower entropy / higher KL = narrower feed."""
-        total = seen.sum(1)
-        ok = total >= 5
-        if not ok.any():
-            return
-        p = seen[ok] / total[ok, None]
-        q = self.truth.latent.interests[ok].astype(np.float64) * 0.99 + 0.01 / seen.shape[1]
-        kl = np.where(p > 0, p * np.log(np.where(p > 0, p, 1) / q), 0).sum(1)
-        arm = self.arm_of[ok]
-        arm = np.where(arm < 0, n_arms, arm)
-        for name, v in (("entropy_seen", _entropy(p)), ("entropy_interest", interest_entropy[ok]), ("kl", kl)):
-            bubble[name][:, d] = np.bincount(arm, weights=v, minlength=n_arms + 1)
-        bubble["bubble_users"][:, d] = np.bincount(arm, minlength=n_arms + 1)
 
     def _feature_reference(self) -> DriftMonitor | None:
         """Ranking features of a sample of training-window impressions, at their own times."""
@@ -363,26 +373,19 @@ class Simulation:
         train = np.flatnonzero(t < self.manifest.split.train_end)
         rng = np.random.default_rng([self.cfg.seed, 3])
         pick = rng.choice(train, min(self.cfg.drift_rows, len(train)), replace=False)
-        ref = self._features(store, imp["user_id"].to_numpy()[pick], imp["post_id"].to_numpy()[pick], t[pick])
-        return DriftMonitor(ref, kind="feature")
+        ref = _features(store, imp["user_id"].to_numpy()[pick], imp["post_id"].to_numpy()[pick], t[pick])
+        return DriftMonitor(ref, kind="feature", thresholds=self.config.monitoring.drift)
 
-    @staticmethod
-    def _features(store: Any, user_ids: np.ndarray, post_ids: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
-        names = tuple(n for n in DRIFT_FEATURES if n in _feature_names())
-        u = np.searchsorted(store.user_ids, user_ids)
-        p = np.searchsorted(store.post_id, post_ids)
-        x = store.compute(u, p, t, names)
-        return {n: x[:, i] for i, n in enumerate(names)}
-
-    def _drift(self, d: int, ref: DriftMonitor | None, pred_ref: dict | None, rows: list, preds: dict) -> dict:
+    def _drift(self, d: int, ref: DriftMonitor | None, pred_ref: dict[str, np.ndarray] | None,
+               rows: list[tuple[int, int, int]], preds: dict[str, list[float]]) -> dict[str, Any]:
         out: dict[str, Any] = {"day": d + 1}
         if ref is not None and rows:
             u, p, t = (np.array(c) for c in zip(*rows, strict=True))
-            live = self._features(self.engine.state.features, self.users[u], p, t)
+            live = _features(self.engine.state.features, self.users[u], p, t)
             out["features"] = ref.check(live)
         if pred_ref is not None and preds:
-            out["predictions"] = DriftMonitor(pred_ref, kind="prediction").check(
-                {h: np.asarray(v) for h, v in preds.items()})
+            monitor = DriftMonitor(pred_ref, kind="prediction", thresholds=self.config.monitoring.drift)
+            out["predictions"] = monitor.check({h: np.asarray(v) for h, v in preds.items()})
         return out
 
     def _retrain(self, d: int) -> None:
@@ -404,71 +407,32 @@ class Simulation:
         else:
             log.warning("retraining produced no servable heavy ranker", extra={"day": d + 1, "status": line})
 
-    # -- feedback ---------------------------------------------------------------------------------
-
     def write_feedback(self, path: str | Path) -> Path:
         """World + everything the simulation served and users did so far (and the new posts), as a
         dataset for `foryou train`, with the extended ground truth."""
-        fb = self.feedback
-        fb._eng = []
-        if self._engagements:
-            u, p, k, t, v = zip(*self._engagements, strict=True)
-            fb._eng = [(np.array(u), np.array(p), np.array(k, dtype=object), np.array(t), np.array(v, np.float32))]
-        fb._posts = [self._arrival_columns(self._published)] if self._published else []
-        return fb.write(self.world_dir, path, self.truth)
-
-    def _arrival_columns(self, n: int) -> dict[str, np.ndarray]:
-        a: Arrivals = self.arrivals
-        return {"post_id": a.post_id[:n], "author_id": self.users[a.author_row[:n]], "created_at": a.created_at[:n],
-                "topic": a.topic[:n], "has_media": a.has_media[:n], "has_link": a.has_link[:n],
-                "length": a.length[:n], **{lb: v[:n] for lb, v in a.labels.items()}}
+        return self.feedback.write(self.world_dir, path, self.truth)
 
     # -- the result -------------------------------------------------------------------------------
 
-    def _result(self, sums, bubble, exposure_daily, per_user, exp_log, drift_days, seconds) -> SimulationResult:
-        daily: dict[str, dict[str, list[float]]] = {}
-        for i, arm in enumerate(self.arms):
-            s = {m: sums[m][i] for m in sums}
-            imp = np.maximum(s["impressions"], 1)
-            rp = np.maximum(s["regret_pages"], 1)
-            bu = np.maximum(bubble["bubble_users"][i], 1)
-            row = {
-                "sessions": s["sessions"], "impressions": s["impressions"],
-                "engagement_rate": s["positives"] / imp, "click_rate": s["clicks"] / imp,
-                # Two utilities, named apart: expected = Σ wᵢ·pᵢ of the ground-truth probabilities of each
-                # viewed post (no sampling noise); realised = X's weights summed over the actions users took
-                # (what the experiment's per-user "utility" metric measures). They agree on average only.
-                "expected_utility": s["expected_utility"] / imp, "realised_utility": s["realised_utility"] / imp,
-                "negative_rate": s["negatives"] / imp, "session_depth": s["impressions"] / np.maximum(s["sessions"], 1),
-                "regret": s["regret"] / rp, "cumulative_regret": np.cumsum(s["regret"] / rp),
-                "new_post_regret": s["new_post_regret"] / np.maximum(s["new_post_slots"], 1),
-                "cumulative_new_post_regret": np.cumsum(s["new_post_regret"] / np.maximum(s["new_post_slots"], 1)),
-                "oracle_utility": s["oracle_utility"] / rp,
-                "topic_diversity": s["page_topics"] / np.maximum(s["pages"] - s["empty_pages"], 1),
-                "author_diversity": s["page_authors"] / np.maximum(s["page_items"], 1),
-                "out_of_network_share": s["out_of_network"] / imp,
-                "new_post_share": s["new_post_impressions"] / imp,
-                "new_post_engagement": s["new_post_positives"] / np.maximum(s["new_post_impressions"], 1),
-                "creator_gini": np.array([e["creator_gini"] for e in exposure_daily[arm.name]]),
-                "popular_share": np.array([e["popular_share"] for e in exposure_daily[arm.name]]),
-                "long_tail_share": np.array([e["long_tail_share"] for e in exposure_daily[arm.name]]),
-                "topic_entropy_seen": bubble["entropy_seen"][i] / bu,
-                "topic_entropy_interest": bubble["entropy_interest"][i] / bu,
-                "topic_kl": bubble["kl"][i] / bu,
-            }
-            daily[arm.name] = {k: [round(float(x), 6) for x in v] for k, v in row.items()}
+    def _result(self, tally: Tally, drift_days: list[dict[str, Any]], seconds: float) -> SimulationResult:
+        daily = {arm.name: tally.daily(i) for i, arm in enumerate(self.arms)}
         experiment = None
         if self.experiment is not None:
-            rows = self.sim_rows[(self.arm_of[self.sim_rows] >= 0) & (per_user["sessions"][self.sim_rows] > 0)]
-            table = UserTable(arm=self.arm_of[rows], sessions=per_user["sessions"][rows],
-                              impressions=per_user["impressions"][rows], positives=per_user["positives"][rows],
-                              negatives=per_user["negatives"][rows], utility=per_user["utility"][rows])
-            experiment = analyse(self.experiment, table)
-        regret = self._regret_intervals(per_user)
+            rows = self.sim_rows[(self.arm_of[self.sim_rows] >= 0) & (tally.per_user["sessions"][self.sim_rows] > 0)]
+            experiment = analyse(self.experiment, tally.user_table(rows, self.arm_of[rows]))
+        groups = {arm.name: self.sim_rows[self.arm_of[self.sim_rows] == (i if self.experiment else 0)]
+                  for i, arm in enumerate(self.arms)}
+        return SimulationResult(arms=[a.name for a in self.arms], days=self.cfg.days, start=self.start, daily=daily,
+                                experiment=experiment, drift=drift_days,
+                                exposure={a.name: tally.exposure_daily[i] for i, a in enumerate(self.arms)},
+                                summary=self._summary(tally, seconds),
+                                regret=tally.regret_intervals(groups, self.cfg.seed))
+
+    def _summary(self, tally: Tally, seconds: float) -> dict[str, Any]:
         summary = {
             "world": str(self.world_dir), "days": self.cfg.days, "seed": self.cfg.seed, "seconds": round(seconds, 1),
             "users_simulated": len(self.sim_rows), "users_total": len(self.users),
-            "sessions": int(sum(sums["sessions"].sum(1))), "impressions": int(sums["impressions"].sum()),
+            "sessions": int(sum(tally.sums["sessions"].sum(1))), "impressions": int(tally.sums["impressions"].sum()),
             "new_posts": len(self.arrivals) if self.arrivals is not None else 0,
             "new_posts_note": None if self.arrivals is not None else
             ("disabled" if not self.cfg.new_posts else "engine has no add_post: no new posts"),
@@ -483,54 +447,20 @@ class Simulation:
             ours = [names[a] if a >= 0 else None for a in self.arm_of[rows].tolist()]
             theirs = [arms.get(self.experiment.name) for arms in served.values()]
             summary["arm_mismatches"] = sum(a != b for a, b in zip(ours, theirs, strict=True))
-        return SimulationResult(arms=[a.name for a in self.arms], days=self.cfg.days, start=self.start, daily=daily,
-                                experiment=experiment, drift=drift_days, exposure=exposure_daily, summary=summary,
-                                regret=regret)
-
-    def _regret_intervals(self, per_user: dict) -> dict[str, Any]:
-        """Cumulative regret (the sum over days of each day's per-slot regret, as plotted) per arm,
-        all slots and new-post slots, with 95 % percentile intervals from resampling the arm's
-        users (a user's pages are correlated, users are not); differences against the first arm
-        resample the two arms independently."""
-        rng = np.random.default_rng([self.cfg.seed, 4])
-        draws: dict[str, dict[str, np.ndarray]] = {}
-        out: dict[str, Any] = {"unit": "user", "resamples": BOOTSTRAP, "arms": {}, "vs_control": {}}
-        for i, arm in enumerate(self.arms):
-            rows = self.sim_rows[self.arm_of[self.sim_rows] == (i if self.experiment else 0)]
-            rows = rows[per_user["regret_pages"][rows].sum(1) > 0]
-            if not len(rows):
-                continue
-            weights = rng.multinomial(len(rows), np.full(len(rows), 1 / len(rows)), size=BOOTSTRAP)
-            draws[arm.name], out["arms"][arm.name] = {}, {"users": len(rows)}
-            for name, num, den in (("regret", "regret", "regret_pages"),
-                                   ("new_post_regret", "new_post_regret", "new_post_slots")):
-                n, m = per_user[num][rows], per_user[den][rows]
-                point = float((n.sum(0) / np.maximum(m.sum(0), 1)).sum())
-                boot = ((weights @ n) / np.maximum(weights @ m, 1)).sum(1)
-                draws[arm.name][name] = boot
-                out["arms"][arm.name][name] = {"cumulative": point, "low": float(np.quantile(boot, 0.025)),
-                                               "high": float(np.quantile(boot, 0.975)),
-                                               "slots": int(m.sum())}
-        control = self.arms[0].name
-        for arm in self.arms[1:]:
-            if arm.name in draws and control in draws:
-                out["vs_control"][arm.name] = {}
-                for name in ("regret", "new_post_regret"):
-                    diff = draws[arm.name][name] - draws[control][name]
-                    point = out["arms"][arm.name][name]["cumulative"] - out["arms"][control][name]["cumulative"]
-                    out["vs_control"][arm.name][name] = {
-                        "diff": point, "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),
-                        "share_below_zero": float((diff < 0).mean())}
-        return out
+        return summary
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    p = np.asarray(p, np.float64)
-    p = p / np.maximum(p.sum(-1, keepdims=True), 1e-12)
-    return -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(-1)
+def _post_columns(a: Arrivals, users: np.ndarray, part: slice) -> dict[str, np.ndarray]:
+    """New posts as the feedback dataset's post columns."""
+    return {"post_id": a.post_id[part], "author_id": users[a.author_row[part]], "created_at": a.created_at[part],
+            "topic": a.topic[part], "has_media": a.has_media[part], "has_link": a.has_link[part],
+            "length": a.length[part], **{lb: v[part] for lb, v in a.labels.items()}}
 
 
-def _feature_names() -> tuple[str, ...]:
-    from foryou.features import FEATURE_NAMES
-
-    return FEATURE_NAMES
+def _features(store: Any, user_ids: np.ndarray, post_ids: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """The drift-watched ranking features of (user, post, time) rows."""
+    names = tuple(n for n in DRIFT_FEATURES if n in FEATURE_NAMES)
+    u = np.searchsorted(store.user_ids, user_ids)
+    p = np.searchsorted(store.post_id, post_ids)
+    x = store.compute(u, p, t, names)
+    return {n: x[:, i] for i, n in enumerate(names)}

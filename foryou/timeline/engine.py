@@ -1,8 +1,9 @@
 """`RecommendationEngine`: the Python API agent simulations call (sync and async).
 
     engine = RecommendationEngine.open("runs/default")
-    page = engine.recommend(user_id, n=35)
+    page = engine.recommend(user_id)                      # TimelineResponse (the configured page size)
     engine.record_interaction(user_id, post_id, "like")   # changes the very next page
+    pages = engine.recommend_many(user_ids)               # PageBatch: users × n columns, one pass
 """
 
 from __future__ import annotations
@@ -10,77 +11,47 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from foryou.config import ForYouConfig, apply_overrides
+from foryou.config import ForYouConfig, SimClustersConfig, apply_overrides
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
-from foryou.data.split import history
+from foryou.data.lookup import member
+from foryou.data.split import History, history
+from foryou.embeddings.simclusters import SimClusters
 from foryou.features import FeatureStore
 from foryou.graph.index import KIND_CODE, ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
 from foryou.graph.realgraph import KINDS as REALGRAPH_KINDS
+from foryou.graph.realgraph import RealGraph, RealGraphCoefficients
 from foryou.logs import Timer
-from foryou.timeline.loading import load_models
-from foryou.timeline.pipeline import for_you_pipeline
+from foryou.mixer import BatchResult, StageObserver
+from foryou.timeline import columns as c
+from foryou.timeline.loading import TrainedHeavyRanker, load_models
+from foryou.timeline.page import PageBatch, TimelineItem, TimelineResponse, page_batch
+from foryou.timeline.pipeline import ForYouPipeline, for_you_pipeline
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
-from foryou.vocab import POST_KINDS, RANKER_HEADS
+from foryou.timeline.views import EngineViews, UnknownPost, UnknownUser
+from foryou.vocab import POST_KINDS
+
+__all__ = ["RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
 
 log = logging.getLogger("foryou.timeline")
 SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
 INTERACTIONS = ("impression", *KIND_CODE)
 RELATIONS = ("follow", "unfollow", "block", "mute", "unblock", "unmute")
+PAGE_EXTRAS = (c.LIKED_BY, c.NETWORK_REASON, c.EXPLANATION)
 
 
-class UnknownUser(KeyError):
-    def __str__(self) -> str:
-        return f"unknown user {self.args[0]}"
-
-
-class UnknownPost(KeyError):
-    def __str__(self) -> str:
-        return f"unknown post {self.args[0]}"
-
-
-@dataclass
-class TimelineItem:
-    rank: int
-    post_id: int
-    author_id: int
-    source: str
-    score: float
-    in_network: bool
-    created_at: int
-    predictions: dict[str, float]
-    liked_by: list[int] = field(default_factory=list)
-    explanation: dict[str, Any] | None = None
-    network_reason: str = ""  # "in-network (you follow @42), found by simclusters": side, why, and the source
-
-
-@dataclass
-class TimelineResponse:
-    user_id: int
-    items: list[TimelineItem]
-    cold_start: bool
-    cursor: str | None
-    timings_ms: dict[str, float]
-    sources: dict[str, int]  # candidates each source contributed (after its light ranker)
-    errors: list[str]
-    models: dict[str, str]
-    trace: dict[str, Any] | None = None
-
-
-class RecommendationEngine:
+class RecommendationEngine(EngineViews):
     """Serving index + real-time overlay + the For You pipeline, built once from a dataset."""
 
     def __init__(self, dataset: Dataset, config: ForYouConfig | None = None, as_of: int | None = None):
@@ -91,26 +62,29 @@ class RecommendationEngine:
             realgraph, simclusters = _graph_models(h)
             store = FeatureStore(h)
         self._assemble(index, realgraph, simclusters, store, dataset.path, config, as_of, t.seconds)
+        self.loaded_from: Path | None = None
 
-    def _assemble(self, index: ServingIndex, realgraph: Any, simclusters: Any, store: FeatureStore,
-                  path: Path | None, config: ForYouConfig | None, as_of: int, seconds: float) -> None:
+    def _assemble(self, index: ServingIndex, realgraph: RealGraph | None, simclusters: SimClusters | None,
+                  store: FeatureStore, path: Path | None, config: ForYouConfig | None, as_of: int,
+                  seconds: float) -> None:
         self.config = config or ForYouConfig()
         self.state = TimelineState(index=index, overlay=RealtimeOverlay(index), config=self.config,
                                    realgraph=realgraph, simclusters=simclusters, features=store)
         if path is not None:
             self.state.models, self.model_status = load_models(path, store)
             coefficients = self.state.models.pop("realgraph", None)
-            if coefficients is not None and realgraph is not None:
+            if isinstance(coefficients, RealGraphCoefficients) and realgraph is not None:
                 realgraph.coefficients = coefficients  # the learned RealGraph weighs follows from now on
         else:
             self.model_status = {"heavy_ranker": "missing: no dataset directory; heuristic fallback",
                                  "two_tower": "missing: no dataset directory"}
+        ranker = self.state.models.get("heavy_ranker")
+        if isinstance(ranker, TrainedHeavyRanker):
+            ranker.rows_per_call = self.config.timeline.batch.ranker_rows
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
-        self._arm_pipelines: dict[str, Any] = {}
-        self._served: OrderedDict[str, frozenset[int]] = OrderedDict()
-        self._cursor_ids = itertools.count(1)
+        self._arm_pipelines: dict[str, ForYouPipeline] = {}
         self._lock = threading.RLock()
         log.info("engine ready", extra={"as_of": as_of, "seconds": round(seconds, 3),
                                         "users": len(index.user_ids), "posts": len(index.post_id)})
@@ -136,7 +110,6 @@ class RecommendationEngine:
             except snapshot.SnapshotError as exc:
                 log.info("no usable serving snapshot; building", extra={"reason": str(exc)})
         engine = cls(Dataset.load(path), config, as_of)
-        engine.loaded_from = None
         if cache:
             try:
                 snapshot.save({"index": engine.state.index, "realgraph": engine.state.realgraph,
@@ -148,50 +121,81 @@ class RecommendationEngine:
 
     # -- reads ------------------------------------------------------------------------------------
 
-    def recommend(self, user_id: int, n: int = 35, context: dict[str, Any] | None = None, cursor: str | None = None,
+    def recommend(self, user_id: int, n: int | None = None, context: dict[str, Any] | None = None,
                   explain: bool = False, trace: bool = False, now: int | None = None,
-                  overrides: dict[str, Any] | None = None, exclude: Any = None) -> TimelineResponse:
-        """`overrides`: a config override tree (an experiment arm's) served by its own cached pipeline.
-        `exclude`: post ids already served to this client (the HTTP service's self-contained
-        cursors), an alternative to the engine-held `cursor`."""
-        idx = self.state.index
-        row = idx.user_row(int(user_id))
-        if row is None:
-            raise UnknownUser(user_id)
-        served = self._served.get(cursor, frozenset()) if cursor else frozenset()
-        if exclude is not None and len(exclude):
-            ids = np.unique(np.fromiter(exclude, np.int64))
-            pos = np.minimum(np.searchsorted(idx.post_id, ids), len(idx.post_id) - 1)
-            served = served | frozenset(pos[idx.post_id[pos] == ids].tolist())
-        query = TimelineQuery(user_id=int(user_id), user_row=row, now=int(now or self.now), n=int(n),
-                              explain=explain, served=served, params=dict(context or {}))
-        with self._lock:  # writes mutate the overlay and counters: a request reads one consistent state
-            result = self.pipeline_for(overrides).run(query, trace=trace)
-        b = result.batch
-        items = []
-        if len(b):  # the returned page only: columns → Python lists once, then zip
-            cols = {c: b[c].tolist() for c in ("post_id", "source", "score", "in_network", "post_row")}
-            preds = {h: np.round(b[f"p_{h}"], 5).tolist() for h in RANKER_HEADS}
-            authors = idx.user_ids[b["author_row"]].tolist()
-            created = idx.created_at[b["post_row"]].tolist()
-            liked_by = b.get("liked_by", np.full(len(b), None, dtype=object))
-            expl = b.get("explanation", np.full(len(b), None, dtype=object))
-            reasons = b.get("network_reason", np.full(len(b), "", dtype=object))
-            for i in range(len(b)):
-                items.append(TimelineItem(
-                    rank=i + 1, post_id=cols["post_id"][i], author_id=authors[i], source=str(cols["source"][i]),
-                    score=cols["score"][i], in_network=cols["in_network"][i], created_at=created[i],
-                    predictions={h: preds[h][i] for h in RANKER_HEADS}, liked_by=list(liked_by[i] or []),
-                    explanation=expl[i], network_reason=str(reasons[i] or "")))
-        next_cursor = self._remember(served | frozenset(b["post_row"].tolist()) if len(b) else served)
-        sources = {k.split(":", 1)[1]: n for k, n in result.counts.items() if k.startswith("candidate_pipeline:")}
-        return TimelineResponse(
-            user_id=int(user_id), items=items, cold_start=len(self.state.overlay.following_rows(row)) == 0,
-            cursor=next_cursor,
-            timings_ms=result.timings_ms, sources=sources, errors=result.errors, models=self.model_versions(),
-            trace=result.trace.to_dict() if result.trace is not None else None)
+                  overrides: dict[str, Any] | None = None, exclude: Iterable[int] | None = None) -> TimelineResponse:
+        """One page (`n` posts, the configured page size by default) as objects.
 
-    def pipeline_for(self, overrides: dict[str, Any] | None):
+        `overrides`: a config override tree (an experiment arm's) served by its own cached pipeline.
+        `exclude`: post ids already served to this client (the next page of a scroll: the caller keeps
+        them — the HTTP service in its self-contained cursors, a simulation per session)."""
+        query = self._query(self.user_row(user_id), int(user_id), n, now, exclude, explain, context)
+        with self._lock:  # writes mutate the overlay and counters: a request reads one consistent state
+            out = self.pipeline_for(overrides).run_many([query], trace=trace)
+        return self._pages(out, [query], query.n).page(0)
+
+    def recommend_many(self, user_ids: Sequence[int] | np.ndarray, n: int | None = None, now: int | None = None,
+                       overrides: dict[str, Any] | None = None,
+                       exclude: Sequence[Iterable[int] | None] | None = None) -> PageBatch:
+        """Pages of many users at the same instant, as users × n columns (see PageBatch): the same pages as
+        `recommend` per user, served faster by running every step after retrieval once over all their
+        candidates (`timeline.batch.users_per_pass` users at a time). `exclude[i]`: post ids user i was
+        already served. Raises UnknownUser for the first unknown id."""
+        ids, rows = self._rows(user_ids)
+        pipeline, step = self.pipeline_for(overrides), self.config.timeline.batch.users_per_pass
+        size = int(n or self.config.timeline.mixing.page_size)
+        pages = []
+        for lo in range(0, len(ids), step):
+            queries = [self._query(r, u, size, now, exclude[lo + i] if exclude is not None else None)
+                       for i, (r, u) in enumerate(zip(rows[lo:lo + step].tolist(), ids[lo:lo + step].tolist(),
+                                                      strict=True))]
+            with self._lock:
+                out = pipeline.run_many(queries)
+            pages.append(self._pages(out, queries, size))
+        return PageBatch.concat(pages, size)
+
+    def funnel(self, user_ids: Sequence[int] | np.ndarray, until: str, observe: StageObserver | None = None,
+               n: int | None = None, now: int | None = None, overrides: dict[str, Any] | None = None) -> BatchResult:
+        """The For You pipeline for these users up to a stage (foryou.mixer.STAGES), in one pass: what
+        evaluation measures per stage (each source's candidates, the merged set, what the ranker scores)."""
+        ids, rows = self._rows(user_ids)
+        queries = [self._query(r, u, n, now, None) for r, u in zip(rows.tolist(), ids.tolist(), strict=True)]
+        with self._lock:
+            return self.pipeline_for(overrides).run_many(queries, until=until, observe=observe)
+
+    def _rows(self, user_ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, user rows); UnknownUser for the first unknown id."""
+        ids = np.asarray(user_ids, np.int64)
+        found, rows = member(self.state.index.user_ids, ids)
+        if not found.all():
+            raise UnknownUser(int(ids[np.argmax(~found)]))
+        return ids, rows
+
+    def _query(self, row: int, user_id: int, n: int | None, now: int | None, exclude: Iterable[int] | None,
+               explain: bool = False, context: dict[str, Any] | None = None) -> TimelineQuery:
+        return TimelineQuery(user_id=int(user_id), user_row=int(row), now=int(now or self.now),
+                             n=int(n or self.config.timeline.mixing.page_size), explain=explain,
+                             served=self._served_rows(exclude), params=dict(context or {}))
+
+    def _served_rows(self, exclude: Iterable[int] | None) -> np.ndarray:
+        """Rows of the known post ids among `exclude` (unknown ids are ignored)."""
+        ids = np.unique(np.fromiter(exclude, np.int64)) if exclude is not None else np.empty(0, np.int64)
+        if len(ids) == 0:
+            return ids
+        found, pos = member(self.state.index.post_id, ids)
+        return np.asarray(pos[found], np.int64)
+
+    def _pages(self, out: BatchResult, queries: Sequence[TimelineQuery], n: int) -> PageBatch:
+        """The pipeline's output as users × n columns, with what a page shows beyond the pipeline's columns."""
+        idx, b = self.state.index, out.batch
+        authors = idx.user_ids[b[c.AUTHOR_ROW]] if len(b) else np.empty(0, np.int64)
+        created = idx.created_at[b[c.POST_ROW]] if len(b) else np.empty(0, np.int64)
+        cold = np.array([len(q.features[c.FOLLOWS]) == 0 if c.FOLLOWS in q.features
+                         else len(self.state.overlay.following_rows(q.user_row)) == 0 for q in queries], bool)
+        return page_batch(out, np.array([q.user_id for q in queries], np.int64), authors, created, n, cold,
+                          self.model_versions(), PAGE_EXTRAS)
+
+    def pipeline_for(self, overrides: dict[str, Any] | None) -> ForYouPipeline:
         """The pipeline for a config override set: same index, overlay and models, its own config
         (experiment arms: exploration strategy, weights, diversity ...); built once per set."""
         if not overrides:
@@ -232,22 +236,14 @@ class RecommendationEngine:
             return "heuristic (no trained model)"
         parts = []
         for side, line in sides.items():
-            if batches is not None and f"light_ranker_{side}" in self.state.models:
-                n = batches.get(side, 0)
+            if batches is not None and self.state.light_ranker(side) is not None:
+                k = batches.get(side, 0)
                 keep = self.config.timeline.ranking.light_ranker_keep
-                line += (f", ordered {n:,} source batches" if n else
+                line += (f", ordered {k:,} source batches" if k else
                          f", never ran (no {side.replace('_', '-')} source returned more than "
                          f"light_ranker_keep = {keep} candidates, so nothing was cut)")
             parts.append(f"{side.replace('_', '-')} {line}")
         return "; ".join(parts)
-
-    def _remember(self, served: frozenset[int]) -> str:
-        with self._lock:
-            token = f"c{next(self._cursor_ids):x}"
-            self._served[token] = served
-            while len(self._served) > 10_000:
-                self._served.popitem(last=False)
-        return token
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -256,23 +252,10 @@ class RecommendationEngine:
         RealGraph, SimClusters). `details` (e.g. dwell_time) are kept for the event log."""
         if kind not in INTERACTIONS:
             raise ValueError(f"unknown interaction {kind!r}; one of {', '.join(INTERACTIONS)}")
-        idx = self.state.index
-        u = idx.user_row(int(user_id))
-        if u is None:
-            raise UnknownUser(user_id)
-        p = int(np.searchsorted(idx.post_id, int(post_id)))
-        if p >= len(idx.post_id) or idx.post_id[p] != int(post_id):
-            raise UnknownPost(post_id)
-        t = int(t if t is not None else self.now)
-        with self._lock:
-            self.state.overlay.record(u, p, kind, t)
-            self.state.features.record(u, p, kind, t)
-            if self.state.realgraph is not None and kind in REALGRAPH_KINDS:
-                self.state.realgraph.record(u, int(idx.author_row[p]), kind, t)
-            if self.state.simclusters is not None and kind == "like":
-                self.state.simclusters.add_like(u, p, t)
+        self.record_interactions([user_id], [post_id], [kind], [self.now if t is None else t])
 
-    def record_interactions(self, user_ids: Any, post_ids: Any, kinds: list[str], times: Any) -> None:
+    def record_interactions(self, user_ids: Sequence[int] | np.ndarray, post_ids: Sequence[int] | np.ndarray,
+                            kinds: Sequence[str], times: Sequence[int] | np.ndarray) -> None:
         """Many interactions at once (the service's batches): ids resolved in one vectorised pass,
         the lock taken once; the same effects as `record_interaction` for each, in order."""
         bad = set(kinds) - set(INTERACTIONS)
@@ -280,44 +263,31 @@ class RecommendationEngine:
             raise ValueError(f"unknown interaction {sorted(bad)[0]!r}; one of {', '.join(INTERACTIONS)}")
         idx = self.state.index
         users, posts = np.asarray(user_ids, np.int64), np.asarray(post_ids, np.int64)
-        u = np.minimum(np.searchsorted(idx.user_ids, users), len(idx.user_ids) - 1)
-        p = np.minimum(np.searchsorted(idx.post_id, posts), len(idx.post_id) - 1)
-        if (idx.user_ids[u] != users).any():
-            raise UnknownUser(int(users[np.argmax(idx.user_ids[u] != users)]))
-        if (idx.post_id[p] != posts).any():
-            raise UnknownPost(int(posts[np.argmax(idx.post_id[p] != posts)]))
+        known_u, u = member(idx.user_ids, users)
+        known_p, p = member(idx.post_id, posts)
+        if not known_u.all():
+            raise UnknownUser(int(users[np.argmax(~known_u)]))
+        if not known_p.all():
+            raise UnknownPost(int(posts[np.argmax(~known_p)]))
         authors = idx.author_row[p].tolist()
         s = self.state
-        ov, fs, rg, sc = s.overlay, s.features, s.realgraph, s.simclusters
+        ov, fs, rg, sc = s.overlay, s.store, s.realgraph, s.simclusters
         with self._lock:
             for ur, pr, a, kind, t in zip(u.tolist(), p.tolist(), authors, kinds, np.asarray(times).tolist(),
                                           strict=True):
-                ov.record(ur, pr, kind, t)
-                fs.record(ur, pr, kind, t)
+                ov.record(ur, pr, kind, int(t))
+                fs.record(ur, pr, kind, int(t))
                 if rg is not None and kind in REALGRAPH_KINDS:
-                    rg.record(ur, a, kind, t)
+                    rg.record(ur, a, kind, int(t))
                 if sc is not None and kind == "like":
-                    sc.add_like(ur, pr, t)
-
-    def post_row(self, post_id: int) -> int:
-        idx = self.state.index
-        p = int(np.searchsorted(idx.post_id, int(post_id)))
-        if p >= len(idx.post_id) or idx.post_id[p] != int(post_id):
-            raise UnknownPost(post_id)
-        return p
-
-    def _user_row(self, user_id: int) -> int:
-        u = self.state.index.user_row(int(user_id))
-        if u is None:
-            raise UnknownUser(user_id)
-        return u
+                    sc.add_like(ur, pr, int(t))
 
     def relate(self, user_id: int, target_id: int, action: str, t: int | None = None) -> None:
         """A follow-graph action of `user_id` on the account `target_id`, in effect on the next
         request: follow, unfollow, block, mute (both remove the account's posts), unblock, unmute."""
         if action not in RELATIONS:
             raise ValueError(f"unknown action {action!r}; one of {', '.join(RELATIONS)}")
-        u, v = self._user_row(user_id), self._user_row(target_id)
+        u, v = self.user_row(user_id), self.user_row(target_id)
         t = int(t if t is not None else self.now)
         s = self.state
         with self._lock:
@@ -325,10 +295,10 @@ class RecommendationEngine:
                 s.overlay.follow(u, v)
                 if s.realgraph is not None:
                     s.realgraph.record(u, v, "follow", t)
-                s.features.relate(u, v, "follow", t)
+                s.store.relate(u, v, "follow", t)
             elif action == "unfollow":
                 s.overlay.unfollow(u, v)
-                s.features.relate(u, v, "unfollow", t)
+                s.store.relate(u, v, "unfollow", t)
             elif action in ("block", "mute"):
                 s.overlay.block(u, v)
             else:
@@ -339,26 +309,25 @@ class RecommendationEngine:
                  length: int = 0, labels: dict[str, bool] | None = None) -> int:
         """A post created now: a candidate on the next request (in-network for the author's
         followers, UTEG and trending once engaged with). Ids must increase; returns the post row."""
-
-
         if kind not in POST_KINDS:
             raise ValueError(f"unknown post kind {kind!r}; one of {', '.join(POST_KINDS)}")
-        a = self._user_row(author_id)
+        a = self.user_row(author_id)
         parent = self.post_row(parent_id) if parent_id is not None else -1
         t = int(t if t is not None else self.now)
         s = self.state
         with self._lock:
-            row = s.overlay.add_post(int(post_id), a, t, POST_KINDS.index(kind), parent, int(topic), has_media,
-                                     has_link, int(length), labels)
-            f, g = s.features, s.overlay.grower
+            row: int = s.overlay.add_post(int(post_id), a, t, POST_KINDS.index(kind), parent, int(topic), has_media,
+                                          has_link, int(length), labels)
+            f, g = s.store, s.overlay.grower
             source = parent if kind == "repost" and parent >= 0 else row  # a repost shows its source
             if source != row:
                 topic = int(f.topic[source])
-            for name, value in (("post_id", post_id), ("author_row", a), ("created_at", t), ("topic", int(topic)),
-                                ("content_row", source)):
-                g.append(f, name, value)
-            static = {"has_media": has_media, "has_link": has_link, "length_log": np.log1p(length),
-                      "is_reply": kind == "reply", **(labels or {})}
+            for column, v in (("post_id", post_id), ("author_row", a), ("created_at", t), ("topic", int(topic)),
+                              ("content_row", source)):
+                g.append(f, column, v)
+            static: dict[str, float | bool] = {"has_media": has_media, "has_link": has_link,
+                                               "length_log": float(np.log1p(length)), "is_reply": kind == "reply",
+                                               **(labels or {})}
             for name in f.static:
                 value = float(kind == "repost") if name == "is_repost" else (
                     float(f.static[name][source]) if source != row else float(static.get(name, False)))
@@ -369,7 +338,7 @@ class RecommendationEngine:
 
     # -- async twins --------------------------------------------------------------------------------
 
-    async def arecommend(self, user_id: int, n: int = 35, context: dict[str, Any] | None = None,
+    async def arecommend(self, user_id: int, n: int | None = None, context: dict[str, Any] | None = None,
                          **kwargs: Any) -> TimelineResponse:
         return await asyncio.to_thread(self.recommend, user_id, n, context, **kwargs)
 
@@ -391,7 +360,7 @@ def _fingerprint(path: Path, as_of: int) -> str:
 
     h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|".encode())
     for module in (index, realgraph, simclusters, counter, store):
-        h.update(Path(module.__file__).read_bytes())
+        h.update(Path(str(module.__file__)).read_bytes())
     h.update((path / "manifest.json").read_bytes())
     for name in sorted(p.name for p in path.glob("*.parquet")):
         st = (path / name).stat()
@@ -399,9 +368,6 @@ def _fingerprint(path: Path, as_of: int) -> str:
     return h.hexdigest()[:32]
 
 
-def _graph_models(h):
+def _graph_models(h: History) -> tuple[RealGraph, SimClusters]:
     """RealGraph and SimClusters built from the same History as the index."""
-    from foryou.embeddings.simclusters import SimClusters, SimClustersConfig
-    from foryou.graph.realgraph import RealGraph
-
     return RealGraph.build(h), SimClusters.build(h, SimClustersConfig())

@@ -6,11 +6,10 @@ post from the real-time overlay, which every `record_interaction` updates, on to
 serving index was built with. Each post's engagement rate has a Beta posterior with an informed
 prior worth PRIOR_IMPRESSIONS impressions at the global base rate.
 
-- ε-greedy: Binomial(page size, ε) slots go to candidates drawn uniformly from the candidates the
-  post-scoring filters will keep (out-of-network posts need social proof or a topic the viewer
-  engages with, no out-of-network NSFW: drawn from all, most draws were filtered out after this step
-  and ε = 0.05 explored ~2 % of the page); each is given the score of a uniformly drawn slot of the
-  greedy page, so it lands at a random position;
+- ε-greedy: Binomial(page size, ε) slots go to candidates drawn uniformly from the candidates
+  (the out-of-network filters have already run — out-of-network posts need social proof or a topic
+  the viewer engages with, no out-of-network NSFW — so every draw can reach the page); each is given
+  the score of a uniformly drawn slot of the greedy page, so it lands at a random position;
 - UCB1: optimism in proportion to the posterior mean, mean·(1 + c·√(2 ln N / n)), N the candidates'
   impressions, n the post's (prior included);
 - Thompson: one draw from each post's Beta posterior.
@@ -22,13 +21,16 @@ as a post collects impressions — new posts are explored, proven ones are left 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from foryou.config import ExplorationConfig
 from foryou.features import PRIOR_IMPRESSIONS
-from foryou.mixer import CandidateBatch
-from foryou.timeline.filters import OutOfNetworkNsfwFilter, OutOfNetworkSocialProofFilter
+from foryou.mixer import CandidateBatch, Segments
+from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.scorers import _Factor
+from foryou.timeline.scorers import Factor
 from foryou.vocab import POSITIVE
 
 STRATEGIES = ("none", "epsilon_greedy", "ucb", "thompson", "random")
@@ -41,8 +43,12 @@ def posterior(successes: np.ndarray, trials: np.ndarray, prior_rate: float) -> t
     return alpha, beta
 
 
-class ExplorationScorer(_Factor):
+class ExplorationScorer(Factor):
+    """Runs after the out-of-network filters (they sit in the heavy-ranking scoring pipeline), so every
+    candidate it sees is one the page may show: ε-greedy draws from all of them."""
+
     name = "exploration"
+    reads = (c.POST_ROW,)
 
     def post_posterior(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(α, β) of each post's positive-engagement rate from the live overlay counters."""
@@ -53,35 +59,33 @@ class ExplorationScorer(_Factor):
         return posterior(successes, trials, r0)
 
     def factor(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
+        return self.factor_many([query], batch, Segments.single(len(batch)))
+
+    def factor_many(self, queries: Sequence[TimelineQuery], batch: CandidateBatch, segments: Segments) -> np.ndarray:
         cfg = self.state.config.timeline.exploration
         n = len(batch)
+        out = np.ones(n)
         if cfg.strategy == "none" or n == 0:
-            return np.ones(n)
-        # Seeded per request (a cursor's next page draws afresh): reproducible, yet varied.
-        rng = np.random.default_rng([cfg.seed, query.user_row, query.now, len(query.served)])
-        score = np.maximum(batch["score"].astype(np.float64), 1e-12)
-        if cfg.strategy == "random":
-            return rng.random(n) / score
-        if cfg.strategy == "epsilon_greedy":
-            return self._epsilon_greedy(rng, score, query.n, cfg.epsilon, self._kept_by_post_filters(query, batch))
-        alpha, beta = self.post_posterior(batch["post_row"])
-        mean = alpha / (alpha + beta)
-        if cfg.strategy == "ucb":
-            total = max(float(self.state.overlay.impressions_count[batch["post_row"]].sum()), 1.0)
-            trials = alpha + beta  # impressions + the prior's pseudo-impressions
-            value = mean * (1 + cfg.ucb_c * np.sqrt(2 * np.log(total + 1) / trials))
-        else:  # thompson
-            value = rng.beta(alpha, beta)
-        return np.clip(1 + cfg.weight * (value - mean) / mean, 0.5, 2.0)
-
-    def _kept_by_post_filters(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray | None:
-        try:
-            keep = np.ones(len(batch), dtype=bool)
-            for post_filter in (OutOfNetworkSocialProofFilter, OutOfNetworkNsfwFilter):
-                keep &= post_filter(self.state).keep(query, batch)
-            return keep
-        except KeyError:  # a batch without the filters' columns: no post filter will run on it either
-            return None
+            return out
+        score = np.maximum(batch[c.SCORE].astype(np.float64), 1e-12)
+        if cfg.strategy in ("ucb", "thompson"):
+            alpha, beta = self.post_posterior(batch[c.POST_ROW])
+            mean = alpha / (alpha + beta)
+        if cfg.strategy == "ucb":  # N: the impressions of each viewer's candidates
+            shown = self.state.overlay.impressions_count[batch[c.POST_ROW]].astype(np.float64)
+            total = segments.per_row(np.maximum(segments.sums(shown), 1.0))
+            value = mean * (1 + cfg.ucb_c * np.sqrt(2 * np.log(total + 1) / (alpha + beta)))
+            return np.asarray(np.clip(1 + cfg.weight * (value - mean) / mean, 0.5, 2.0))
+        for i, lo, hi in segments.bounds():
+            rng = _request_rng(cfg, queries[i])
+            if cfg.strategy == "random":
+                out[lo:hi] = rng.random(hi - lo) / score[lo:hi]
+            elif cfg.strategy == "epsilon_greedy":
+                out[lo:hi] = self._epsilon_greedy(rng, score[lo:hi], queries[i].n, cfg.epsilon)
+            else:  # thompson: one draw from each post's posterior
+                value = rng.beta(alpha[lo:hi], beta[lo:hi])
+                out[lo:hi] = np.clip(1 + cfg.weight * (value - mean[lo:hi]) / mean[lo:hi], 0.5, 2.0)
+        return out
 
     @staticmethod
     def _epsilon_greedy(rng: np.random.Generator, score: np.ndarray, page: int, epsilon: float,
@@ -97,3 +101,8 @@ class ExplorationScorer(_Factor):
         slots = greedy[rng.integers(0, len(greedy), k)] * (1 + 1e-6)
         out[picked] = slots / score[picked]
         return out
+
+
+def _request_rng(cfg: ExplorationConfig, query: TimelineQuery) -> np.random.Generator:
+    """Seeded per request (the next page of a scroll draws afresh): reproducible, yet varied."""
+    return np.random.default_rng([cfg.seed, query.user_row, query.now, len(query.served)])

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 from foryou.mixer import QueryHydrator
+from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import UsesState
 
 
-class _StateHydrator(UsesState, QueryHydrator):
+class _StateHydrator(UsesState, QueryHydrator[TimelineQuery]):
     pass
 
 
@@ -19,6 +20,7 @@ class FollowsHydrator(_StateHydrator):
     """Follows, and the RealGraph-top follows with their weights (uniform until RealGraph exists)."""
 
     name = "follows"
+    provides = (c.FOLLOWS, c.TOP_FOLLOWS, c.TOP_FOLLOW_WEIGHTS)
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
         s = self.state
@@ -31,62 +33,67 @@ class FollowsHydrator(_StateHydrator):
             top, weights = top[keep][:k], weights[keep][:k]
         else:
             top, weights = follows[:k], np.ones(min(k, len(follows)), dtype=np.float32)
-        return {"follows": follows, "top_follows": np.asarray(top, np.int64),
-                "top_follow_weights": np.asarray(weights, np.float32)}
+        return {c.FOLLOWS: follows, c.TOP_FOLLOWS: np.asarray(top, np.int64),
+                c.TOP_FOLLOW_WEIGHTS: np.asarray(weights, np.float32)}
 
 
 class SeenHydrator(_StateHydrator):
     """Posts the viewer was already shown (impression store ∪ this session's overlay)."""
 
     name = "seen"
+    provides = (c.SEEN,)
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
-        return {"seen": self.state.overlay.seen_rows(query.user_row)}
+        return {c.SEEN: self.state.overlay.seen_rows(query.user_row)}
 
 
 class NegativeFeedbackHydrator(_StateHydrator):
     """Blocked/muted authors and 'see fewer' (not interested) authors with when it was said."""
 
     name = "negative_feedback"
+    provides = (c.BLOCKED_AUTHORS, c.FATIGUE_AUTHORS, c.FATIGUE_TIMES)
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
         authors, times = self.state.overlay.fatigue(query.user_row)
-        return {"blocked_authors": self.state.overlay.blocked_authors(query.user_row),
-                "fatigue_authors": authors, "fatigue_times": times}
+        return {c.BLOCKED_AUTHORS: self.state.overlay.blocked_authors(query.user_row),
+                c.FATIGUE_AUTHORS: authors, c.FATIGUE_TIMES: times}
 
 
 class SocialProofHydrator(_StateHydrator):
     """UTEG's graph walk: posts the viewer's top follows engaged with recently, weighted by RealGraph."""
 
     name = "uteg_social_proof"
+    needs = (c.TOP_FOLLOWS, c.TOP_FOLLOW_WEIGHTS)
+    provides = (c.PROOF_POSTS, c.PROOF_COUNT, c.PROOF_SCORE, c.PROOF_EDGES)
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
         s = self.state
         k = s.config.timeline.sources.uteg_follows
-        follows = query.features["top_follows"][:k]
-        weights = query.features["top_follow_weights"][:k]
+        follows = query.features[c.TOP_FOLLOWS][:k]
+        weights = query.features[c.TOP_FOLLOW_WEIGHTS][:k]
         posts, owner = s.overlay.uteg_rows(follows)
         if len(posts) == 0:
             empty = np.empty(0, np.int64)
-            return {"proof_posts": empty, "proof_count": empty, "proof_score": np.empty(0, np.float32),
-                    "proof_edges": (empty, empty)}
+            return {c.PROOF_POSTS: empty, c.PROOF_COUNT: empty, c.PROOF_SCORE: np.empty(0, np.float32),
+                    c.PROOF_EDGES: (empty, empty)}
         uniq, inv = np.unique(posts, return_inverse=True)
         # One engager counts once per post, however many ways they engaged.
         pair = np.unique(inv.astype(np.int64) * len(follows) + owner)
         p_idx, o_idx = pair // len(follows), pair % len(follows)
         count = np.bincount(p_idx, minlength=len(uniq))
         score = np.bincount(p_idx, weights=weights[o_idx], minlength=len(uniq)).astype(np.float32)
-        return {"proof_posts": uniq, "proof_count": count, "proof_score": score,
-                "proof_edges": (uniq[p_idx], follows[o_idx])}
+        return {c.PROOF_POSTS: uniq, c.PROOF_COUNT: count, c.PROOF_SCORE: score,
+                c.PROOF_EDGES: (uniq[p_idx], follows[o_idx])}
 
 
 class InterestHydrator(_StateHydrator):
     """The viewer's topic profile (smoothed share of positive engagements per topic)."""
 
     name = "interests"
+    provides = (c.TOPIC_PROFILE, c.TOPIC_ENGAGEMENTS)
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
         counts = self.state.overlay.user_topic[query.user_row]
         k = len(counts)
         profile = (counts + 1.0 / k) / (counts.sum() + 1.0)
-        return {"topic_profile": profile.astype(np.float32), "topic_engagements": float(counts.sum())}
+        return {c.TOPIC_PROFILE: profile.astype(np.float32), c.TOPIC_ENGAGEMENTS: float(counts.sum())}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,34 +13,51 @@ from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
 from foryou.graph.realgraph import RealGraphCoefficients
 from foryou.mixer import CandidateBatch
 from foryou.models.heavy_ranker import HeavyRankerNet
-from foryou.models.logistic import logistic_from_tensors
+from foryou.models.logistic import LogisticRegression, logistic_from_tensors
 from foryou.registry import ModelRegistry
 from foryou.timeline.query import TimelineQuery
+
+if TYPE_CHECKING:
+    from foryou.embeddings.retriever import EmbeddingRetriever
+    from foryou.models.export import OnnxHeavyRanker
 
 log = logging.getLogger("foryou.timeline")
 
 
 class TrainedHeavyRanker:
-    """The registry's heavy ranker over the feature store: the same features it was trained on."""
+    """The registry's heavy ranker over the feature store: the same features it was trained on.
 
-    def __init__(self, net: HeavyRankerNet, store: FeatureStore, version: str, runtime=None):
+    The network runs on `rows_per_call` candidates at a time: ONNX Runtime on one thread is fastest
+    at a few hundred rows a call (timeline.batch.ranker_rows), for one request or for thousands."""
+
+    def __init__(self, net: HeavyRankerNet, store: FeatureStore, version: str,
+                 runtime: OnnxHeavyRanker | None = None, rows_per_call: int = 512):
         self.net = net.eval()
         self.store = store
         self.version = version
         self.runtime = runtime  # an ONNX Runtime session of the same network (faster), or None: eager torch
+        self.rows_per_call = rows_per_call
 
     def predict(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
+        return self.predict_many(np.full(len(batch), query.user_row), batch, query.now)
+
+    def predict_many(self, user_rows: np.ndarray, batch: CandidateBatch, now: int) -> dict[str, np.ndarray]:
+        """Candidates of many viewers at once: `user_rows` is each candidate's viewer."""
         rows = batch["post_row"]
-        x = batch["features"] if "features" in batch else self.store.compute(
-            np.full(len(rows), query.user_row), rows, query.now)  # hydrated once per request
         s = self.store
-        ids = self.net.vocab_index(np.stack([np.full(len(rows), query.user_id), s.user_ids[s.content_author(rows)]], 1))
-        if self.runtime is not None:
-            p = self.runtime(x, s.topic[rows], ids)
-        else:
-            with torch.inference_mode():
-                p = self.net(torch.from_numpy(x), torch.from_numpy(s.topic[rows]), torch.from_numpy(ids)).numpy()
+        x = batch["features"] if "features" in batch else s.compute(user_rows, rows, now)  # hydrated once
+        ids = self.net.vocab_index(np.stack([s.user_ids[user_rows], s.user_ids[s.content_author(rows)]], 1))
+        topic, step = s.topic[rows], max(self.rows_per_call, 1)
+        p = np.concatenate([self._run(x[i:i + step], topic[i:i + step], ids[i:i + step])
+                            for i in range(0, len(rows), step)]) if len(rows) else np.empty((0, len(self.net.heads)))
         return {h: p[:, j] for j, h in enumerate(self.net.heads)}
+
+    def _run(self, x: np.ndarray, topic: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        if self.runtime is not None:
+            return np.asarray(self.runtime(x, topic, ids))
+        with torch.inference_mode():
+            out: np.ndarray = self.net(torch.from_numpy(x), torch.from_numpy(topic), torch.from_numpy(ids)).numpy()
+        return out
 
 
 def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, object], dict[str, str]]:
@@ -97,7 +115,7 @@ def _does_not_fit(label: str, exc: Exception, fallback: str = "heuristic") -> st
            f"({fallback})"
 
 
-def _onnx_runtime(net: HeavyRankerNet):
+def _onnx_runtime(net: HeavyRankerNet) -> OnnxHeavyRanker | None:
     """The network exported to ONNX Runtime — same probabilities, faster on one thread (BENCHMARKS.md) —
     or None (eager torch) where onnxruntime is not installed or the export fails."""
     try:
@@ -112,7 +130,7 @@ def _onnx_runtime(net: HeavyRankerNet):
 class TrainedLightRanker:
     """Logistic regression over the feature store's cheap columns (REFERENCE's light ranker)."""
 
-    def __init__(self, model, store: FeatureStore, features: tuple[str, ...], version: str):
+    def __init__(self, model: LogisticRegression, store: FeatureStore, features: tuple[str, ...], version: str):
         self.model = model.eval()
         self.store = store
         self.columns = [FEATURE_NAMES.index(f) for f in features]
@@ -127,10 +145,10 @@ class TrainedLightRanker:
         self.batches += 1
         x = self.store.compute(np.full(len(rows), query.user_row), rows, query.now)[:, self.columns]
         with torch.inference_mode():
-            return self.model(torch.from_numpy(x)).numpy()[:, 0]
+            return np.asarray(self.model(torch.from_numpy(x)).numpy()[:, 0])
 
 
-def realgraph_coefficients(tensors: dict) -> RealGraphCoefficients:
+def realgraph_coefficients(tensors: dict[str, torch.Tensor]) -> RealGraphCoefficients:
     """The learned RealGraph classifier as coefficients, with signs held to their meaning: rare,
     collinear negative actions can come out positive in the fit, and a block must never raise a weight."""
     w, b = logistic_from_tensors(tensors).raw_coefficients()
@@ -143,7 +161,7 @@ def realgraph_coefficients(tensors: dict) -> RealGraphCoefficients:
     return RealGraphCoefficients(**c)
 
 
-def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore):
+def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore) -> tuple[EmbeddingRetriever | None, str]:
     """The two-tower's stored serving vectors, re-aligned to this index's user and post rows."""
     from foryou.embeddings.retriever import EmbeddingRetriever
 

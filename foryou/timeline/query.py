@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from foryou.config import MixingConfig
 from foryou.mixer import Query
+
+PAGE_SIZE: int = MixingConfig().page_size  # a bare query's page size: the config default
 
 
 @dataclass
@@ -15,8 +20,8 @@ class TimelineQuery(Query):
     user_id: int = 0
     user_row: int = -1
     now: int = 0
-    n: int = 35
+    n: int = PAGE_SIZE
     explain: bool = False
-    served: frozenset[int] = frozenset()  # post rows already served on earlier pages (cursor)
+    served: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # post rows of earlier pages
     features: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
-from foryou.mixer import CandidateBatch, Selector
+from foryou.mixer import CandidateBatch, Segments, Selector
+from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.sources import top_k
 from foryou.timeline.state import UsesState
@@ -23,17 +25,18 @@ def rank_within(groups: np.ndarray, score: np.ndarray) -> np.ndarray:
     return out
 
 
-class TopKSelector(Selector):
+class TopKSelector(Selector[TimelineQuery]):
     """The light ranker's cut: the best `k` by a column (per candidate pipeline)."""
 
-    def __init__(self, k: int, column: str = "light_score", name: str = "light_ranker_top_k"):
+    def __init__(self, k: int, column: str = c.LIGHT_SCORE, name: str = "light_ranker_top_k"):
         self.k, self.column, self.name = k, column, name
+        self.reads = (column,)
 
     def select(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
         return top_k(batch[self.column], self.k)
 
 
-class _StateSelector(UsesState, Selector):
+class _StateSelector(UsesState, Selector[TimelineQuery]):
     pass
 
 
@@ -41,13 +44,19 @@ class NetworkCapSelector(_StateSelector):
     """After scoring, keep at most 60 in-network and 60 out-of-network posts (REFERENCE.md)."""
 
     name = "network_cap"
+    reads = (c.IN_NETWORK, c.SCORE)
 
     def select(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
+        return self.select_many([query], batch, Segments.single(len(batch)))
+
+    def select_many(self, queries: Sequence[TimelineQuery], batch: CandidateBatch,
+                    segments: Segments) -> np.ndarray:
         cfg = self.state.config.timeline.ranking
-        rank = rank_within(batch["in_network"].astype(np.int8), batch["score"])
-        cap = np.where(batch["in_network"], cfg.max_in_network, cfg.max_out_of_network)
+        in_net, score, seg = batch[c.IN_NETWORK], batch[c.SCORE], segments.ids
+        rank = rank_within(seg * 2 + in_net, score)
+        cap = np.where(in_net, cfg.max_in_network, cfg.max_out_of_network)
         keep = np.flatnonzero(rank < cap)
-        return keep[np.argsort(-batch["score"][keep], kind="stable")]
+        return keep[np.lexsort((-score[keep], seg[keep]))]  # each viewer's best first
 
 
 class DiversitySelector(_StateSelector):
@@ -55,28 +64,42 @@ class DiversitySelector(_StateSelector):
     the rest, so they only fill a page that would otherwise be short), and optional MMR over topics."""
 
     name = "diversity"
+    reads = (c.POST_ROW, c.AUTHOR_ROW, c.HAS_MEDIA, c.SCORE)
 
     def select(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
+        return self.select_many([query], batch, Segments.single(len(batch)))
+
+    def select_many(self, queries: Sequence[TimelineQuery], batch: CandidateBatch,
+                    segments: Segments) -> np.ndarray:
         cfg = self.state.config.timeline.diversity
-        score = batch["score"]
-        topic = self.state.index.topic[batch["post_row"]].astype(np.int64)
-        page = max(query.n, 1)
-        keep = np.flatnonzero(rank_within(batch["author_row"], score) < cfg.max_per_author)
-        topic_cap = max(1, math.ceil(cfg.max_per_topic_share * page))
-        diverse = (topic[keep] < 0) | (rank_within(topic[keep], score[keep]) < topic_cap)
-        # Content-type mix: at most three quarters of a page without media when media posts exist.
-        media = batch["has_media"][keep]
-        if media.any() and (~media).any():
-            diverse &= media | (rank_within(media.astype(np.int8), score[keep]) < max(1, math.ceil(0.75 * page)))
-        order = np.lexsort((-score[keep], ~diverse))  # diverse first, each part best first
-        keep = keep[order]
+        score, seg, authors = batch[c.SCORE], segments.ids, batch[c.AUTHOR_ROW]
+        topic = self.state.index.topic[batch[c.POST_ROW]].astype(np.int64)
+        page = np.maximum(np.fromiter((q.n for q in queries), np.int64, len(queries)), 1)
+        keep = np.flatnonzero(rank_within(seg * (int(authors.max(initial=0)) + 1) + authors, score)
+                              < cfg.max_per_author)
+        ks, sk = seg[keep], score[keep]
+        topic_cap = np.maximum(1, np.ceil(cfg.max_per_topic_share * page)).astype(np.int64)
+        t = topic[keep]
+        diverse = (t < 0) | (rank_within(ks * (int(t.max(initial=0)) + 2) + t + 1, sk) < topic_cap[ks])
+        # Content-type mix: a soft cap on posts without media when a viewer's candidates hold both kinds.
+        media = batch[c.HAS_MEDIA][keep]
+        n_media = np.bincount(ks, weights=media, minlength=len(segments))
+        both = (n_media > 0) & (n_media < np.bincount(ks, minlength=len(segments)))
+        media_cap = np.maximum(1, np.ceil(cfg.max_without_media_share * page)).astype(np.int64)
+        diverse &= ~both[ks] | media | (rank_within(ks * 2 + media, sk) < media_cap[ks])
+        keep = keep[np.lexsort((-sk, ~diverse, ks))]  # per viewer: diverse first, each part best first
         if cfg.mmr_lambda is not None:
-            keep = self._mmr(keep, score, topic, cfg.mmr_lambda, page)
+            lam, ks = cfg.mmr_lambda, seg[keep]
+            bounds = np.r_[0, np.cumsum(np.bincount(ks, minlength=len(segments)))]
+            keep = np.concatenate([self._mmr(keep[bounds[i]:bounds[i + 1]], score, topic, lam, int(page[i]))
+                                   for i in range(len(segments))]) if len(keep) else keep
         return keep
 
     @staticmethod
     def _mmr(keep: np.ndarray, score: np.ndarray, topic: np.ndarray, lam: float, n: int) -> np.ndarray:
         """Maximal marginal relevance: relevance − similarity to what is already chosen (same topic = 1)."""
+        if len(keep) == 0:
+            return keep
         rel = score[keep] / max(float(score[keep].max(initial=0)), 1e-9)
         chosen: list[int] = []
         taken = np.zeros(len(keep), dtype=bool)
@@ -88,7 +111,7 @@ class DiversitySelector(_StateSelector):
             taken[best] = True
             chosen.append(best)
             seen_topics.add(int(topic[keep][best]))
-        return np.r_[keep[chosen], keep[~taken]]
+        return np.concatenate([keep[chosen], keep[~taken]])
 
 
 class MixSelector(_StateSelector):
@@ -98,11 +121,12 @@ class MixSelector(_StateSelector):
     ends short when `mixing.backfill` is off."""
 
     name = "mix"
+    reads = (c.IN_NETWORK,)
 
     def select(self, query: TimelineQuery, batch: CandidateBatch) -> np.ndarray:
         cfg = self.state.config.timeline.mixing
         # The incoming order is the preference (best first, diversity already applied upstream).
-        in_net = batch["in_network"]
+        in_net = batch[c.IN_NETWORK]
         inn = np.flatnonzero(in_net)
         oon = np.flatnonzero(~in_net)
         n = min(query.n, len(batch))

@@ -6,6 +6,7 @@ import numpy as np
 
 from foryou.data.lookup import values_at
 from foryou.mixer import CandidateBatch, CandidateSource, Gate
+from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 from foryou.vocab import HOUR
@@ -23,7 +24,9 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-values[part], kind="stable")]
 
 
-class _Source(CandidateSource):
+class _Source(CandidateSource[TimelineQuery]):
+    writes = (c.POST_ROW, c.POST_ID, c.AUTHOR_ROW, c.RETRIEVAL_SCORE)
+
     def __init__(self, state: TimelineState):
         self.state = state
         self.cfg = state.config.timeline.sources
@@ -31,8 +34,8 @@ class _Source(CandidateSource):
     def batch(self, rows: np.ndarray, score: np.ndarray) -> CandidateBatch:
         idx = self.state.index
         rows = np.asarray(rows, dtype=np.int64)
-        return CandidateBatch({"post_row": rows, "post_id": idx.post_id[rows], "author_row": idx.author_row[rows],
-                               "retrieval_score": np.asarray(score, dtype=np.float32)})
+        return CandidateBatch({c.POST_ROW: rows, c.POST_ID: idx.post_id[rows], c.AUTHOR_ROW: idx.author_row[rows],
+                               c.RETRIEVAL_SCORE: np.asarray(score, dtype=np.float32)})
 
     def trending_counts(self, rows: np.ndarray) -> np.ndarray:
         """Positive engagements of these posts in the `trending_count_hours` before the index build,
@@ -41,26 +44,27 @@ class _Source(CandidateSource):
         ov = self.state.overlay
         hours = self.cfg.trending_count_hours
         if hours == 24:
-            return ov.counts_24h[rows]
+            return np.asarray(ov.counts_24h[rows])
         idx = self.state.index
         live = ov.counts_24h[rows] - idx.counts_24h[rows]
-        return idx.positives_since(idx.as_of - int(hours * HOUR))[rows] + live
+        return np.asarray(idx.positives_since(idx.as_of - int(hours * HOUR))[rows] + live)
 
 
 class InNetworkSource(_Source):
     """Recent posts of the viewer's RealGraph-top follows (24 h; 48 h for light users)."""
 
     name = "in_network"
+    needs = (c.TOP_FOLLOWS, c.TOP_FOLLOW_WEIGHTS)
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
-        follows = query.features["top_follows"]
+        follows = query.features[c.TOP_FOLLOWS]
         idx = self.state.index
         rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours * HOUR), query.now)
         if len(rows) < query.n:  # light users: look back further (REFERENCE: 48 h)
             rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours_light * HOUR), query.now)
         keep = top_k(idx.created_at[rows].astype(np.float64), self.cfg.in_network)
         rows = rows[keep]
-        weight = values_at(follows, query.features["top_follow_weights"], idx.author_row[rows], 0.0)
+        weight = values_at(follows, query.features[c.TOP_FOLLOW_WEIGHTS], idx.author_row[rows], 0.0)
         return self.batch(rows, weight)
 
 
@@ -68,9 +72,10 @@ class UtegSource(_Source):
     """Posts the viewer's top follows engaged with (GraphJet's UTEG), scored by RealGraph weight."""
 
     name = "uteg"
+    needs = (c.PROOF_POSTS, c.PROOF_SCORE)
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
-        posts, score = query.features["proof_posts"], query.features["proof_score"]
+        posts, score = query.features[c.PROOF_POSTS], query.features[c.PROOF_SCORE]
         recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
         posts, score = posts[recent], score[recent]
         keep = top_k(score, self.cfg.uteg)
@@ -91,7 +96,7 @@ class SimClustersSource(_Source):
         return self.batch(rows, scores)
 
 
-class EmbeddingVectorsGate(Gate):
+class EmbeddingVectorsGate(Gate[TimelineQuery]):
     """Skips the embedding-ANN pipeline until TwHIN / two-tower vectors are trained (issue 4);
     the trace shows the closed gate and the response's `models` says the source fell back."""
 
@@ -101,7 +106,7 @@ class EmbeddingVectorsGate(Gate):
         self.state = state
 
     def should_run(self, query: TimelineQuery) -> bool:
-        return "two_tower" in self.state.models or "twhin" in self.state.models
+        return self.state.retriever() is not None
 
 
 class EmbeddingAnnSource(_Source):
@@ -110,7 +115,7 @@ class EmbeddingAnnSource(_Source):
     name = "embedding_ann"
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
-        model = self.state.models.get("two_tower") or self.state.models.get("twhin")
+        model = self.state.retriever()
         if model is None:
             raise SourceUnavailable("no trained two-tower/TwHIN vectors yet: served from the other sources")
         rows, scores = model.retrieve(query.user_row, query.now, k=self.cfg.embedding_ann)
@@ -121,11 +126,12 @@ class FollowRecommendationSource(_Source):
     """Recent posts of accounts many of the viewer's follows follow (who-to-follow authors)."""
 
     name = "follow_recommendation"
+    needs = (c.TOP_FOLLOWS, c.FOLLOWS)
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
         idx = self.state.index
         adj = idx.follows.adjacency
-        follows = query.features["top_follows"]
+        follows = query.features[c.TOP_FOLLOWS]
         if len(follows) == 0:
             return CandidateBatch.empty()
         starts, ends = adj.indptr[follows], adj.indptr[follows + 1]
@@ -133,7 +139,7 @@ class FollowRecommendationSource(_Source):
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         two_hop = adj.indices[np.repeat(starts, counts) + offsets]
         authors, votes = np.unique(two_hop, return_counts=True)
-        fresh = ~np.isin(authors, query.features["follows"]) & (authors != query.user_row)
+        fresh = ~np.isin(authors, query.features[c.FOLLOWS]) & (authors != query.user_row)
         authors, votes = authors[fresh], votes[fresh]
         authors = authors[top_k(votes.astype(np.float64), self.cfg.follow_recommendation_authors)]
         rows = idx.recent_posts_by(authors, query.now - int(self.cfg.max_age_hours * HOUR), query.now)
@@ -174,6 +180,7 @@ class TopicTrendingSource(_Source):
     Per-topic lists are shared by all viewers and refreshed like trending."""
 
     name = "topic_trending"
+    needs = (c.TOPIC_PROFILE, c.TOPIC_ENGAGEMENTS)
     REFRESH_EVENTS = 1_000
     TOP_TOPICS = 3
 
@@ -196,8 +203,8 @@ class TopicTrendingSource(_Source):
         return self._cache[1]
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
-        profile = query.features["topic_profile"]
-        if query.features["topic_engagements"] == 0:
+        profile = query.features[c.TOPIC_PROFILE]
+        if query.features[c.TOPIC_ENGAGEMENTS] == 0:
             return CandidateBatch.empty()  # no interests known yet: trending covers it
         lists = self._per_topic(query.now)
         topics = top_k(profile.astype(np.float64), self.TOP_TOPICS)

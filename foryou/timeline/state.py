@@ -1,15 +1,52 @@
-"""What every For You component reads: the serving index, the real-time overlay, graph models, config."""
+"""What every For You component reads: the serving index, the real-time overlay, graph models,
+the feature store, the trained models and the config."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
 from foryou.config import ForYouConfig
+from foryou.embeddings.simclusters import SimClusters
+from foryou.features import FeatureStore
 from foryou.graph.index import ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
+from foryou.graph.realgraph import RealGraph
+from foryou.mixer import CandidateBatch
+
+if TYPE_CHECKING:
+    from foryou.timeline.query import TimelineQuery
+
+
+class HeavyRankerModel(Protocol):
+    """A trained heavy ranker: one probability per head for each candidate."""
+
+    version: str
+
+    def predict(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]: ...
+
+    def predict_many(self, user_rows: np.ndarray, batch: CandidateBatch, now: int) -> dict[str, np.ndarray]:
+        """Candidates of many viewers at once: `user_rows` is each candidate's viewer."""
+        ...
+
+
+class LightRankerModel(Protocol):
+    """A trained light ranker: a score per candidate of one source."""
+
+    version: str
+    batches: int
+
+    def score(self, query: TimelineQuery, rows: np.ndarray) -> np.ndarray: ...
+
+
+class RetrieverModel(Protocol):
+    """Embedding retrieval (two-tower / TwHIN vectors): the viewer's nearest recent posts."""
+
+    version: str
+
+    def retrieve(self, user_row: int, now: int, k: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -17,13 +54,25 @@ class TimelineState:
     index: ServingIndex
     overlay: RealtimeOverlay
     config: ForYouConfig
-    realgraph: Any = None  # foryou.graph.realgraph.RealGraph, when built
-    simclusters: Any = None  # foryou.embeddings.simclusters.SimClusters, when built
-    features: Any = None  # foryou.features.FeatureStore: the trained models' point-in-time features
-    models: dict[str, Any] = field(default_factory=dict)  # trained models by name (issue 4)
+    realgraph: RealGraph | None = None
+    simclusters: SimClusters | None = None
+    features: FeatureStore | None = None  # the trained models' point-in-time features
+    models: dict[str, object] = field(default_factory=dict)  # trained models by name (see loading.py)
 
-    def post_ids(self, rows: np.ndarray) -> np.ndarray:
-        return self.index.post_id[rows]
+    @property
+    def store(self) -> FeatureStore:
+        if self.features is None:
+            raise RuntimeError("this timeline state has no feature store")
+        return self.features
+
+    def heavy_ranker(self) -> HeavyRankerModel | None:
+        return cast("HeavyRankerModel | None", self.models.get("heavy_ranker"))
+
+    def light_ranker(self, side: str) -> LightRankerModel | None:
+        return cast("LightRankerModel | None", self.models.get(f"light_ranker_{side}"))
+
+    def retriever(self) -> RetrieverModel | None:
+        return cast("RetrieverModel | None", self.models.get("two_tower") or self.models.get("twhin"))
 
 
 class UsesState:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -13,16 +14,21 @@ from torch import nn
 
 from foryou.config import HeavyRankerConfig
 from foryou.data.dataset import Dataset
+from foryou.data.lookup import member, rows_of
 from foryou.data.split import Window
 from foryou.features import FEATURE_NAMES, FeatureStore
+from foryou.logs import Progress
 from foryou.models.heavy_ranker import HeavyRankerNet
+from foryou.training.loop import fit, seeded
 from foryou.training.metrics import head_metrics
-from foryou.training.negatives import sampled_rows
-from foryou.vocab import RANKER_HEADS
+from foryou.training.negatives import Sampling, sampled_rows
+from foryou.vocab import NEGATIVE_FEEDBACK, RANKER_HEADS
 
-HEAD_KINDS = {"negative_feedback": ("not_interested", "mute", "block")}
+if TYPE_CHECKING:
+    from foryou.data.world import GroundTruth
 
-Progress = Callable[[str, float], None]
+# The engagement kinds behind a head that is not itself a kind: negative feedback pools the negatives but report.
+HEAD_KINDS: dict[str, tuple[str, ...]] = {"negative_feedback": NEGATIVE_FEEDBACK}
 
 
 @dataclass
@@ -42,7 +48,7 @@ class Rows:
 
 
 def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: int | None = None,
-               negatives: int = 4, seed: int = 0, sampling: str = "uniform") -> Rows:
+               negatives: int = 4, seed: int = 0, sampling: Sampling = "uniform") -> Rows:
     """Impressions in `window`, labelled by whether the viewer did each head's action on the post.
     Without impressions (positives-only imports): the window's engagements plus `negatives` sampled
     posts each (foryou.training.negatives), labelled the same way from engagements before the window's end."""
@@ -51,8 +57,8 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
         imp = window.rows(dataset, "impressions")
         if max_rows is not None and imp.num_rows > max_rows:  # keep the most recent
             imp = imp.sort_by("created_at").slice(imp.num_rows - max_rows)
-        u = np.searchsorted(store.user_ids, imp["user_id"].to_numpy())
-        p = np.searchsorted(store.post_id, imp["post_id"].to_numpy())
+        u = rows_of(store.user_ids, imp["user_id"].to_numpy(), "user")
+        p = rows_of(store.post_id, imp["post_id"].to_numpy(), "post")
         t = imp["created_at"].to_numpy()
     else:
         kinds = tuple(k for head in RANKER_HEADS for k in HEAD_KINDS.get(head, (head,)))
@@ -62,9 +68,11 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
             e = e.filter(pc.less(e["created_at"], window.end))
     n_posts = len(store.post_id)
     key = u * n_posts + p
-    e_key = np.searchsorted(store.user_ids, e["user_id"].to_numpy()) * n_posts + np.searchsorted(
+    (u_known, e_u), (p_known, e_p) = member(store.user_ids, e["user_id"].to_numpy()), member(
         store.post_id, e["post_id"].to_numpy())
-    e_kind = e["kind"].to_numpy(zero_copy_only=False)
+    known = u_known & p_known  # an engagement the store cannot place labels no row
+    e_key = (e_u * n_posts + e_p)[known]
+    e_kind = e["kind"].to_numpy(zero_copy_only=False)[known]
     y = np.zeros((len(t), len(RANKER_HEADS)), dtype=np.float32)
     for j, head in enumerate(RANKER_HEADS):
         kinds = HEAD_KINDS.get(head, (head,))
@@ -73,13 +81,11 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
     return Rows(u, p, t, store.compute(u, p, t), store.topic[p], y, ids)
 
 
-def _batches(n: int, size: int, rng: np.random.Generator | None):
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for i in range(0, n, size):
-        yield order[i:i + size]
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    return (slice(i, i + size) for i in range(0, n, size))
 
 
-def _loss(net: HeavyRankerNet, tensors: tuple[torch.Tensor, ...], idx: torch.Tensor,
+def _loss(net: HeavyRankerNet, tensors: tuple[torch.Tensor, ...], idx: torch.Tensor | slice,
           id_dropout: float = 0.0) -> torch.Tensor:
     x, topic, y, ids = tensors
     ids = ids[idx]
@@ -99,9 +105,8 @@ def predict(net: HeavyRankerNet, x: np.ndarray, topic: np.ndarray, ids: np.ndarr
     """Calibrated probabilities for feature rows; `ids` = raw (viewer, author) user ids per row."""
     net.eval()
     idx = net.vocab_index(ids if ids is not None else np.zeros((len(x), 2), np.int64))
-    out = [net(torch.from_numpy(x[i:i + batch]), torch.from_numpy(topic[i:i + batch]),
-               torch.from_numpy(idx[i:i + batch])).numpy()
-           for i in range(0, len(x), batch)]
+    out = [net(torch.from_numpy(x[c]), torch.from_numpy(topic[c]), torch.from_numpy(idx[c])).numpy()
+           for c in _chunks(len(x), batch)]
     return np.concatenate(out) if out else np.empty((0, len(net.heads)), np.float32)
 
 
@@ -109,17 +114,17 @@ def _calibrate(net: HeavyRankerNet, rows: Rows) -> None:
     """Platt scaling per head on validation rows: p = σ(a·logit + b)."""
     x, topic, _, ids = _tensors(net, rows)
     with torch.no_grad():
-        logits = torch.cat([net.logits(x[i], topic[i], ids[i]) for i in _batches(len(rows), 65_536, None)])
+        logits = torch.cat([net.logits(x[c], topic[c], ids[c]) for c in _chunks(len(rows), 65_536)])
     y = torch.from_numpy(rows.y)
     a = torch.ones(len(net.heads), requires_grad=True)
     b = torch.zeros(len(net.heads), requires_grad=True)
     opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=100)
 
-    def closure():
+    def closure() -> float:
         opt.zero_grad()
         loss = nn.functional.binary_cross_entropy_with_logits(a * logits + b, y)
         loss.backward()
-        return loss
+        return float(loss.detach())
 
     opt.step(closure)
     net.platt_a.copy_(a.detach())
@@ -127,57 +132,40 @@ def _calibrate(net: HeavyRankerNet, rows: Rows) -> None:
 
 
 def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRankerConfig,
-                       progress: Progress | None = None) -> tuple[HeavyRankerNet, dict]:
+                       progress: Progress | None = None) -> tuple[HeavyRankerNet, dict[str, Any]]:
     """Fit with early stopping on validation loss, then calibrate. Deterministic for a seed on CPU."""
-    progress = progress or (lambda stage, frac: None)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    t0 = time.perf_counter()
     vocab = np.unique(train.ids) if cfg.id_dim else None  # every viewer and author the train window saw
-    net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, RANKER_HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim,
-                         cfg.tower_dim, id_vocab=vocab, id_dim=cfg.id_dim)
+    with seeded(cfg.seed):
+        net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, RANKER_HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim,
+                             cfg.tower_dim, id_vocab=vocab, id_dim=cfg.id_dim)
     net.mean.copy_(torch.from_numpy(train.x.mean(0)))
     # A column constant in the train window (e.g. is_repost where no repost was ever shown) carries
     # nothing to learn from; an infinite scale makes the net ignore it instead of seeing 1/1e-6 at
     # serving time, which pushed every repost and reply ~1.4 logits off.
     std = train.x.std(0)
     net.std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best, best_state, stale, history = float("inf"), None, 0, []
-    t0, seen = time.perf_counter(), 0
     tr, va = _tensors(net, train), _tensors(net, valid)
-    for epoch in range(cfg.epochs):
-        net.train()
-        n_batches = -(-len(train) // cfg.batch_size)
-        for i, idx in enumerate(_batches(len(train), cfg.batch_size, rng)):
-            opt.zero_grad()
-            loss = _loss(net, tr, torch.from_numpy(idx), cfg.id_dropout)
-            loss.backward()
-            opt.step()
-            seen += len(idx)
-            if i % 10 == 0:
-                progress("heavy ranker", (epoch + i / n_batches) / cfg.epochs)
-        net.eval()
-        with torch.no_grad():
-            v = float(np.mean([_loss(net, va, torch.from_numpy(idx)).item()
-                               for idx in _batches(len(valid), 65_536, None)]))
-        history.append(round(v, 6))
-        if v < best - 1e-5:
-            best, best_state, stale = v, {k: t.clone() for k, t in net.state_dict().items()}, 0
-        else:
-            stale += 1
-            if stale > cfg.patience:
-                break
-    progress("heavy ranker", 1.0)
-    if best_state is not None:
-        net.load_state_dict(best_state)
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return _loss(net, tr, torch.from_numpy(idx), cfg.id_dropout)
+
+    def valid_loss() -> float:
+        return float(np.mean([_loss(net, va, c).item() for c in _chunks(len(valid), 65_536)]))
+
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result = fit(net, [opt], batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                 valid_loss=valid_loss, patience=cfg.patience, min_delta=1e-5, seed=cfg.seed, progress=progress,
+                 stage="heavy ranker")
     _calibrate(net, valid)
     seconds = time.perf_counter() - t0
-    return net, {"epochs": len(history), "valid_loss": history, "train_rows": len(train),
-                 "valid_rows": len(valid), "seconds": round(seconds, 2),
-                 "examples_per_s": round(seen / max(seconds, 1e-9))}
+    return net, {"epochs": len(result.epochs), "valid_loss": [round(v, 6) for v in result.valid_losses],
+                 "train_rows": len(train), "valid_rows": len(valid), "seconds": round(seconds, 2),
+                 "examples_per_s": round(result.examples / max(seconds, 1e-9))}
 
 
-def evaluate(net: HeavyRankerNet, rows: Rows, truth=None, store: FeatureStore | None = None) -> dict:
+def evaluate(net: HeavyRankerNet, rows: Rows, truth: GroundTruth | None = None,
+             store: FeatureStore | None = None) -> dict[str, dict[str, Any]]:
     """Per-head AUC / RCE / PR-AUC / calibration error on `rows`; with a GroundTruth, the AUC of the
     true probabilities on the same rows (the ceiling any model can reach)."""
     probs = predict(net, rows.x, rows.topic, rows.ids)
@@ -185,7 +173,8 @@ def evaluate(net: HeavyRankerNet, rows: Rows, truth=None, store: FeatureStore | 
     true = None
     if truth is not None and store is not None:
         gt = truth.probabilities(store.user_ids[rows.user_row], store.post_id[rows.post_row], rows.time)
-        gt["negative_feedback"] = 1 - (1 - gt["not_interested"]) * (1 - gt["mute"]) * (1 - gt["block"])
+        for head, kinds in HEAD_KINDS.items():  # P(any of the kinds), the kinds drawn independently
+            gt[head] = 1 - np.prod([1 - gt[k] for k in kinds], axis=0)
         true = gt
     for j, head in enumerate(RANKER_HEADS):
         m = head_metrics(rows.y[:, j], probs[:, j])

@@ -5,25 +5,39 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from foryou.config import ForYouConfig, HeavyRankerConfig
 from foryou.data.dataset import Dataset
-from foryou.data.split import history
+from foryou.data.lookup import rows_of
+from foryou.data.split import Window, history
+from foryou.embeddings.retriever import EmbeddingRetriever
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
+from foryou.logs import Progress
 from foryou.registry import ModelRegistry
-from foryou.training.heavy_ranker import build_rows, evaluate, has_impressions, split_windows, train_heavy_ranker
-from foryou.training.light_models import train_light_ranker, train_realgraph, train_safety
+from foryou.training.heavy_ranker import (
+    Rows,
+    build_rows,
+    evaluate,
+    has_impressions,
+    split_windows,
+    train_heavy_ranker,
+)
+from foryou.training.light_models import train_light_ranker, train_realgraph
+from foryou.training.two_tower import train_two_tower, two_tower_vectors
+from foryou.vocab import POSITIVE
+
+if TYPE_CHECKING:
+    from foryou.data.world import GroundTruth
 
 log = logging.getLogger("foryou.training")
-MODELS = ("realgraph", "light_ranker", "heavy_ranker", "safety", "two_tower", "twhin")
+MODELS = ("realgraph", "light_ranker", "heavy_ranker", "two_tower")
 MIN_POSITIVES = 10  # a logistic model on fewer positive labels is noise: skip it (the engine keeps its heuristic)
-Progress = Callable[[str, float], None]
 
 
 def dataset_fingerprint(path: Path) -> str:
@@ -42,111 +56,129 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
               progress: Progress | None = None, tune: int = 0) -> dict[str, Any]:
     """Train (and register, and by default promote) the models in dependency order; returns their
     metrics by name. Order: RealGraph classifier, light rankers, heavy ranker (all on the feature
-    store's rows), safety classifiers, two-tower (embedding ANN), TwHIN.
+    store's rows), two-tower (embedding ANN).
 
     Without impressions (positives-only imports) the rankers' rows are the engagements plus sampled
     negatives (foryou.training.negatives), and their metrics say so; a model whose labels the data does
-    not carry (RealGraph where no account is engaged with twice, a safety label no post has) is skipped:
-    its result is {"skipped": why}.
+    not carry (RealGraph where no account is engaged with twice) is skipped: its result is {"skipped": why}.
 
     `promote=None` (the default) promotes what trained on logged impressions and only registers what
     trained against sampled negatives: on MovieLens, Last.fm and Higgs those models rank our pages below
     the heuristic rankers they would replace (EVALUATION.md), so serving them is an explicit choice
     (`promote=True`, or `foryou models promote`)."""
-    config = config or ForYouConfig()
-    progress = progress or (lambda stage, frac: None)
     if only is not None and only not in MODELS:
         raise ValueError(f"unknown model {only!r}; one of {', '.join(MODELS)}")
-    path = Path(path)
-    dataset = Dataset.load(path)
-    sampled = None if has_impressions(dataset) else {
-        "per_positive": config.training.heavy_ranker.negatives_per_positive,
-        "sampling": config.training.heavy_ranker.negative_sampling,
-        "note": "no impressions: rows = engagements + sampled negatives; AUC is positives vs sampled negatives"}
-    if promote is None:
-        promote = sampled is None
-    torch.manual_seed(config.training.heavy_ranker.seed)
-    registry = registry_for(path)
-    fingerprint = dataset_fingerprint(path)
-    results: dict[str, Any] = {}
-    progress("feature store", 0.0)
-    store = FeatureStore(history(dataset, dataset.manifest.time_range[1] + 1))
-    progress("feature store", 1.0)
-    train_w, valid_w, test_w = split_windows(dataset)
-    truth = _truth(path, dataset)
-    windows = (train_w, valid_w, test_w)
-
-    def register(name: str, tensors, cfg: dict, metrics: dict, schema: str) -> None:
-        version = registry.register(name, tensors, config=cfg, metrics=metrics, dataset_fingerprint=fingerprint,
-                                    schema=schema, promote=promote)
-        results[name] = {"version": version.version, **metrics}
-
+    run = _Run.open(Path(path), config or ForYouConfig(), promote, progress or (lambda stage, frac: None))
     if only in (None, "realgraph"):
-        progress("RealGraph classifier", 0.0)
-        tensors, cfg_, metrics = train_realgraph(dataset, windows)
-        held_out = metrics["test"]["positives"]
-        if min(metrics["train_positives"], held_out) < MIN_POSITIVES:
-            results["realgraph"] = {"skipped": f"{metrics['train_positives']} train / {held_out} held-out pairs "
+        _train_realgraph(run)
+    if only in (None, "light_ranker"):
+        _train_light_rankers(run)
+    if only in (None, "heavy_ranker"):
+        _train_heavy_ranker(run, tune)
+    if only in (None, "two_tower"):
+        _train_two_tower(run)
+    return run.results
+
+
+@dataclass
+class _Run:
+    """One `train_all`: the dataset, its feature store and windows, the registry, and the results so far."""
+
+    path: Path
+    dataset: Dataset
+    config: ForYouConfig
+    store: FeatureStore
+    windows: tuple[Window, Window, Window]
+    truth: GroundTruth | None
+    registry: ModelRegistry
+    fingerprint: str
+    promote: bool
+    sampled: dict[str, Any] | None  # how negatives were sampled; None: logged impressions
+    progress: Progress
+    results: dict[str, Any] = field(default_factory=dict)
+    _rows: list[Rows] | None = None
+
+    @classmethod
+    def open(cls, path: Path, config: ForYouConfig, promote: bool | None, progress: Progress) -> _Run:
+        dataset = Dataset.load(path)
+        cfg = config.training.heavy_ranker
+        sampled = None if has_impressions(dataset) else {
+            "per_positive": cfg.negatives_per_positive, "sampling": cfg.negative_sampling,
+            "note": "no impressions: rows = engagements + sampled negatives; AUC is positives vs sampled negatives"}
+        progress("feature store", 0.0)
+        store = FeatureStore(history(dataset, dataset.manifest.time_range[1] + 1))
+        progress("feature store", 1.0)
+        return cls(path, dataset, config, store, split_windows(dataset), _truth(path, dataset), registry_for(path),
+                   dataset_fingerprint(path), sampled is None if promote is None else promote, sampled, progress)
+
+    def rows(self) -> list[Rows]:
+        """Train, validation and test rows of the rankers (built once)."""
+        if self._rows is None:
+            cfg = self.config.training.heavy_ranker
+            self.progress("training rows", 0.0)
+            self._rows = [build_rows(self.dataset, self.store, w, cfg.max_train_rows if w is self.windows[0] else None,
+                                     cfg.negatives_per_positive, cfg.seed, cfg.negative_sampling)
+                          for w in self.windows]
+            self.progress("training rows", 1.0)
+        return self._rows
+
+    def register(self, name: str, tensors: dict[str, torch.Tensor], config: dict[str, Any], metrics: dict[str, Any],
+                 schema: str, extra: dict[str, Any] | None = None) -> None:
+        version = self.registry.register(name, tensors, config=config, metrics=metrics,
+                                         dataset_fingerprint=self.fingerprint, schema=schema, extra=extra,
+                                         promote=self.promote)
+        log.info("trained", extra={"model": name, "version": version.version, "fit": metrics.get("fit")})
+        self.results[name] = {"version": version.version, **metrics}
+
+
+def _train_realgraph(run: _Run) -> None:
+    run.progress("RealGraph classifier", 0.0)
+    tensors, config, metrics = train_realgraph(run.dataset, run.windows)
+    held_out = metrics["test"]["positives"]
+    if min(metrics["train_positives"], held_out) < MIN_POSITIVES:
+        run.results["realgraph"] = {"skipped": f"{metrics['train_positives']} train / {held_out} held-out pairs "
                                     "with an engagement in the validation window (each account engaged with "
                                     "once?); the decayed-count heuristic stays"}
-        else:
-            register("realgraph", tensors, cfg_, metrics, schema="realgraph-features-1")
-        progress("RealGraph classifier", 1.0)
-    rows = None
-    if only in (None, "light_ranker", "heavy_ranker"):
-        cfg = config.training.heavy_ranker
-        progress("training rows", 0.0)
-        rows = [build_rows(dataset, store, w, cfg.max_train_rows if w is train_w else None,
-                           cfg.negatives_per_positive, cfg.seed, cfg.negative_sampling) for w in windows]
-        progress("training rows", 1.0)
-    if only in (None, "light_ranker"):
-        progress("light rankers", 0.0)
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # an empty segment: NaN metrics
-            light = train_light_ranker(*rows, store)
-        for name, (tensors, cfg_, metrics) in light.items():
-            positives = metrics["fit"]["rows"] * np.nan_to_num(metrics["train_positive_share"])
-            if positives < MIN_POSITIVES:
-                results[name] = {"skipped": f"{metrics['fit']['rows']:,} train rows, {positives:,.0f} positive "
+    else:
+        run.register("realgraph", tensors, config, metrics, schema="realgraph-features-1")
+    run.progress("RealGraph classifier", 1.0)
+
+
+def _train_light_rankers(run: _Run) -> None:
+    rows = run.rows()
+    run.progress("light rankers", 0.0)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # an empty segment: NaN metrics
+        light = train_light_ranker(rows[0], rows[1], rows[2], run.store)
+    for name, (tensors, config, metrics) in light.items():
+        positives = metrics["fit"]["rows"] * np.nan_to_num(metrics["train_positive_share"])
+        if positives < MIN_POSITIVES:
+            run.results[name] = {"skipped": f"{metrics['fit']['rows']:,} train rows, {positives:,.0f} positive "
                                  "(none on a followed account's posts?); the heuristic light ranker stays"}
-            else:
-                register(name, tensors, {**cfg_, "negatives": sampled} if sampled else cfg_,
-                         {**metrics, "negatives": sampled} if sampled else metrics, schema=FEATURE_SCHEMA)
-        progress("light rankers", 1.0)
-    if only in (None, "safety"):
-        progress("safety classifiers", 0.0)
-        for name, (tensors, cfg_, metrics) in train_safety(dataset, store, windows).items():
-            if metrics["train_positives"] < MIN_POSITIVES:
-                results[name] = {"skipped": f"{metrics['train_positives']} train-window posts carry "
-                                 f"{cfg_['label']}: nothing to learn"}
-            else:
-                register(name, tensors, cfg_, metrics, schema=FEATURE_SCHEMA)
-        progress("safety classifiers", 1.0)
-    if only in (None, "heavy_ranker"):
-        cfg = config.training.heavy_ranker
-        if tune:
-            cfg, results["tuning"] = tune_heavy_ranker(rows[0], rows[1], store.n_topics, cfg, tune, progress)
-        net, fit = train_heavy_ranker(rows[0], rows[1], store.n_topics, cfg, progress)
-        progress("evaluation", 0.0)
-        metrics = {"fit": fit, "test": evaluate(net, rows[2], truth, store)}
-        if sampled:
-            metrics["negatives"] = sampled
-        progress("evaluation", 1.0)
-        version = registry.register(
-            "heavy_ranker", dict(net.state_dict()), config=cfg.model_dump(), metrics=metrics,
-            dataset_fingerprint=fingerprint, schema=FEATURE_SCHEMA,
-            extra={"features": list(FEATURE_NAMES), "n_topics": store.n_topics, "heads": list(net.heads)},
-            promote=promote)
-        log.info("trained", extra={"model": "heavy_ranker", "version": version.version, "fit": fit})
-        results["heavy_ranker"] = {"version": version.version, **metrics}
-    if only in (None, "two_tower"):
-        results["two_tower"] = _train_two_tower(dataset, registry, fingerprint, promote, progress)
-    if only in (None, "twhin"):
-        results["twhin"] = _train_twhin(dataset, registry, fingerprint, promote, progress)
-    return results
+        elif run.sampled:
+            run.register(name, tensors, {**config, "negatives": run.sampled}, {**metrics, "negatives": run.sampled},
+                         schema=FEATURE_SCHEMA)
+        else:
+            run.register(name, tensors, config, metrics, schema=FEATURE_SCHEMA)
+    run.progress("light rankers", 1.0)
 
 
-def tune_heavy_ranker(train, valid, n_topics: int, cfg: HeavyRankerConfig, trials: int,
+def _train_heavy_ranker(run: _Run, tune: int) -> None:
+    train, valid, test = run.rows()
+    cfg = run.config.training.heavy_ranker
+    if tune:
+        cfg, run.results["tuning"] = tune_heavy_ranker(train, valid, run.store.n_topics, cfg, tune, run.progress)
+    net, fit = train_heavy_ranker(train, valid, run.store.n_topics, cfg, run.progress)
+    run.progress("evaluation", 0.0)
+    metrics: dict[str, Any] = {"fit": fit, "test": evaluate(net, test, run.truth, run.store)}
+    if run.sampled:
+        metrics["negatives"] = run.sampled
+    run.progress("evaluation", 1.0)
+    run.register("heavy_ranker", dict(net.state_dict()), cfg.model_dump(), metrics, schema=FEATURE_SCHEMA,
+                 extra={"features": list(FEATURE_NAMES), "n_topics": run.store.n_topics, "heads": list(net.heads)})
+
+
+def tune_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRankerConfig, trials: int,
                       progress: Progress) -> tuple[HeavyRankerConfig, dict[str, Any]]:
     """Optuna (seeded TPE) over learning rate, weight decay, mask blocks and widths, minimising the
     validation loss; returns the best config and the trials."""
@@ -167,76 +199,57 @@ def tune_heavy_ranker(train, valid, n_topics: int, cfg: HeavyRankerConfig, trial
         })
         _, fit = train_heavy_ranker(train, valid, n_topics, trial_cfg)
         progress("tuning", (trial.number + 1) / trials)
-        return min(fit["valid_loss"])
+        return float(min(fit["valid_loss"]))
 
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
     progress("tuning", 0.0)
     study.optimize(objective, n_trials=trials)
     best = cfg.model_copy(update=study.best_params)
-    return best, {"trials": [{"params": t.params, "valid_loss": round(t.value, 6)} for t in study.trials],
+    return best, {"trials": [{"params": t.params, "valid_loss": None if t.value is None else round(t.value, 6)}
+                             for t in study.trials],
                   "best": study.best_params}
 
 
-def _train_two_tower(dataset: Dataset, registry: ModelRegistry, fingerprint: str, promote: bool,
-                     progress: Progress) -> dict[str, Any]:
+def _train_two_tower(run: _Run) -> None:
     """Trained on the train window (early stopping on validation); serving vectors computed with
     every user's history as of the dataset's end and stored with the weights."""
-    from foryou.embeddings.retriever import EmbeddingRetriever
-    from foryou.models.two_tower import train_two_tower, two_tower_vectors
-
+    dataset = run.dataset
     s = dataset.manifest.split
     model, fit = train_two_tower(history(dataset, s.valid_end), (s.train_end, s.valid_end),
-                                 progress=lambda stage, f: progress("two-tower", f))
+                                 progress=lambda stage, f: run.progress("two-tower", f))
     fit_h = history(dataset, dataset.manifest.time_range[1] + 1)
     users, posts, created = two_tower_vectors(model, fit_h)
     user_ids = np.sort(fit_h.users["user_id"].to_numpy())
     post_ids = np.sort(fit_h.posts["post_id"].to_numpy())
     recall = _retrieval_recall(EmbeddingRetriever(users, posts, created), dataset, user_ids, post_ids)
-    metrics = {"fit": _plain(fit), "test": {"recall@200": recall}}
     tensors = {**{k: v.detach().clone() for k, v in model.state_dict().items()},
                "serving.user_ids": torch.from_numpy(user_ids), "serving.post_ids": torch.from_numpy(post_ids),
                "serving.user_vectors": torch.from_numpy(users), "serving.post_vectors": torch.from_numpy(posts),
                "serving.post_created": torch.from_numpy(np.array(created, dtype=np.int64))}
-    version = registry.register("two_tower", tensors, config={"dim": model.dim}, metrics=metrics,
-                                dataset_fingerprint=fingerprint, schema="two_tower-serving-vectors-1",
-                                promote=promote)
-    return {"version": version.version, **metrics}
+    run.register("two_tower", tensors, {"dim": model.dim}, {"fit": _plain(fit), "test": {"recall@200": recall}},
+                 schema="two_tower-serving-vectors-1")
 
 
-def _train_twhin(dataset: Dataset, registry: ModelRegistry, fingerprint: str, promote: bool,
-                 progress: Progress) -> dict[str, Any]:
-    from foryou.models.twhin import train_twhin
-
-    model, fit = train_twhin(history(dataset, dataset.manifest.split.train_end),
-                             progress=lambda stage, f: progress("TwHIN", f))
-    version = registry.register("twhin", {k: v.detach().clone() for k, v in model.state_dict().items()},
-                                config={"dim": int(fit.get("dim", 64))}, metrics={"fit": _plain(fit)},
-                                dataset_fingerprint=fingerprint, schema="twhin-1", promote=promote)
-    return {"version": version.version, "fit": _plain(fit)}
-
-
-def _retrieval_recall(retriever, dataset: Dataset, user_ids: np.ndarray, post_ids: np.ndarray,
+def _retrieval_recall(retriever: EmbeddingRetriever, dataset: Dataset, user_ids: np.ndarray, post_ids: np.ndarray,
                       k: int = 200, sample: int = 300) -> float:
     """Share of sampled test-window positive engagements whose post the retriever returns in its top k
     for that user at that moment (posts in the retriever's 48 h window only)."""
     e = dataset.engagements
-    s = dataset.manifest.split
-    test = (e["created_at"].to_numpy() >= s.valid_end) & np.isin(e["kind"].to_numpy(zero_copy_only=False),
-                                                                 ["like", "repost", "reply"])
+    t = e["created_at"].to_numpy()
+    test = (t >= dataset.manifest.split.valid_end) & np.isin(e["kind"].to_numpy(zero_copy_only=False), POSITIVE)
     idx = np.flatnonzero(test)
     if len(idx) == 0:
         return float("nan")
     idx = np.random.default_rng(0).choice(idx, min(sample, len(idx)), replace=False)
+    users = rows_of(user_ids, e["user_id"].to_numpy()[idx], "user")
+    posts = rows_of(post_ids, e["post_id"].to_numpy()[idx], "post")
     hits = 0
-    for i in idx:
-        u = int(np.searchsorted(user_ids, e["user_id"][int(i)].as_py()))
-        p = int(np.searchsorted(post_ids, e["post_id"][int(i)].as_py()))
-        rows, _ = retriever.retrieve(u, int(e["created_at"][int(i)].as_py()), k=k)
-        hits += int(p in set(rows.tolist()))
+    for u, p, when in zip(users, posts, t[idx], strict=True):
+        hits += int(p in retriever.retrieve(int(u), int(when), k=k)[0])
     return round(hits / len(idx), 4)
 
 
-def _plain(d: dict) -> dict:
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
     """JSON-able copy of a metrics dict (numpy scalars and arrays to Python)."""
     out = {}
     for k, v in d.items():
@@ -248,7 +261,7 @@ def _plain(d: dict) -> dict:
     return out
 
 
-def _truth(path: Path, dataset: Dataset):
+def _truth(path: Path, dataset: Dataset) -> GroundTruth | None:
     if not dataset.manifest.has_ground_truth:
         return None
     from foryou.data.world import GroundTruth

@@ -25,29 +25,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data.dataset import Dataset, Manifest, split_by_quantiles
-from foryou.data.importers import (
+from foryou.data.dataset import Dataset
+from foryou.data.importers.common import (
+    Mapped,
     column,
     count_self_engagements,
-    dedupe_engagements,
-    engagements_table,
-    handles,
-    map_values,
+    kind_events,
+    map_kinds,
     original_posts,
+    persons,
     plural,
     read_delimited,
     require_dir,
     require_file,
-    users_table,
+    start_time,
 )
-from foryou.data.schema import empty_table
 from foryou.vocab import DAY
 
 NAME = "higgs"
 VERSION = "0.1.0"
 FILE = "higgs-activity_time.txt.gz"
 KIND_MAP: dict[str, str] = {"RT": "repost", "RE": "reply", "MT": "profile_click"}
-
 
 
 def import_higgs(src: Path) -> Dataset:
@@ -61,36 +59,13 @@ def import_higgs(src: Path) -> Dataset:
     )
     notes: list[str] = []
 
-    kinds = map_values(raw["k"], KIND_MAP)
-    mapped = pc.is_valid(kinds)
-    n_unmapped = raw.num_rows - int(pc.sum(mapped).as_py() or 0)
+    ev, _, n_unmapped = map_kinds(raw, "k", KIND_MAP)
     if n_unmapped:
         notes.append(f"{plural(n_unmapped, 'event')} of unknown types (not RT/RE/MT) dropped")
     counts = {d["values"]: d["counts"] for d in pc.value_counts(raw["k"]).to_pylist()}
     notes.append("events: " + ", ".join(f"{k}→{v} ({counts.get(k, 0):,})" for k, v in KIND_MAP.items()))
-    ev = raw.append_column("kind", kinds).filter(mapped)
-    ev = ev.append_column("day", pa.array(np.floor_divide(column(ev, "t"), DAY), pa.int64()))
-
-    # One synthetic post per (author, UTC day) with activity, numbered in (created_at, author) order.
-    posts_key = (
-        ev.group_by(["b", "day"], use_threads=False)
-        .aggregate([("t", "min")])
-        .sort_by([("t_min", "ascending"), ("b", "ascending")])
-    )
-    posts_key = posts_key.append_column("post_id", pa.array(np.arange(1, posts_key.num_rows + 1), pa.int64()))
-    joined = ev.join(posts_key.select(["b", "day", "post_id"]), keys=["b", "day"], join_type="inner")
-    eng, n_dup = dedupe_engagements(
-        engagements_table(
-            column(joined, "a"),
-            column(joined, "post_id"),
-            joined["kind"].combine_chunks(),
-            column(joined, "t"),
-            np.ones(joined.num_rows, dtype=np.float32),
-        )
-    )
-    notes.append(f"{plural(n_dup, 'exact duplicate engagement')} (user, post, kind, time) dropped")
-    eng_time = column(eng, "created_at")
-    start = int(eng_time.min()) if len(eng_time) else 0
+    posts_key, joined = _synthetic_posts(ev)
+    eng = kind_events(joined, "a", "post_id", "t", notes)
 
     post_ids, authors = column(posts_key, "post_id"), column(posts_key, "b")
     posts = original_posts(post_ids, authors, column(posts_key, "t_min"))
@@ -102,25 +77,23 @@ def import_higgs(src: Path) -> Dataset:
     notes.append(f"{plural(n_self, 'self-action')} (userA = userB) kept")
 
     user_ids = np.unique(np.concatenate([column(raw, "a"), column(raw, "b")]))
-    users = users_table(user_ids, handles("user", user_ids), "person", np.full(len(user_ids), start))
+    users = persons(user_ids, np.full(len(user_ids), start_time(eng)))
     notes.append(
         "no follows: the follower graph is not in this copy; build any graph (follows, co-engagement) "
         "from the training window only, to avoid leaking the future"
     )
+    return Mapped(NAME, VERSION, users, posts, eng, name="higgs-twitter", notes=notes).build()
 
-    manifest = Manifest(
-        name="higgs-twitter",
-        source=NAME,
-        generator=f"foryou.import.{NAME} {VERSION}",
-        split=split_by_quantiles(eng_time),
-        positives_only=True,
-        notes=notes,
+
+def _synthetic_posts(ev: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """One synthetic post per (author, UTC day) with activity, numbered in (created_at, author) order:
+    (the posts' keys with `post_id` and `t_min`, the events joined to their post)."""
+    ev = ev.append_column("day", pa.array(np.floor_divide(column(ev, "t"), DAY), pa.int64()))
+    posts_key = (
+        ev.group_by(["b", "day"], use_threads=False)
+        .aggregate([("t", "min")])
+        .sort_by([("t_min", "ascending"), ("b", "ascending")])
     )
-    tables = {
-        "users": users,
-        "posts": posts,
-        "follows": empty_table("follows"),
-        "engagements": eng,
-        "impressions": empty_table("impressions"),
-    }
-    return Dataset.build(tables, manifest)
+    posts_key = posts_key.append_column("post_id", pa.array(np.arange(1, posts_key.num_rows + 1), pa.int64()))
+    joined = ev.join(posts_key.select(["b", "day", "post_id"]), keys=["b", "day"], join_type="inner")
+    return posts_key, joined

@@ -28,32 +28,102 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data.dataset import Dataset, Manifest, split_by_quantiles
-from foryou.data.importers import (
-    catalog_offset,
+from foryou.data.dataset import Dataset
+from foryou.data.importers.common import (
+    Mapped,
+    catalog,
     column,
-    dedupe_engagements,
     dedupe_follows,
-    engagements_table,
+    engagements_from,
     first_times,
-    handles,
-    original_posts,
+    names_or_handles,
     plural,
     read_delimited,
     require_dir,
     require_file,
+    start_time,
     topic_names_note,
-    users_table,
+    with_unlisted,
 )
-from foryou.data.schema import empty_table
+from foryou.data.lookup import member, rows_of
 
 NAME = "lastfm"
 VERSION = "0.1.0"
+WHAT = "Last.fm HetRec 2011"
 MIN_YEAR = 2005
 N_TOPICS = 30
 
 I64 = pa.int64()
+# file → its columns (every file is tab-separated with a header)
+FILES: dict[str, dict[str, pa.DataType | None]] = {
+    "artists.dat": {"id": I64, "name": pa.string()},
+    "user_artists.dat": {"userID": I64, "artistID": I64, "weight": pa.float64()},
+    "user_friends.dat": {"userID": I64, "friendID": I64},
+    "user_taggedartists.dat": {"userID": I64, "artistID": I64, "tagID": I64, "day": I64, "month": I64, "year": I64},
+    "tags.dat": {"tagID": I64, "tagValue": pa.string()},
+}
+LATIN1 = {"tags.dat"}
 
+
+def import_lastfm(src: Path) -> Dataset:
+    """Import HetRec 2011 Last.fm 2k from `src` (see the module docstring for the mapping)."""
+    src = require_dir(src, WHAT)
+    raw = {
+        name: read_delimited(
+            require_file(src, name, WHAT), cols, "\t", header=True, encoding="latin-1" if name in LATIN1 else "utf8"
+        )
+        for name, cols in FILES.items()
+    }
+    plays, friends = raw["user_artists.dat"], raw["user_friends.dat"]
+    notes: list[str] = []
+    tagged, ev_time = _dated_tag_events(raw["user_taggedartists.dat"], notes)
+    ev_artist = column(tagged, "artistID")
+    tag_rank, topic_names = _top_tags(column(tagged, "tagID"), raw["tags.dat"])
+    eng, play_pairs = _likes(column(tagged, "userID"), ev_artist, ev_time, plays, notes)
+    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
+    start = start_time(eng)
+
+    follows, n_self, n_fdup = dedupe_follows(
+        column(friends, "userID"), column(friends, "friendID"), created_at=start
+    )
+    notes.append(
+        f"friends → follows as listed: {plural(n_self, 'self-follow')} and {plural(n_fdup, 'duplicate')} "
+        "dropped; created at the dataset start (friendships carry no time)"
+    )
+
+    # Users: listeners and one catalog account per artist.
+    pair_user, pair_artist = column(play_pairs, "user_id"), column(play_pairs, "post_id")
+    listeners = np.unique(
+        np.concatenate([pair_user, column(friends, "userID"), column(friends, "friendID"), column(tagged, "userID")])
+    )
+    # A listener exists from their first event: a like, or a friendship (dated at the dataset start).
+    f_src, f_dst = column(follows, "src_id"), column(follows, "dst_id")
+    listener_created = first_times(
+        listeners,
+        np.concatenate([eng_user, f_src, f_dst]),
+        np.concatenate([eng_time, np.full(len(f_src) + len(f_dst), start, dtype=np.int64)]),
+        default=start,
+    )
+    artists = raw["artists.dat"]
+    artist_ids, n_unlisted = with_unlisted(column(artists, "id"), pair_artist, eng_post)
+    if n_unlisted:
+        notes.append(
+            f"{plural(n_unlisted, 'artist')} referenced but missing from artists.dat kept as 'artist<id>'"
+        )
+    users, posts, offset = catalog(
+        listeners,
+        listener_created,
+        artist_ids,
+        names_or_handles(artist_ids, artists["id"], artists["name"], "artist"),
+        first_times(artist_ids, eng_post, eng_time, default=start),
+        _artist_topics(artist_ids, ev_artist, tag_rank),
+    )
+    notes.append(f"artist accounts: user_id = artist_id + {offset:,} (kind catalog); post_id = artist_id")
+    notes.append(topic_names_note(topic_names))
+    config = {"topics": topic_names, "catalog_offset": offset}
+    return Mapped(
+        NAME, VERSION, users, posts, eng, follows, name="lastfm-hetrec2011-2k", notes=notes, config=config
+    ).build()
 
 
 def _dates_to_unix(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -63,38 +133,8 @@ def _dates_to_unix(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.n
     return days.astype("datetime64[s]").astype(np.int64)
 
 
-def import_lastfm(src: Path) -> Dataset:
-    """Import HetRec 2011 Last.fm 2k from `src` (see the module docstring for the mapping)."""
-    src = require_dir(src, "Last.fm HetRec 2011")
-    what = "Last.fm HetRec 2011"
-    artists_src = read_delimited(
-        require_file(src, "artists.dat", what), {"id": I64, "name": pa.string()}, "\t", header=True
-    )
-    plays = read_delimited(
-        require_file(src, "user_artists.dat", what),
-        {"userID": I64, "artistID": I64, "weight": pa.float64()},
-        "\t",
-        header=True,
-    )
-    friends = read_delimited(
-        require_file(src, "user_friends.dat", what), {"userID": I64, "friendID": I64}, "\t", header=True
-    )
-    tagged = read_delimited(
-        require_file(src, "user_taggedartists.dat", what),
-        {"userID": I64, "artistID": I64, "tagID": I64, "day": I64, "month": I64, "year": I64},
-        "\t",
-        header=True,
-    )
-    tags = read_delimited(
-        require_file(src, "tags.dat", what),
-        {"tagID": I64, "tagValue": pa.string()},
-        "\t",
-        header=True,
-        encoding="latin-1",
-    )
-    notes: list[str] = []
-
-    # Tag events: drop bogus dates.
+def _dated_tag_events(tagged: pa.Table, notes: list[str]) -> tuple[pa.Table, np.ndarray]:
+    """The tag events with a valid date from MIN_YEAR on, and each one's time (bogus dates dropped)."""
     year, month, day = column(tagged, "year"), column(tagged, "month"), column(tagged, "day")
     ok = (year >= MIN_YEAR) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
     n_bogus = int((~ok).sum())
@@ -103,26 +143,31 @@ def import_lastfm(src: Path) -> Dataset:
         f"{plural(n_bogus, 'tag event')} dated before {MIN_YEAR} (or with an invalid date) dropped"
         + (f" (years {', '.join(map(str, bogus_years))})" if n_bogus else "")
     )
-    tagged = tagged.filter(pa.array(ok))
-    ev_user, ev_artist, ev_tag = column(tagged, "userID"), column(tagged, "artistID"), column(tagged, "tagID")
-    ev_time = _dates_to_unix(year[ok], month[ok], day[ok])
+    return tagged.filter(pa.array(ok)), _dates_to_unix(year[ok], month[ok], day[ok])
 
-    # Topics: the 30 most frequent tags overall (ties: lower tag id).
+
+def _top_tags(ev_tag: np.ndarray, tags: pa.Table) -> tuple[np.ndarray, list[str]]:
+    """The N_TOPICS most frequent tags overall (ties: lower tag id): each event's tag rank among them
+    (-1 outside) and their names."""
     tag_ids, tag_counts = np.unique(ev_tag, return_counts=True)
     top = tag_ids[np.lexsort((tag_ids, -tag_counts))][:N_TOPICS]
     tag_rank = np.full(len(ev_tag), -1, dtype=np.int64)
-    if len(top):
-        order = np.argsort(top)
-        pos = np.minimum(np.searchsorted(top, ev_tag, sorter=order), len(top) - 1)
-        hit = top[order][pos] == ev_tag
-        tag_rank[hit] = order[pos[hit]]
+    order = np.argsort(top)
+    hit, pos = member(top[order], ev_tag)
+    tag_rank[hit] = order[pos[hit]]
     name_idx = pc.index_in(pa.array(top, I64), value_set=tags["tagID"].combine_chunks())
     topic_names = [
         n if n is not None else f"tag{t}"
         for n, t in zip(pc.take(tags["tagValue"], name_idx).to_pylist(), top.tolist(), strict=True)
     ]
+    return tag_rank, topic_names
 
-    # One engagement per (user, artist, date); value = play count.
+
+def _likes(
+    ev_user: np.ndarray, ev_artist: np.ndarray, ev_time: np.ndarray, plays: pa.Table, notes: list[str]
+) -> tuple[pa.Table, pa.Table]:
+    """One like per (user, artist, date), value = the play count (1 without one): (the engagements,
+    the play-count pairs as user_id, post_id, weight)."""
     events = pa.table({"user_id": ev_user, "post_id": ev_artist, "created_at": ev_time})
     uniq = events.group_by(["user_id", "post_id", "created_at"], use_threads=False).aggregate([])
     n_collapsed = events.num_rows - uniq.num_rows
@@ -134,21 +179,17 @@ def import_lastfm(src: Path) -> Dataset:
     joined = uniq.join(play_pairs, keys=["user_id", "post_id"], join_type="left outer")
     value = pc.fill_null(joined["weight"], 1.0).to_numpy()
     n_no_play = int(joined["weight"].null_count)
-    eng, n_dup = dedupe_engagements(
-        engagements_table(
-            column(joined, "user_id"), column(joined, "post_id"), "like", column(joined, "created_at"), value
-        )
+    eng, n_dup = engagements_from(
+        column(joined, "user_id"), column(joined, "post_id"), "like", column(joined, "created_at"), value
     )
-    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
-    start = int(eng_time.min()) if len(eng_time) else 0
     notes.append(
         f"{plural(n_collapsed, 'tag event')} collapsed: one like per (user, artist, date), "
         f"{plural(eng.num_rows, 'like')} at 00:00 UTC of the tag date (month resolution in practice)"
     )
     notes.append(f"{plural(n_no_play, 'like')} without a play count get value 1.0")
-
     # Play-count pairs never tagged have no date: not imported as events.
     pair_user, pair_artist = column(play_pairs, "user_id"), column(play_pairs, "post_id")
+    eng_user, eng_post = column(eng, "user_id"), column(eng, "post_id")
     width = int(max(pair_artist.max(initial=0), eng_post.max(initial=0))) + 1
     tagged_keys = np.unique(eng_user * width + eng_post)
     n_untagged = int((~np.isin(pair_user * width + pair_artist, tagged_keys)).sum())
@@ -158,49 +199,11 @@ def import_lastfm(src: Path) -> Dataset:
     )
     if n_dup:
         notes.append(f"{plural(n_dup, 'exact duplicate engagement')} dropped")
+    return eng, play_pairs
 
-    # Follows.
-    follows, n_self, n_fdup = dedupe_follows(
-        column(friends, "userID"), column(friends, "friendID"), created_at=start
-    )
-    notes.append(
-        f"friends → follows as listed: {plural(n_self, 'self-follow')} and {plural(n_fdup, 'duplicate')} "
-        "dropped; created at the dataset start (friendships carry no time)"
-    )
 
-    # Users: listeners and one catalog account per artist.
-    listeners = np.unique(
-        np.concatenate([pair_user, column(friends, "userID"), column(friends, "friendID"), column(tagged, "userID")])
-    )
-    offset = catalog_offset(int(listeners.max(initial=0)))
-    # A listener exists from their first event: a like, or a friendship (dated at the dataset start).
-    f_src, f_dst = column(follows, "src_id"), column(follows, "dst_id")
-    listener_created = first_times(
-        listeners,
-        np.concatenate([eng_user, f_src, f_dst]),
-        np.concatenate([eng_time, np.full(len(f_src) + len(f_dst), start, dtype=np.int64)]),
-        default=start,
-    )
-    known_artist_ids = column(artists_src, "id")
-    artist_ids = np.unique(np.concatenate([known_artist_ids, pair_artist, eng_post]))
-    n_unlisted = int((~np.isin(artist_ids, known_artist_ids)).sum())
-    if n_unlisted:
-        notes.append(
-            f"{plural(n_unlisted, 'artist')} referenced but missing from artists.dat kept as 'artist<id>'"
-        )
-    post_created = first_times(artist_ids, eng_post, eng_time, default=start)
-    name_idx = pc.index_in(pa.array(artist_ids, I64), value_set=artists_src["id"].combine_chunks())
-    artist_names = pc.take(artists_src["name"].combine_chunks(), name_idx)
-    artist_names = pc.if_else(pc.is_valid(artist_names), artist_names, handles("artist", artist_ids))
-    users = pa.concat_tables(
-        [
-            users_table(listeners, handles("user", listeners), "person", listener_created),
-            users_table(artist_ids + offset, artist_names, "catalog", post_created),
-        ]
-    )
-    notes.append(f"artist accounts: user_id = artist_id + {offset:,} (kind catalog); post_id = artist_id")
-
-    # Artist topics: most frequent top-30 tag on the artist (ties: the more frequent tag overall).
+def _artist_topics(artist_ids: np.ndarray, ev_artist: np.ndarray, tag_rank: np.ndarray) -> np.ndarray:
+    """Per artist the most frequent top tag on it (ties: the more frequent tag overall), else -1."""
     topic = np.full(len(artist_ids), -1, dtype=np.int64)
     in_top = tag_rank >= 0
     if in_top.any():
@@ -209,24 +212,5 @@ def import_lastfm(src: Path) -> Dataset:
         best = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))  # by artist, count desc, rank asc
         pairs = pairs[best]
         first = np.unique(pairs[:, 0], return_index=True)[1]
-        topic[np.searchsorted(artist_ids, pairs[first, 0])] = pairs[first, 1]
-    posts = original_posts(artist_ids, artist_ids + offset, post_created, topic)
-    notes.append(topic_names_note(topic_names))
-
-    manifest = Manifest(
-        name="lastfm-hetrec2011-2k",
-        source=NAME,
-        generator=f"foryou.import.{NAME} {VERSION}",
-        split=split_by_quantiles(eng_time),
-        positives_only=True,
-        notes=notes,
-        config={"topics": topic_names, "catalog_offset": offset},
-    )
-    tables = {
-        "users": users,
-        "posts": posts,
-        "follows": follows,
-        "engagements": eng,
-        "impressions": empty_table("impressions"),
-    }
-    return Dataset.build(tables, manifest)
+        topic[rows_of(artist_ids, pairs[first, 0], "artist")] = pairs[first, 1]
+    return topic

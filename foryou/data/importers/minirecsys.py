@@ -28,24 +28,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from foryou.data.dataset import Dataset, DatasetError, Manifest, split_by_quantiles
-from foryou.data.importers import (
+from foryou.data.dataset import Dataset
+from foryou.data.importers.common import (
+    Mapped,
     column,
     count_self_engagements,
-    dedupe_engagements,
     dedupe_follows,
-    engagements_table,
     first_times,
-    handles,
-    map_values,
+    keep_rows,
+    kind_events,
+    map_kinds,
     original_posts,
+    persons,
     plural,
     require_dir,
     require_file,
     topic_names_note,
-    users_table,
 )
-from foryou.data.schema import empty_table
+from foryou.data.manifest import DatasetError
+from foryou.vocab import DAY, HOUR
 
 NAME = "minirecsys"
 VERSION = "0.1.0"
@@ -96,58 +97,72 @@ def _read(src: Path, name: str) -> pa.Table:
         raise DatasetError(f"{path}: cannot read Parquet: {exc}") from exc
 
 
-
 def import_minirecsys(src: Path) -> Dataset:
     """Import the mini-recsys Parquet files in `src` (see the module docstring for the mapping)."""
     src = require_dir(src, "minirecsys")
-    users_src = _read(src, "users")
-    tweets = _read(src, "tweets")
-    follows_src = _read(src, "follows")
-    inter = _read(src, "interactions")
+    users_src, tweets, follows_src, inter = (_read(src, name) for name in COLUMNS)
     notes: list[str] = [
         "dropped as leaks: engagement_prob (the generator's label probability) and quality_score "
         "(a generator latent); the source's split column is not kept (split by engagement time quantiles)"
     ]
-
     user_ids = column(users_src, "user_id")
     known_users = pa.array(user_ids, pa.int64())
-
     # Tweets whose author is unknown cannot be posts.
-    ok_author = pc.is_in(tweets["author_id"], value_set=known_users)
-    n_bad_author = tweets.num_rows - int(pc.sum(ok_author).as_py() or 0)
+    tweets, n_bad_author = keep_rows(tweets, pc.is_in(tweets["author_id"], value_set=known_users))
     if n_bad_author:
-        tweets = tweets.filter(ok_author)
         notes.append(f"{plural(n_bad_author, 'tweet')} by unknown authors dropped")
+    eng = _engagements(inter, known_users, tweets, notes)
+    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
+    t0 = int(eng_time.min()) if len(eng_time) else 0
+    t1 = int(eng_time.max()) if len(eng_time) else 0
 
-    # Interactions → engagements.
-    kinds = map_values(inter["interaction_type"], KIND_MAP)
-    mapped = pc.is_valid(kinds)
-    n_unmapped = inter.num_rows - int(pc.sum(mapped).as_py() or 0)
+    age = column(users_src, "account_age_days")
+    users = persons(user_ids, np.maximum(t0 - age * DAY, 0))
+    posts, categories = _posts(tweets, eng_post, eng_time, t1)
+    notes.append(topic_names_note(categories))
+    notes.append(
+        "times: user created_at = first interaction time − account_age_days·86400; post created_at = "
+        "min(first interaction on it, last interaction time − hours_old·3600)"
+    )
+
+    ok_follow = pc.and_(
+        pc.is_in(follows_src["follower_id"], value_set=known_users),
+        pc.is_in(follows_src["followed_id"], value_set=known_users),
+    )
+    follows_src, n_bad_follow = keep_rows(follows_src, ok_follow)
+    if n_bad_follow:
+        notes.append(f"{plural(n_bad_follow, 'follow')} with unknown users dropped")
+    follows, n_self, n_fdup = dedupe_follows(
+        column(follows_src, "follower_id"), column(follows_src, "followed_id"), created_at=t0
+    )
+    notes.append(
+        f"follows: {plural(n_self, 'self-follow')} and {plural(n_fdup, 'duplicate')} dropped; "
+        "follow times are unknown and set to the first interaction time"
+    )
+    n_selfeng = count_self_engagements(column(tweets, "tweet_id"), column(tweets, "author_id"), eng_user, eng_post)
+    if n_selfeng:
+        notes.append(f"{plural(n_selfeng, 'engagement')} by authors on their own tweets kept")
+    config = {"topics": categories}
+    return Mapped(NAME, VERSION, users.sort_by("user_id"), posts, eng, follows, notes=notes, config=config).build()
+
+
+def _engagements(raw: pa.Table, known_users: pa.Array, tweets: pa.Table, notes: list[str]) -> pa.Table:
+    """Interactions of mappable types on known users and tweets → engagements (value 1)."""
+    inter, mapped, n_unmapped = map_kinds(raw, "interaction_type", KIND_MAP)
     if n_unmapped:
-        bad = pc.value_counts(inter["interaction_type"].filter(pc.invert(mapped))).to_pylist()
+        bad = pc.value_counts(raw["interaction_type"].filter(pc.invert(mapped))).to_pylist()
         detail = ", ".join(f"{d['values']}: {d['counts']:,}" for d in bad)
         notes.append(f"{plural(n_unmapped, 'interaction')} of unmappable types dropped ({detail})")
     else:
         notes.append("0 interactions dropped: every interaction_type maps to an engagement kind")
-    inter = inter.append_column("kind", kinds).filter(mapped)
     ok_ref = pc.and_(
         pc.is_in(inter["user_id"], value_set=known_users),
         pc.is_in(inter["tweet_id"], value_set=tweets["tweet_id"].combine_chunks()),
     )
-    n_orphan = inter.num_rows - int(pc.sum(ok_ref).as_py() or 0)
+    inter, n_orphan = keep_rows(inter, ok_ref)
     if n_orphan:
-        inter = inter.filter(ok_ref)
         notes.append(f"{plural(n_orphan, 'interaction')} on unknown users or tweets dropped")
-    eng, n_dup = dedupe_engagements(
-        engagements_table(
-            column(inter, "user_id"),
-            column(inter, "tweet_id"),
-            inter["kind"].combine_chunks(),
-            column(inter, "timestamp"),
-            np.ones(inter.num_rows, dtype=np.float32),
-        )
-    )
-    notes.append(f"{plural(n_dup, 'exact duplicate engagement')} (user, post, kind, time) dropped")
+    eng = kind_events(inter, "user_id", "tweet_id", "timestamp", notes)
     used = pc.value_counts(inter["interaction_type"]).to_pylist()
     notes.append(
         "interaction types: "
@@ -156,24 +171,20 @@ def import_minirecsys(src: Path) -> Dataset:
             for d in sorted(used, key=lambda d: -d["counts"])
         )
     )
+    return eng
 
-    eng_user = column(eng, "user_id")
-    eng_post = column(eng, "post_id")
-    eng_time = column(eng, "created_at")
-    t0 = int(eng_time.min()) if len(eng_time) else 0
-    t1 = int(eng_time.max()) if len(eng_time) else 0
 
-    # Users.
-    age = column(users_src, "account_age_days")
-    users = users_table(user_ids, handles("user", user_ids), "person", np.maximum(t0 - age * 86400, 0))
-
-    # Posts.
+def _posts(
+    tweets: pa.Table, eng_post: np.ndarray, eng_time: np.ndarray, t1: int
+) -> tuple[pa.Table, list[str]]:
+    """Tweets → original posts, created at min(first interaction, t1 − hours_old), clipped at 0; and the
+    sorted categories (topic = index of the tweet's category among them)."""
     tweet_ids = column(tweets, "tweet_id")
     categories = sorted(c for c in pc.unique(tweets["category"]).to_pylist() if c is not None)
     topic = pc.fill_null(pc.index_in(tweets["category"], value_set=pa.array(categories, pa.string())), -1)
     first_eng = first_times(tweet_ids, eng_post, eng_time, default=np.iinfo(np.int64).max)
     hours_old = np.nan_to_num(column(tweets, "hours_old", np.float64), nan=0.0)
-    aged = t1 - np.floor(hours_old * 3600).astype(np.int64)
+    aged = t1 - np.floor(hours_old * HOUR).astype(np.int64)
     created = np.maximum(np.minimum(first_eng, aged), 0)
     posts = original_posts(
         tweet_ids,
@@ -186,47 +197,4 @@ def import_minirecsys(src: Path) -> Dataset:
         is_nsfw=pc.fill_null(pc.greater_equal(tweets["nsfw_score"], 0.5), False).to_numpy(),
         is_toxic=pc.fill_null(pc.greater_equal(tweets["toxicity_score"], 0.5), False).to_numpy(),
     ).sort_by("post_id")
-    notes.append(topic_names_note(categories))
-    notes.append(
-        "times: user created_at = first interaction time − account_age_days·86400; post created_at = "
-        "min(first interaction on it, last interaction time − hours_old·3600)"
-    )
-
-    # Follows.
-    ok_follow = pc.and_(
-        pc.is_in(follows_src["follower_id"], value_set=known_users),
-        pc.is_in(follows_src["followed_id"], value_set=known_users),
-    )
-    n_bad_follow = follows_src.num_rows - int(pc.sum(ok_follow).as_py() or 0)
-    if n_bad_follow:
-        follows_src = follows_src.filter(ok_follow)
-        notes.append(f"{plural(n_bad_follow, 'follow')} with unknown users dropped")
-    follows, n_self, n_fdup = dedupe_follows(
-        column(follows_src, "follower_id"), column(follows_src, "followed_id"), created_at=t0
-    )
-    notes.append(
-        f"follows: {plural(n_self, 'self-follow')} and {plural(n_fdup, 'duplicate')} dropped; "
-        "follow times are unknown and set to the first interaction time"
-    )
-
-    n_selfeng = count_self_engagements(tweet_ids, column(tweets, "author_id"), eng_user, eng_post)
-    if n_selfeng:
-        notes.append(f"{plural(n_selfeng, 'engagement')} by authors on their own tweets kept")
-
-    manifest = Manifest(
-        name=NAME,
-        source=NAME,
-        generator=f"foryou.import.{NAME} {VERSION}",
-        split=split_by_quantiles(eng_time),
-        positives_only=True,
-        notes=notes,
-        config={"topics": categories},
-    )
-    tables = {
-        "users": users.sort_by("user_id"),
-        "posts": posts,
-        "follows": follows,
-        "engagements": eng,
-        "impressions": empty_table("impressions"),
-    }
-    return Dataset.build(tables, manifest)
+    return posts, categories

@@ -23,26 +23,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data.dataset import Dataset, Manifest, split_by_quantiles
-from foryou.data.importers import (
-    catalog_offset,
+from foryou.data.dataset import Dataset
+from foryou.data.importers.common import (
+    Mapped,
+    catalog,
     column,
-    dedupe_engagements,
-    engagements_table,
+    duplicates_note,
+    engagements_from,
     first_times,
-    handles,
-    original_posts,
+    names_or_handles,
     plural,
     read_delimited,
     require_dir,
     require_file,
+    start_time,
     topic_names_note,
-    users_table,
+    with_unlisted,
 )
-from foryou.data.schema import empty_table
+from foryou.data.lookup import rows_of
 
 NAME = "movielens"
 VERSION = "0.1.0"
+WHAT = "MovieLens 100K"
 # u.genre order: flag i of u.item is genre i.
 GENRES: tuple[str, ...] = (
     *("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary"),
@@ -53,12 +55,44 @@ LIKE_MIN = 4  # rating >= 4 → like
 DISLIKE_MAX = 2  # rating <= 2 → not_interested
 
 
-
 def import_movielens(src: Path) -> Dataset:
     """Import MovieLens 100K from `src` (see the module docstring for the mapping)."""
-    src = require_dir(src, "MovieLens 100K")
+    ratings, items = _read(require_dir(src, WHAT))
+    notes: list[str] = []
+    eng = _ratings(ratings, notes)
+    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
+    start = start_time(eng)
+
+    # Users: raters, then one catalog account (and post) per movie.
+    user_ids = np.unique(column(ratings, "user"))
+    listed = column(items, "item")
+    item_ids, n_unlisted = with_unlisted(listed, column(ratings, "item"))
+    if n_unlisted:
+        notes.append(f"{plural(n_unlisted, 'rated item')} missing from u.item kept as 'movie<id>'")
+    # Topic = first genre flag set.
+    flags = np.stack([pc.fill_null(items[f"g{i}"], 0).to_numpy() for i in range(len(GENRES))], axis=1) > 0
+    topic = np.full(len(item_ids), -1, dtype=np.int64)
+    topic[rows_of(item_ids, listed, "item")] = np.where(flags.any(axis=1), flags.argmax(axis=1), -1)
+    users, posts, offset = catalog(
+        user_ids,
+        first_times(user_ids, eng_user, eng_time, default=start),
+        item_ids,
+        names_or_handles(item_ids, items["item"], items["title"], "movie"),
+        first_times(item_ids, eng_post, eng_time, default=start),
+        topic,
+    )
+    notes.append(f"movie accounts: user_id = item_id + {offset:,} (kind catalog); post_id = item_id")
+    notes.append(topic_names_note(GENRES))
+    config = {"topics": list(GENRES), "catalog_offset": offset}
+    return Mapped(
+        NAME, VERSION, users, posts, eng, name="movielens-100k", positives_only=False, notes=notes, config=config
+    ).build()
+
+
+def _read(src: Path) -> tuple[pa.Table, pa.Table]:
+    """(ratings: user item rating time, items: item title g0..g18)."""
     ratings = read_delimited(
-        require_file(src, "u.data", "MovieLens 100K"),
+        require_file(src, "u.data", WHAT),
         {"user": pa.int64(), "item": pa.int64(), "rating": pa.int64(), "time": pa.int64()},
         "\t",
         header=False,
@@ -71,11 +105,13 @@ def import_movielens(src: Path) -> Dataset:
         "url": None,
     }
     item_cols.update({f"g{i}": pa.int8() for i in range(len(GENRES))})
-    items = read_delimited(
-        require_file(src, "u.item", "MovieLens 100K"), item_cols, "|", header=False, encoding="latin-1"
-    )
-    notes: list[str] = []
+    items = read_delimited(require_file(src, "u.item", WHAT), item_cols, "|", header=False, encoding="latin-1")
+    return ratings, items
 
+
+def _ratings(ratings: pa.Table, notes: list[str]) -> pa.Table:
+    """Every rating → a click (value = rating), plus a like (rating ≥ LIKE_MIN) or a not_interested
+    (rating ≤ DISLIKE_MAX) at the same time and value."""
     user, item = column(ratings, "user"), column(ratings, "item")
     rating, time = column(ratings, "rating"), column(ratings, "time")
     value = rating.astype(np.float32)
@@ -92,70 +128,16 @@ def import_movielens(src: Path) -> Dataset:
         ),
         pa.string(),
     )
-    eng, n_dup = dedupe_engagements(
-        engagements_table(
-            np.concatenate([user, user[like], user[dislike]]),
-            np.concatenate([item, item[like], item[dislike]]),
-            kind,
-            np.concatenate([time, time[like], time[dislike]]),
-            np.concatenate([value, value[like], value[dislike]]),
-        )
+    eng, n_dup = engagements_from(
+        np.concatenate([user, user[like], user[dislike]]),
+        np.concatenate([item, item[like], item[dislike]]),
+        kind,
+        np.concatenate([time, time[like], time[dislike]]),
+        np.concatenate([value, value[like], value[dislike]]),
     )
     notes.append(
         f"{plural(n, 'rating')} → {n:,} clicks (value = rating), {int(like.sum()):,} likes "
         f"(rating ≥ {LIKE_MIN}), {int(dislike.sum()):,} not_interested (rating ≤ {DISLIKE_MAX})"
     )
-    notes.append(f"{plural(n_dup, 'exact duplicate engagement')} (user, post, kind, time) dropped")
-    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
-    start = int(eng_time.min()) if len(eng_time) else 0
-
-    # Users: raters, then one catalog account per movie.
-    user_ids = np.unique(user)
-    offset = catalog_offset(int(user_ids.max(initial=0)))
-    listed = column(items, "item")
-    item_ids = np.unique(np.concatenate([listed, item]))
-    n_unlisted = int((~np.isin(item_ids, listed)).sum())
-    if n_unlisted:
-        notes.append(f"{plural(n_unlisted, 'rated item')} missing from u.item kept as 'movie<id>'")
-    post_created = first_times(item_ids, eng_post, eng_time, default=start)
-    idx = pc.index_in(pa.array(item_ids, pa.int64()), value_set=items["item"].combine_chunks())
-    titles = pc.take(items["title"].combine_chunks(), idx)
-    titles = pc.if_else(pc.is_valid(titles), titles, handles("movie", item_ids))
-    users = pa.concat_tables(
-        [
-            users_table(
-                user_ids,
-                handles("user", user_ids),
-                "person",
-                first_times(user_ids, eng_user, eng_time, default=start),
-            ),
-            users_table(item_ids + offset, titles, "catalog", post_created),
-        ]
-    )
-    notes.append(f"movie accounts: user_id = item_id + {offset:,} (kind catalog); post_id = item_id")
-
-    # Posts: topic = first genre flag set.
-    flags = np.stack([pc.fill_null(items[f"g{i}"], 0).to_numpy() for i in range(len(GENRES))], axis=1) > 0
-    listed_topic = np.where(flags.any(axis=1), flags.argmax(axis=1), -1)
-    topic = np.full(len(item_ids), -1, dtype=np.int64)
-    topic[np.searchsorted(item_ids, listed)] = listed_topic
-    posts = original_posts(item_ids, item_ids + offset, post_created, topic)
-    notes.append(topic_names_note(GENRES))
-
-    manifest = Manifest(
-        name="movielens-100k",
-        source=NAME,
-        generator=f"foryou.import.{NAME} {VERSION}",
-        split=split_by_quantiles(eng_time),
-        positives_only=False,
-        notes=notes,
-        config={"topics": list(GENRES), "catalog_offset": offset},
-    )
-    tables = {
-        "users": users,
-        "posts": posts,
-        "follows": empty_table("follows"),
-        "engagements": eng,
-        "impressions": empty_table("impressions"),
-    }
-    return Dataset.build(tables, manifest)
+    notes.append(duplicates_note(n_dup))
+    return eng

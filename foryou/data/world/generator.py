@@ -1,30 +1,26 @@
 """Generate a synthetic world: users, authors, a follow graph, posts over simulated days, sessions
-of impressions under a randomised logging policy, and engagements sampled from the ground truth.
+of impressions under a randomised logging policy (`world.policy`), and engagements sampled from the
+ground truth.
 
 Everything is vectorised over columns; the only loops are over stages and fixed-size chunks.
 Same config and seed → identical tables.
-
-Logging policy (known exactly, so every impression stores its propensity): each slot of a session
-picks a route — in-network (a uniformly chosen followee, then one of their posts in the window),
-topic (a topic from a smoothed interest mix, then a post of that topic in the window) or global
-(any post in the window) — and within the route a post uniformly. A route with nothing to offer
-falls back to global. The propensity is the total probability of the shown post over all routes.
-A user is shown a post at most once (later repeats are dropped, as X's seen-filter would).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from foryou.config import WorldConfig
-from foryou.data.dataset import Dataset, Manifest, SplitTimes
-from foryou.data.lookup import member, searchsorted_many
+from foryou.data.dataset import Dataset
+from foryou.data.lookup import member
+from foryou.data.manifest import Manifest, SplitTimes
+from foryou.data.world.policy import LoggingPolicy, rank_within, sample_rows
 from foryou.data.world.truth import LATENT_FILE, PARAMS_FILE, TRUTH_DIR, GroundTruth, Latent, PostColumns, TruthParams
+from foryou.logs import Progress
 from foryou.vocab import DAY, ENGAGEMENT_KINDS, SAFETY_LABELS
 
 GENERATOR = "foryou.world 0.1.0"
@@ -37,7 +33,6 @@ RHYTHM = RHYTHM / RHYTHM.sum()
 ACTION_DELAY_S = {"click": 5, "like": 20, "repost": 30, "reply": 90, "profile_click": 15,
                   "follow_author": 40, "not_interested": 10, "mute": 12, "block": 12, "report": 25}
 
-ProgressFn = Callable[[str, float], None]  # (stage description, fraction of the stage done)
 
 
 @dataclass
@@ -53,34 +48,13 @@ class World:
         })
 
 
-def _sample_rows(cdf: np.ndarray, rows: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Sample one category per draw from row-wise CDFs (U, K) with one searchsorted."""
-    n_rows, k = cdf.shape
-    flat = (cdf + np.arange(n_rows)[:, None]).ravel()
-    idx = np.searchsorted(flat, rows + r, side="right") - rows * k
-    return np.minimum(idx, k - 1)
-
-
-def _rank_within(groups: np.ndarray) -> np.ndarray:
-    """0-based position of each element within its run of equal (sorted) group values."""
-    starts = np.r_[0, np.flatnonzero(np.diff(groups)) + 1]
-    counts = np.diff(np.r_[starts, len(groups)])
-    return np.arange(len(groups)) - np.repeat(starts, counts)
-
-
-def _count_in(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first index, count) of sorted `keys` in [lo, hi), for arrays of windows."""
-    a = searchsorted_many(keys, lo)
-    return a, searchsorted_many(keys, hi) - a
-
-
 def _unique_sorted(keys: np.ndarray) -> np.ndarray:
     keys = np.sort(keys)
     return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
 
 
 class WorldGenerator:
-    def __init__(self, config: WorldConfig, seed: int, progress: ProgressFn | None = None):
+    def __init__(self, config: WorldConfig, seed: int, progress: Progress | None = None):
         self.cfg = config
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -125,7 +99,7 @@ class WorldGenerator:
         src = np.repeat(np.arange(n), draws)
         # Homophily: the followee's primary topic follows the follower's interests.
         mix = 0.85 * self.interests + 0.15 / k
-        topic = _sample_rows(np.cumsum(mix, 1), src, rng.random(len(src)))
+        topic = sample_rows(np.cumsum(mix, 1), src, rng.random(len(src)))
         primary = self.topic_mix.argmax(1)
         order = np.argsort(primary, kind="stable")
         seg_topic = primary[order]
@@ -146,7 +120,7 @@ class WorldGenerator:
         shuffle = rng.permutation(len(src))
         shuffle = shuffle[np.argsort(src[shuffle], kind="stable")]
         src, dst = src[shuffle], dst[shuffle]
-        keep = _rank_within(src) < deg[src]
+        keep = rank_within(src) < deg[src]
         src, dst = src[keep], dst[keep]
         key = np.sort(src * n + dst)
         self.f_src, self.f_dst = key // n, key % n
@@ -161,7 +135,7 @@ class WorldGenerator:
         m = len(author)
         created = (cfg.start_time + rng.integers(0, cfg.days, m) * DAY
                    + rng.choice(24, m, p=RHYTHM) * 3600 + rng.integers(0, 3600, m))
-        topic = _sample_rows(np.cumsum(self.topic_mix, 1), author, rng.random(m))
+        topic = sample_rows(np.cumsum(self.topic_mix, 1), author, rng.random(m))
         order = np.lexsort((author, created))
         self.p_author = author[order]
         self.p_created = created[order].astype(np.int64)
@@ -186,98 +160,24 @@ class WorldGenerator:
 
     def _impressions(self) -> None:
         """Fill every session's slots under the logging policy, chunk by chunk."""
-        cfg, rng = self.cfg, self.rng
-        n, k, slots = cfg.n_users, cfg.n_topics, cfg.session_size
-        window = int(cfg.window_hours * 3600)
-        rel = self.p_created - cfg.start_time + 2 * window  # ≥ 0, fits with room in 2**40
-        big = np.int64(1 << 40)
-        by_time = np.arange(len(rel))  # posts are already sorted by creation time
-        by_topic = np.lexsort((rel, self.p_topic))
-        topic_keys = self.p_topic[by_topic].astype(np.int64) * big + rel[by_topic]
-        by_author = np.lexsort((rel, self.p_author))
-        author_keys = self.p_author[by_author].astype(np.int64) * big + rel[by_author]
-        tau = 0.5 * self.interests + 0.5 / k  # the policy's (smoothed) view of interests
-        tau_cdf = np.cumsum(tau, 1)
-        deg = np.diff(self.f_indptr)
-        pi_in, pi_t, pi_g = cfg.policy_in_network, cfg.policy_topic, cfg.policy_global
-
-        out_user, out_post, out_time, out_sess, out_pos, out_prop = [], [], [], [], [], []
+        policy = LoggingPolicy(self.cfg, self.interests, self.p_created, self.p_topic, self.p_author,
+                               self.f_indptr, self.f_dst, self.f_key)
+        chunks = []
         chunk = 20_000
         n_sessions = len(self.s_user)
         for start in range(0, n_sessions, chunk):
             self.progress("impressions", start / max(n_sessions, 1))
             sl = slice(start, start + chunk)
-            u, t = self.s_user[sl], self.s_time[sl]
-            sid = np.arange(start, start + len(u)) + 1
-            t_rel = t - cfg.start_time + 2 * window
-            lo_rel = t_rel - window
-            g_lo, g_n = _count_in(rel, lo_rel, t_rel)
-            # Per session and topic: posts of that topic in the window (queries built topic-major,
-            # so they are already sorted: sessions are in time order).
-            tk = np.arange(k, dtype=np.int64)[:, None] * big
-            tc_lo, tc_n = _count_in(topic_keys, (tk + lo_rel[None, :]).ravel(), (tk + t_rel[None, :]).ravel())
-            tc_lo, tc_n = tc_lo.reshape(k, -1).T, tc_n.reshape(k, -1).T
-            topic_fallback = (tau[u] * (tc_n == 0)).sum(1)
-            # Per (session, followee): the followee's posts in the window; share of followees with none.
-            d = deg[u]
-            pair_start = np.r_[0, np.cumsum(d)[:-1]]
-            pair_s = np.repeat(np.arange(len(u)), d)
-            pair_f = self.f_dst[np.repeat(self.f_indptr[u], d) + _rank_within(pair_s)] if len(pair_s) else pair_s
-            pf_lo, pf_n = _count_in(author_keys, pair_f * big + lo_rel[pair_s], pair_f * big + t_rel[pair_s])
-            empty = np.bincount(pair_s, weights=(pf_n == 0), minlength=len(u))
-            in_fallback = np.where(d > 0, empty / np.maximum(d, 1), 0.0)
-            p_in = np.where(d > 0, pi_in, 0.0)
-            g_mass = pi_g + np.where(d > 0, 0.0, pi_in) + pi_t * topic_fallback + p_in * in_fallback
-
-            # Draw every slot: a route, then a post uniformly within it (global when it is empty).
-            m = len(u) * slots
-            ss = np.repeat(np.arange(len(u)), slots)
-            route_r = rng.random(m)
-            is_in = route_r < p_in[ss]
-            is_topic = (~is_in) & (route_r < p_in[ss] + pi_t)
-            post = np.full(m, -1, dtype=np.int64)
-            r_pick = rng.random(m)
-            pair = pair_start[ss] + (rng.random(m) * d[ss]).astype(np.int64)
-            ok = np.flatnonzero(is_in)
-            ok = ok[pf_n[pair[ok]] > 0]
-            post[ok] = by_author[pf_lo[pair[ok]] + (r_pick[ok] * pf_n[pair[ok]]).astype(np.int64)]
-            tp = _sample_rows(tau_cdf, u[ss], rng.random(m))
-            t_lo, t_n = tc_lo[ss, tp], tc_n[ss, tp]
-            ok = is_topic & (t_n > 0)
-            post[ok] = by_topic[t_lo[ok] + (r_pick[ok] * t_n[ok]).astype(np.int64)]
-            ok = (post < 0) & (g_n[ss] > 0)
-            post[ok] = by_time[g_lo[ss][ok] + (r_pick[ok] * g_n[ss][ok]).astype(np.int64)]
-            shown = post >= 0
-            shown[shown] = self.p_author[post[shown]] != u[ss[shown]]  # never one's own post
-            ss, post = ss[shown], post[shown]
-            pos = (np.flatnonzero(shown) % slots).astype(np.int16)
-
-            # Exact propensity of the shown post over all routes.
-            uu, pa_ = u[ss], self.p_author[post]
-            ptopic = self.p_topic[post].astype(np.int64)
-            prop = g_mass[ss] / g_n[ss]
-            prop += pi_t * tau[uu, ptopic] / np.maximum(tc_n[ss, ptopic], 1)
-            follows, fpos = member(self.f_key, uu * n + pa_)
-            an = pf_n[np.where(follows, pair_start[ss] + fpos - self.f_indptr[uu], 0)] if len(pf_n) else 0
-            prop += np.where(follows, p_in[ss] / np.maximum(deg[uu], 1) / np.maximum(an, 1), 0.0)
-
-            out_user.append(uu)
-            out_post.append(post)
-            out_time.append(t[ss] + pos.astype(np.int64) * 6)
-            out_sess.append(sid[ss])
-            out_pos.append(pos)
-            out_prop.append(np.minimum(prop, 1.0).astype(np.float32))
+            chunks.append(policy.fill(self.s_user[sl], self.s_time[sl], start + 1, self.rng))
         self.progress("impressions", 1.0)
-
-        if not out_user:
+        if not chunks:
             raise ValueError("the world has no sessions: raise days, users or sessions_per_day")
-        user, post = np.concatenate(out_user), np.concatenate(out_post)
+        user, post, t, session, pos, prop = (np.concatenate(xs) for xs in zip(*chunks, strict=True))
         # A post is shown to a user at most once: keep the first showing (arrays are in time order).
         _, first = np.unique(user * len(self.p_author) + post, return_index=True)
         first.sort()
-        self.i_user, self.i_post = user[first], post[first]
-        self.i_time, self.i_session, self.i_pos, self.i_prop = (
-            np.concatenate(xs)[first] for xs in (out_time, out_sess, out_pos, out_prop))
+        self.i_user, self.i_post, self.i_time, self.i_session, self.i_pos, self.i_prop = (
+            xs[first] for xs in (user, post, t, session, pos, prop))
 
     def _truth(self, extra_posts: dict | None = None) -> GroundTruth:
         cfg = self.cfg
@@ -316,15 +216,15 @@ class WorldGenerator:
             sl = slice(start, start + chunk)
             probs = truth.probabilities_rows(self.i_user[sl], self.i_post[sl], self.i_time[sl])
             idx = np.arange(start, min(start + chunk, n_imp))
-            for kind_id, kind in enumerate(ENGAGEMENT_KINDS):
-                if kind == "dwell":
+            for kind_id, head in enumerate(ENGAGEMENT_KINDS):
+                if head == "dwell":
                     secs = np.exp(truth.dwell_log_mu(probs["dwell"]) + dwell_sigma * rng.standard_normal(len(idx)))
                     hit = secs >= self.cfg.dwell_threshold_s
                     value, delay = secs[hit], secs[hit]
                 else:
-                    hit = rng.random(len(idx)) < probs[kind]
+                    hit = rng.random(len(idx)) < probs[head]
                     value = np.ones(hit.sum())
-                    delay = rng.exponential(ACTION_DELAY_S[kind], hit.sum())
+                    delay = rng.exponential(ACTION_DELAY_S[head], hit.sum())
                 rows["imp"].append(idx[hit])
                 rows["kind"].append(np.full(hit.sum(), kind_id, dtype=np.int8))
                 rows["delay"].append(delay)
@@ -495,7 +395,7 @@ class WorldGenerator:
                               "engagements": engagements, "impressions": impressions}, manifest)
 
 
-def generate_world(config: WorldConfig, seed: int, progress: ProgressFn | None = None,
+def generate_world(config: WorldConfig, seed: int, progress: Progress | None = None,
                    preset: str | None = None) -> World:
     world = WorldGenerator(config, seed, progress).generate()
     if preset:

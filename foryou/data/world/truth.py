@@ -27,7 +27,8 @@ from scipy.special import expit, ndtr, ndtri
 
 from foryou.config import EngagementWeights
 from foryou.data.lookup import rows_of
-from foryou.vocab import NEGATIVE, POSITIVE_HEADS
+from foryou.data.manifest import DatasetError
+from foryou.vocab import NEGATIVE, POSITIVE_HEADS, SAFETY_LABELS
 
 TRUTH_DIR = "ground_truth"
 LATENT_FILE = "latent.npz"
@@ -148,8 +149,6 @@ class GroundTruth:
 
     @classmethod
     def load(cls, dataset_dir: str | Path, weights: EngagementWeights | None = None) -> GroundTruth:
-        from foryou.data.dataset import DatasetError
-
         root = Path(dataset_dir)
         tdir = root / TRUTH_DIR
         if not (tdir / LATENT_FILE).exists():
@@ -157,12 +156,11 @@ class GroundTruth:
         params = TruthParams.from_json((tdir / PARAMS_FILE).read_text())
         latent = Latent.from_npz(tdir / LATENT_FILE)
         users = pq.read_table(root / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
-        cols = ["post_id", "author_id", "created_at", "topic", "has_media", "length",
-                "is_nsfw", "is_toxic", "is_spam", "is_misinfo"]
+        cols = ["post_id", "author_id", "created_at", "topic", "has_media", "length", *SAFETY_LABELS]
         p = pq.read_table(root / "posts.parquet", columns=cols)
         posts = PostColumns(
             post_id=p["post_id"].to_numpy(),
-            author_row=np.searchsorted(users, p["author_id"].to_numpy()),
+            author_row=rows_of(users, p["author_id"].to_numpy(), "user"),
             created_at=p["created_at"].to_numpy(),
             topic=p["topic"].to_numpy().astype(np.int64),
             has_media=p["has_media"].to_numpy(zero_copy_only=False),
@@ -187,7 +185,8 @@ class GroundTruth:
         return self.probabilities_rows(self.user_rows(u.ravel()), self.post_rows(p.ravel()),
                                        np.broadcast_to(np.asarray(t, dtype=np.int64), u.shape).ravel())
 
-    def probabilities_rows(self, u: np.ndarray, p: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    def probabilities_rows(self, u: np.ndarray, p: np.ndarray, t: np.ndarray | np.integer | int
+                           ) -> dict[str, np.ndarray]:
         prm, lat, posts = self.params, self.latent, self.posts
         c = lat.content_row[p]
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), p.shape)

@@ -19,6 +19,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _MEANING = {401: "missing or wrong bearer token (state-changing routes, when the server has a token)",
             404: "unknown id", 409: "conflicts with the current state", 413: "request body too large",
             422: "invalid parameters or body (what and where in `errors`; the input is not echoed)",
+            429: "too many requests from this client (`service.rate_limit_per_minute`); retry after `Retry-After` "
+                 "seconds",
             503: "not available now: the event store cannot write (e.g. disk full; nothing was stored), or the "
                  "service is still starting"}
 WRITE_ERRORS = (401, 404, 413, 422, 503)

@@ -21,7 +21,7 @@ from foryou.experiments.definition import NAME_PATTERN, Experiment
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentError, ExperimentStore
 from foryou.service.routes.deps import ORJSONRoute, errors
-from foryou.service.schemas import ID_MAX, ExperimentIn
+from foryou.service.schemas import ID_MAX, Assignments, ExperimentIn
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], route_class=ORJSONRoute)
 Name = Annotated[str, PathParam(pattern=NAME_PATTERN, description="an experiment's name")]
@@ -53,7 +53,8 @@ def list_(dataset: Dataset) -> list[dict[str, Any]]:
     return [e.model_dump() for e in ExperimentStore(dataset).list()]
 
 
-@router.get("/assignments/{user_id}", summary="A user's arms and merged overrides", responses=errors(422))
+@router.get("/assignments/{user_id}", summary="A user's arms and merged overrides", response_model=None,
+            responses={200: {"model": Assignments}, **errors(422)})
 def assignments(user_id: Annotated[int, PathParam(ge=0, le=ID_MAX)], dataset: Dataset) -> dict[str, Any]:
     overrides, chosen = ActiveExperiments(ExperimentStore(dataset).running()).overrides_for(user_id)
     return {"user_id": user_id, "assignments": chosen, "overrides": overrides}

@@ -8,12 +8,12 @@ from starlette.concurrency import run_in_threadpool
 
 from foryou.service import metrics
 from foryou.service.routes.deps import ORJSONResponse, errors
-from foryou.service.schemas import Readiness
+from foryou.service.schemas import Health, Readiness
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", response_model=None, responses={200: {"model": Health}})
 async def healthz() -> ORJSONResponse:
     return ORJSONResponse({"status": "ok"})
 
@@ -28,7 +28,9 @@ async def readyz(request: Request) -> ORJSONResponse:
     return ORJSONResponse({"status": "ready", "applied_seq": svc.applied_seq, "models": svc.engine.model_versions()})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {
+    "description": "the Prometheus text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def prometheus(request: Request) -> Response:
     svc = getattr(request.app.state, "service", None)
     if svc is not None and svc.ready:

@@ -9,6 +9,7 @@ from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from foryou.service.cursor import CURSOR_PATTERN, MAX_CURSOR_CHARS, BadCursor
+from foryou.service.ratelimit import limit_timeline_reads
 from foryou.service.routes.deps import ORJSONResponse, errors, request_id, service
 from foryou.service.schemas import ID_MAX, PostOut, TimelinePage, UserOut
 from foryou.service.service import Service
@@ -19,19 +20,21 @@ UserId = Annotated[int, PathParam(ge=0, le=ID_MAX, description="user id")]
 NOT_FOUND = errors(404, 422)
 
 
-@router.get("/users/{user_id}/timeline", response_model=None, responses={200: {"model": TimelinePage}, **NOT_FOUND},
-            summary="The For You page")
+@router.get("/users/{user_id}/timeline", response_model=None, summary="The For You page",
+            responses={200: {"model": TimelinePage}, **NOT_FOUND, **errors(429)},
+            dependencies=[Depends(limit_timeline_reads)])
 async def timeline(user_id: UserId, svc: Annotated[Service, Depends(service)],
                    rid: Annotated[str, Depends(request_id)],
-                   n: Annotated[int, Query(ge=1, le=1000, description="posts on the page; the server returns "
-                                                                       "at most `service.max_page` (200)")] = 35,
+                   n: Annotated[int | None, Query(ge=1, le=1000, description="posts on the page (default "
+                                                  "`timeline.mixing.page_size`, 35); the server returns at most "
+                                                  "`service.max_page` (200)")] = None,
                    cursor: Annotated[str | None, Query(
                        max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN, json_schema_extra={"format": "cursor"},
                        description="opaque: the `cursor` of the previous page, as it came (a forged or damaged "
                                    "one is answered 422)")] = None,
                    explain: Annotated[bool, Query(description="every head × weight and factor per post")] = False,
                    ) -> ORJSONResponse:
-    n = min(n, svc.config.service.max_page)
+    n = min(n or svc.config.timeline.mixing.page_size, svc.config.service.max_page)
     try:
         # A cache hit is served here on the event loop; a miss (~10-20 ms of ranking) runs in the
         # threadpool so the hits queued behind it in this worker are not held up.

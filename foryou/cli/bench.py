@@ -1,0 +1,172 @@
+"""`foryou bench world|import|timeline|batch|ranker|http|ingest`: benchmarks that write their results as
+JSON (`--json`) and show them as one table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from foryou.cli.params import (
+    DatasetArg,
+    JsonOption,
+    SetOption,
+    UserError,
+    check_preset,
+    dataset_dir,
+    load_config,
+    refuse_to_replace,
+)
+from foryou.cli.render import console, print_summary, progress_bars, status, write_json
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that write JSON.")
+
+# The real datasets live next to the repository, never in it (their licences forbid copies): by default
+# ../shared/data beside the checkout, else wherever --data or FORYOU_DATA says.
+DATA_ENV = "FORYOU_DATA"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def _report(title: str, result: dict[str, Any], json_out: Path, *, leave_out: tuple[str, ...] = ()) -> None:
+    """Write the results file, then show the results (less the keys too long for a table)."""
+    write_json(json_out, result)
+    print_summary(title, {k: v for k, v in result.items() if k not in leave_out})
+
+
+@bench_app.command("world")
+def bench_world(
+    preset: Annotated[str, typer.Option(help="world preset: tiny | small (the default world, ~1 min) | medium | "
+                                             "large (the figures in BENCHMARKS.md; minutes and GBs)")] = "small",
+    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    out: Annotated[Path | None, typer.Option(help="keep the world here (default: written to a scratch directory "
+                                                  "under runs/ and removed)", show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing dataset at --out")] = False,
+    json_out: JsonOption = Path("runs/bench/world.json"),
+) -> None:
+    """Time world generation and writing, with peak RSS."""
+    from foryou.bench.offline import bench_world as run
+
+    checked = check_preset(preset)
+    if out is not None:
+        refuse_to_replace(out, force)
+    _report(f"bench world {preset}", run(checked, seed, out), json_out)
+
+
+@bench_app.command("import")
+def bench_import(
+    data: Annotated[Path, typer.Option(envvar=DATA_ENV, show_default="../shared/data beside the repository",
+                                       help="folder with the real datasets (each in a folder of its own, "
+                                            "recognised by its files)")] = DEFAULT_DATA,
+    json_out: JsonOption = Path("runs/bench/import.json"),
+) -> None:
+    """Time every importer on the real datasets (one process each, for honest peak RSS)."""
+    from foryou.bench.offline import SIGNATURES, bench_imports, find_real_datasets
+
+    where = f"pass --data or set {DATA_ENV} to the folder holding the real datasets"
+    if not data.is_dir():
+        raise UserError(f"{data}: no such directory; {where}")
+    sources = find_real_datasets(data)
+    if not sources:
+        raise UserError(f"{data} holds none of the real datasets (no folder with "
+                        f"{' / '.join(SIGNATURES.values())}); {where}")
+    for name in SIGNATURES.keys() - sources.keys():
+        console.print(f"[yellow]not found[/] under {data}: {name} (no folder with {SIGNATURES[name]})",
+                      highlight=False)
+    _report("bench import", bench_imports(sources), json_out)
+
+
+@bench_app.command("timeline")
+def bench_timeline(
+    dataset: DatasetArg,
+    users: Annotated[int, typer.Option(help="how many random users to request for")] = 1000,
+    seed: Annotated[int, typer.Option(help="which users")] = 0,
+    json_out: JsonOption = Path("runs/bench/timeline.json"),
+    set_: SetOption = None,
+) -> None:
+    """Request latency p50/p95/p99 (total and per step), candidates per source, posts per page."""
+    from foryou.bench.offline import bench_timeline as run
+
+    dataset_dir(dataset)
+    config = load_config(set_)
+    with progress_bars() as bar:
+        result = run(dataset, users, seed, bar, config, set_ or [])
+    _report(f"bench timeline {dataset}", result, json_out, leave_out=("steps_ms",))
+
+
+@bench_app.command("batch")
+def bench_batch(
+    dataset: DatasetArg,
+    users: Annotated[int, typer.Option(help="how many random users get a page", min=1)] = 1000,
+    json_out: JsonOption = Path("runs/bench/batch.json"),
+    set_: SetOption = None,
+) -> None:
+    """Pages for many users at once (recommend_many) against one recommend call per user."""
+    from foryou.bench.batch import bench_batch as run
+
+    dataset_dir(dataset)
+    config = load_config(set_)
+    with progress_bars() as bar:
+        result = run(dataset, users, config=config, progress=bar)
+    _report(f"bench batch {dataset}", result, json_out,
+            leave_out=tuple(k for k, v in result.items() if isinstance(v, list)))
+
+
+@bench_app.command("ranker")
+def bench_ranker(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory with a promoted heavy ranker")],
+    candidates: Annotated[int, typer.Option(help="candidates per request")] = 500,
+    json_out: JsonOption = Path("runs/bench/ranker.json"),
+    int8: Annotated[bool, typer.Option(help="also measure dynamic int8 quantisation (AUC and latency)")] = False,
+    onnx: Annotated[bool, typer.Option(help="compare eager torch with ONNX Runtime (AUC and latency)")] = False,
+) -> None:
+    """Heavy-ranker feature hydration and inference time for one request's candidates, one thread."""
+    from foryou.bench.offline import bench_ranker as run
+
+    dataset_dir(dataset)
+    if onnx and importlib.util.find_spec("onnxruntime") is None:
+        raise UserError("--onnx needs ONNX Runtime: pip install onnxruntime")
+    _report(f"bench ranker {dataset}", run(dataset, candidates, compare_int8=int8, compare_onnx=onnx), json_out)
+
+
+@bench_app.command("http")
+def bench_http(
+    dataset: DatasetArg,
+    workers: Annotated[int, typer.Option(help="server worker processes")] = 2,
+    connections: Annotated[int, typer.Option(help="concurrent keep-alive connections")] = 16,
+    seconds: Annotated[float, typer.Option(help="measured duration")] = 20.0,
+    users: Annotated[int, typer.Option(help="distinct users requested (random, fixed by --seed)")] = 2000,
+    warmup: Annotated[float, typer.Option(help="unmeasured seconds first (fills the cache)")] = 5.0,
+    rate: Annotated[float | None, typer.Option(help="offered requests/s (paced); default: as fast as possible",
+                                               show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="which users")] = 0,
+    json_out: JsonOption = Path("runs/bench/http.json"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="server config override (repeatable)")] = None,
+) -> None:
+    """Timeline requests/s and latency p50/p99 over HTTP on loopback (wrk when installed)."""
+    from foryou.bench.serving import bench_http as run
+
+    dataset_dir(dataset)
+    load_config(set_)
+    with status(f"serving {dataset} and driving it for {warmup + seconds:.0f} s"):
+        result = run(dataset, workers, connections, seconds, users, seed, warmup, overrides=set_ or [], rate=rate)
+    _report(f"bench http {dataset}", result, json_out, leave_out=("machine",))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    dataset: DatasetArg,
+    batch: Annotated[int, typer.Option(help="engagements per POST")] = 1000,
+    clients: Annotated[int, typer.Option(help="concurrent clients posting batches")] = 2,
+    seconds: Annotated[float, typer.Option(help="how long to post batches")] = 10.0,
+    singles: Annotated[int, typer.Option(help="single-event writes timed one at a time afterwards")] = 500,
+    json_out: JsonOption = Path("runs/bench/ingest.json"),
+) -> None:
+    """Durable ingestion over HTTP: events/s in batches, then single-event write latency."""
+    from foryou.bench.serving import bench_ingest as run
+
+    dataset_dir(dataset)
+    with status(f"serving {dataset} and posting engagements"):
+        result = run(dataset, batch, clients, seconds, singles)
+    _report(f"bench ingest {dataset}", result, json_out, leave_out=("machine",))

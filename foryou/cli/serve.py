@@ -1,0 +1,98 @@
+"""`foryou serve`: the For You timeline over HTTP, in one process or several sharing the event store."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from foryou.cli.params import DatasetArg, SetOption, UserError, bad, dataset_dir, load_config, set_overrides
+from foryou.cli.render import console, status
+
+TRACE_LOG = Path("runs/logs/trace.jsonl")
+
+
+def serve(
+    dataset: DatasetArg,
+    host: Annotated[str, typer.Option(help="interface to listen on (non-loopback needs --token)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes (they share the event store)", min=1, max=64)] = 1,
+    token: Annotated[str | None, typer.Option(envvar="FORYOU_TOKEN", help="bearer token for writes",
+                                              show_default=False)] = None,
+    set_: SetOption = None,
+    trace_log: Annotated[Path, typer.Option(help="JSON-lines trace log (rotated)")] = TRACE_LOG,
+    store: Annotated[Path | None, typer.Option(help="event store file (default DATASET/.service/events.sqlite)",
+                                               show_default=False)] = None,
+) -> None:
+    """Serve the For You timeline over HTTP (OpenAPI docs at /docs): pages, durable real-time writes,
+    /metrics. Writes are acknowledged after they are committed to the event store."""
+    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store)
+
+
+def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+                  token: str | None = None, overrides: list[str] | None = None, trace_log: Path = TRACE_LOG,
+                  store: Path | None = None) -> None:
+    """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
+    before any worker starts; then serve until Ctrl-C."""
+    from foryou.service.app import SETTINGS_ENV, ServeSettings, create_app
+    from foryou.service.server import run
+    from foryou.service.service import Service, ServiceOptions, store_path
+    from foryou.service.store import check_writable
+
+    dataset_dir(dataset)  # a missing or broken dataset is a one-line error
+    _check_listen(host, port, token)
+    config = load_config(overrides)
+    _check_port_free(host, port)
+    check_writable(store_path(dataset, store))  # a read-only store: one line here, not one per worker
+    settings = ServeSettings(dataset=dataset, config=set_overrides(overrides), token=token, trace_log=trace_log,
+                             store=store)
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    if workers == 1:
+        with status("opening the serving index and replaying the event store"):
+            svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store))
+        target: Any = create_app(settings, service=svc)
+        user = int(svc.engine.state.index.user_ids[0])
+        extra: dict[str, Any] = {}
+    else:
+        from foryou.timeline.engine import RecommendationEngine
+
+        with status("building the serving snapshot the workers will share"):
+            RecommendationEngine.open(dataset, config).close()
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        os.environ["FORYOU_WORKER_SUFFIX"] = "1"
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="foryou-metrics-")
+        user = int(np.sort(_user_ids(dataset))[0])
+        target, extra = "foryou.service.app:app_from_env", {"factory": True, "workers": workers}
+    console.print(f"serving [bold]{dataset}[/] on [bold]{url}[/] ({workers} worker{'s' * (workers > 1)}); "
+                  f"API docs {url}/docs; writes {'need the bearer token' if token else 'open (loopback only)'}; "
+                  "Ctrl-C stops", highlight=False)
+    console.print(f"try: curl '{url}/v1/users/{user}/timeline?n=5'", highlight=False, soft_wrap=True)
+    run(target, host, port, config.service.header_timeout_s, **extra)
+
+
+def _check_listen(host: str, port: int, token: str | None) -> None:
+    from foryou.service.security import check_bind
+
+    if not 1 <= port <= 65535:
+        raise bad("--port", f"{port} is not a TCP port (1 to 65535)")
+    check_bind(host, token)  # a non-loopback host without a token: BindRefused, one line
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pass --port") from None
+
+
+def _user_ids(dataset: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(dataset / "users.parquet", columns=["user_id"])["user_id"].to_numpy()

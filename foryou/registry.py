@@ -49,7 +49,7 @@ FALLBACKS: dict[str, str] = {"realgraph": "decayed-count heuristic", "two_tower"
 PROMOTED = "promoted"
 NOT_PROMOTED = "not promoted"
 
-log = logging.getLogger("foryou.training")
+log = logging.getLogger("foryou.registry")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 
@@ -113,19 +113,15 @@ def code_revision(repo_dir: Path | None = None) -> str:
     """``git rev-parse --short HEAD`` of the package's repository (``-dirty`` if it has changes), else "unknown"."""
     cwd = repo_dir or Path(__file__).resolve().parent
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=5)
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, env=env, capture_output=True, text=True, timeout=5
-        )
+        head = git("rev-parse", "--short", "HEAD")
         if head.returncode != 0 or not head.stdout.strip():
             return "unknown"
-        revision = head.stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=cwd, env=env, capture_output=True, text=True, timeout=5
-        )
-        if status.returncode == 0 and status.stdout.strip():
-            revision += "-dirty"
-        return revision
+        status = git("status", "--porcelain")
+        return head.stdout.strip() + ("-dirty" if status.returncode == 0 and status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError, ValueError):
         return "unknown"
 

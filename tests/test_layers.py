@@ -81,3 +81,18 @@ def test_no_module_is_loaded_by_name():
     """importlib by module path is an upward import the graph above cannot see."""
     for path in sorted(PACKAGE.rglob("*.py")):
         assert "import_module(" not in path.read_text(), f"{path.relative_to(ROOT)} loads a module by name"
+
+
+def test_modules_and_functions_stay_small():
+    """A module a reader can hold in mind (≤ 500 lines) and functions that do one thing (≤ 80 lines)."""
+    too_big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(ROOT)
+        if source.count("\n") > 500:
+            too_big.append(f"{name}: {source.count(chr(10))} lines")
+        too_big += [f"{name}:{node.lineno} {node.name}(): {node.end_lineno - node.lineno + 1} lines"
+                    for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and node.end_lineno is not None and node.end_lineno - node.lineno + 1 > 80]
+    assert not too_big, "\n".join(too_big)

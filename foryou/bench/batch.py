@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ import numpy as np
 
 from foryou.bench.offline import machine, peak_rss_mb
 from foryou.config import ForYouConfig
-
-Progress = Callable[[str, float], None]
+from foryou.logs import Progress
 
 
 def bench_batch(dataset: Path, users: int = 1000, n: int = 35, config: ForYouConfig | None = None,

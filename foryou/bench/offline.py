@@ -121,7 +121,7 @@ def bench_timeline(dataset: Path, users: int, seed: int, progress: Callable[[str
     engine = RecommendationEngine.open(dataset, config)
     build_s = time.perf_counter() - t0
     progress("build engine", 1.0)
-    ids = engine.state.index.user_ids
+    ids = engine.user_ids
     chosen = np.random.default_rng(seed).choice(ids, size=min(users, len(ids)), replace=False)
     for u in chosen[:20]:  # warm-up: first-touch page faults, lazy imports
         engine.recommend(int(u))
@@ -166,7 +166,7 @@ def bench_ranker(dataset: Path, candidates: int = 500, repeats: int = 300,
     from foryou.timeline.loading import TrainedHeavyRanker
 
     engine = RecommendationEngine.open(dataset)
-    model = engine.state.models.get("heavy_ranker")
+    model = engine.state.heavy_ranker()
     if not isinstance(model, TrainedHeavyRanker):  # none promoted (or unloadable: the heuristic serves)
         engine.close()
         raise ForYouError(f"{dataset}: no promoted heavy ranker ({engine.model_status['heavy_ranker']}); "

@@ -56,7 +56,7 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
         with status("opening the serving index and replaying the event store"):
             svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store))
         target: Any = create_app(settings, service=svc)
-        user = int(svc.engine.state.index.user_ids[0])
+        user = int(svc.engine.user_ids[0])
         extra: dict[str, Any] = {}
     else:
         from foryou.timeline.engine import RecommendationEngine

@@ -27,7 +27,7 @@ def timeline(
     with status("opening the serving index (built and snapshotted on first use)"):
         engine = RecommendationEngine.open(dataset, config)
     try:
-        if len(engine.state.index.post_id) == 0:
+        if engine.n_posts == 0:
             raise UserError(f"{dataset}: the dataset has no posts")
         page = engine.recommend(user, n=n, explain=explain, trace=trace)
     except UnknownUser as exc:

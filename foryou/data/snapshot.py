@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -61,30 +61,6 @@ def csr_arrays(m: sparse.csr_matrix) -> Arrays:
 
 def csr_from(arrays: Mapping[str, Any]) -> sparse.csr_matrix:
     return sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(arrays["shape"]))
-
-
-# -- compatibility: rebuilding by class name --------------------------------------------------------
-
-T = TypeVar("T")
-_RESTORABLE: dict[str, Callable[[Arrays], Any]] = {}
-
-
-def restorable(cls: type[T]) -> type[T]:
-    """Class decorator: `load` without `compose` rebuilds parts saved from `cls` with its `from_arrays`.
-
-    Only for callers written against the old object snapshots (`load(path, tag)` returning objects);
-    a caller that passes `compose` does not need it. The class registers itself, so nothing here
-    names a module above this one."""
-    _RESTORABLE[cls.__name__] = cls.from_arrays  # type: ignore[attr-defined]
-    return cls
-
-
-def _restore(kind: str | None, path: Path) -> Callable[[Arrays], Any] | None:
-    if kind is None:  # saved as plain Arrays
-        return None
-    if kind not in _RESTORABLE:
-        raise SnapshotError(f"{path}: no way to rebuild a {kind} (pass compose=..., or import its module first)")
-    return _RESTORABLE[kind]
 
 
 # -- disk --------------------------------------------------------------------------------------------
@@ -162,8 +138,7 @@ def load(path: str | os.PathLike[str], tag: str, mmap: bool = True,
          compose: Mapping[str, Callable[[Arrays], Any]] | None = None) -> dict[str, Any]:
     """Load a snapshot saved with the same `tag`; SnapshotError when absent, stale or unreadable.
 
-    Each part comes back as its `Arrays`, or as `compose[part](arrays)` where `compose` names it.
-    Without `compose`, parts saved from a `restorable` class are rebuilt by it (compatibility)."""
+    Each part comes back as its `Arrays`, or as `compose[part](arrays)` where `compose` names it."""
     path = Path(path)
     try:
         meta = json.loads((path / META).read_text())
@@ -179,7 +154,7 @@ def load(path: str | os.PathLike[str], tag: str, mmap: bool = True,
                 out[part] = None
                 continue
             arrays = _read_part(path, part, entry, mode)
-            build = compose.get(part) if compose is not None else _restore(entry.get("kind"), path)
+            build = (compose or {}).get(part)
             out[part] = build(arrays) if build is not None else arrays
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from exc

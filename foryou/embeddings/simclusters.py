@@ -31,7 +31,6 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from foryou.config import SimClustersConfig
-from foryou.data import snapshot
 from foryou.data.lookup import member, rows_of
 from foryou.data.snapshot import Arrays, csr_arrays, csr_from, nest, unnest
 from foryou.data.split import History, _require_history, follow_graph
@@ -58,7 +57,6 @@ def _gather(indptr: np.ndarray, values: np.ndarray, rs: np.ndarray) -> np.ndarra
     return values[np.repeat(starts, counts) + offsets]
 
 
-@snapshot.restorable
 class SimClusters:
     def __init__(self, config: SimClustersConfig, t_ref: int, known_for: sparse.csr_matrix,
                  interested_in: sparse.csr_matrix, post_vectors: sparse.csr_matrix, created_at: np.ndarray,

@@ -19,7 +19,7 @@ from foryou.data.lookup import member
 from foryou.eval import metrics as M
 from foryou.eval.baselines import BASELINES, Catalog, Lists, build_catalog, make_baseline
 from foryou.eval.protocols import EvalError, EvalSplit, make_split
-from foryou.eval.system import Pages, Retrieved, candidate_pipeline, candidates_of, retrieve, serve_pages
+from foryou.eval.system import Pages, Retrieved, candidates, retrieve, serve_pages
 from foryou.logs import Progress, Timer
 from foryou.timeline.engine import RecommendationEngine
 from foryou.vocab import NEGATIVE_FEEDBACK
@@ -237,7 +237,7 @@ def _retrieval(r: Retrieved, pages: Pages, split: EvalSplit, idx: np.ndarray) ->
 
 def _light_batches(engine) -> dict[str, int]:
     """Source batches each side's trained light ranker has ordered so far (0 where none is loaded)."""
-    return {side: getattr(engine.state.models.get(f"light_ranker_{side}"), "batches", 0)
+    return {side: getattr(engine.state.light_ranker(side), "batches", 0)
             for side in ("in_network", "out_of_network")}
 
 
@@ -271,12 +271,10 @@ def _oracle(path: Path, dataset: Dataset, split: EvalSplit, engine, lists: dict[
     from foryou.eval.oracle import page_utilities
 
     truth = GroundTruth.load(path)
-    pipe = candidate_pipeline(engine)
-    cands = []
-    for i, u in enumerate(split.users.tolist()):
-        cands.append(candidates_of(engine, pipe, u, split.as_of, pages.post_id.shape[1]))
-        if i % 20 == 0:
-            progress("our candidates", (i + 1) / len(split.users))
+    cands: list[tuple[np.ndarray, np.ndarray]] = []
+    for lo in range(0, len(split.users), 256):  # batches through the funnel, with progress between them
+        cands += candidates(engine, split.users[lo:lo + 256], split.as_of, pages.post_id.shape[1])
+        progress("our candidates", len(cands) / len(split.users))
     progress("our candidates", 1.0)
     util = page_utilities(truth, split, lists, cands, _stage(progress, "oracle pages"))
     out: dict[str, Any] = {"what": "Σ expected utility of each list ÷ Σ that of the oracle page of the same length "

@@ -14,7 +14,6 @@ from foryou.mixer import CandidateBatch, Segments
 from foryou.timeline import columns as c
 from foryou.timeline.engine import RecommendationEngine
 from foryou.timeline.page import PageBatch
-from foryou.timeline.pipeline import ForYouPipeline
 from foryou.vocab import RANKER_HEADS
 
 Progress = Callable[[float], None]
@@ -96,21 +95,11 @@ def _stack(grids: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.pad(g, ((0, 0), (0, width - g.shape[1])), constant_values=-1) for g in grids])
 
 
-def candidate_pipeline(engine: RecommendationEngine) -> ForYouPipeline:
-    """The engine's own pipeline: `candidates_of` runs it up to (not including) selection."""
-    return engine.pipeline
-
-
-def candidates_of(engine: RecommendationEngine, pipeline: ForYouPipeline, user_id: int, now: int,
-                  n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(post ids, predicted utility Σ wᵢ·p̂ᵢ) of the user's candidates before selection: every candidate that
-    survived retrieval, the light rankers' cuts, filters, scoring and post filters — what a page is chosen from."""
-    return candidates(engine, np.array([user_id]), now, n)[0]
-
-
 def candidates(engine: RecommendationEngine, users: np.ndarray, now: int,
                n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`candidates_of` for many users in one pass of the funnel."""
+    """(post ids, predicted utility Σ wᵢ·p̂ᵢ) of each user's candidates before selection, in one pass of the
+    funnel: every candidate that survived retrieval, the light rankers' cuts, filters, scoring and post
+    filters — what a page is chosen from."""
     out = engine.funnel(users, until="post_filters", n=n, now=int(now))
     b, seg = out.batch, out.segments
     if not len(b):

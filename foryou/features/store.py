@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data import snapshot
 from foryou.data.lookup import member, rows_of
 from foryou.data.snapshot import Arrays, nest, unnest
 from foryou.data.split import History, _require_history
@@ -80,7 +79,6 @@ FEATURE_SCHEMA = hashlib.sha256(f"{FEATURE_VERSION}|{'|'.join(FEATURE_NAMES)}".e
 _COLUMNS = ("user_ids", "post_id", "author_row", "created_at", "content_row", "topic")  # by row, as built
 
 
-@snapshot.restorable
 class FeatureStore:
     """Point-in-time counters over a History plus static post columns; `compute` is the one definition."""
 

@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data import snapshot
 from foryou.data.lookup import row_of, rows_of
 from foryou.data.snapshot import Arrays, nest, unnest
 from foryou.data.split import FollowGraph, History, follow_graph
@@ -72,7 +71,6 @@ class CSR:
         return self.values[np.repeat(starts, counts) + offsets], owner
 
 
-@snapshot.restorable
 class ServingIndex:
     def __init__(self, h: History, uteg_window_s: int = 48 * HOUR):
         self.as_of = h.as_of

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from foryou.config import Strict
-from foryou.data import snapshot
 from foryou.data.lookup import member, rows_of
 from foryou.data.snapshot import Arrays
 from foryou.data.split import History, _require_history, follow_graph
@@ -68,7 +67,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@snapshot.restorable
 class RealGraph:
     def __init__(self, t_ref: int, half_life_days: float, follow_indptr: np.ndarray, follow_indices: np.ndarray,
                  pair_indptr: np.ndarray, pair_indices: np.ndarray, pair_counts: np.ndarray,

@@ -40,16 +40,15 @@ class HttpEngine:
 
     def recommend(self, user_id: int, n: int | None = None, context: dict[str, Any] | None = None,
                   explain: bool = False, trace: bool = False, now: int | None = None,
-                  overrides: dict[str, Any] | None = None, exclude: Iterable[int] | None = None,
-                  cursor: frozenset[int] | None = None) -> TimelineResponse:
-        """The service's page for the user (`n` None: the service's page size). `exclude` (or `cursor`):
+                  overrides: dict[str, Any] | None = None, exclude: Iterable[int] | None = None) -> TimelineResponse:
+        """The service's page for the user (`n` None: the service's page size). `exclude`:
         the posts of the user's earlier pages in this scroll — the service keeps those in its own
         cursor, so the one it gave with the user's last page is sent. `now`, `overrides`, `context`
         and `trace` are not sent: the service keeps its own clock and applies the user's experiment arm."""
         self.flush()  # the page must see every action sent so far
         uid = int(user_id)
         params: dict[str, Any] = {"n": n} if n else {}
-        if (exclude or cursor) and uid in self._cursors:
+        if exclude and uid in self._cursors:
             params["cursor"] = self._cursors[uid]
         if explain:
             params["explain"] = True
@@ -66,7 +65,7 @@ class HttpEngine:
                               network_reason=str(it.get("network_reason", "")))
                  for i, it in enumerate(body.get("items", []))]
         return TimelineResponse(user_id=uid, items=items, cold_start=bool(body.get("cold_start", False)),
-                                cursor=None, timings_ms={}, sources=dict(body.get("sources") or {}), errors=[],
+                                timings_ms={}, sources=dict(body.get("sources") or {}), errors=[],
                                 models=self._models)
 
     def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:

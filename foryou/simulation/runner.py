@@ -381,7 +381,7 @@ class Simulation:
         out: dict[str, Any] = {"day": d + 1}
         if ref is not None and rows:
             u, p, t = (np.array(c) for c in zip(*rows, strict=True))
-            live = _features(self.engine.state.features, self.users[u], p, t)
+            live = _features(self.engine.state.store, self.users[u], p, t)
             out["features"] = ref.check(live)
         if pred_ref is not None and preds:
             monitor = DriftMonitor(pred_ref, kind="prediction", thresholds=self.config.monitoring.drift)
@@ -397,7 +397,7 @@ class Simulation:
             raise ValueError("nightly retraining needs an output directory")
         path = self.write_feedback(self.out / "feedback")
         train_all(path, only="heavy_ranker")
-        models, status = load_models(path, self.engine.state.features)
+        models, status = load_models(path, self.engine.state.store)
         line = status.get("heavy_ranker")
         if "heavy_ranker" in models:  # every arm's pipeline shares this models dict
             self.engine.state.models["heavy_ranker"] = models["heavy_ranker"]

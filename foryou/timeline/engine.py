@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from foryou.config import ForYouConfig, SimClustersConfig, apply_overrides
+from foryou.config import ForYouConfig, apply_overrides
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
 from foryou.data.lookup import member
@@ -40,14 +40,13 @@ from foryou.timeline.pipeline import ForYouPipeline, for_you_pipeline
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 from foryou.timeline.views import EngineViews, UnknownPost, UnknownUser
-from foryou.vocab import POST_KINDS
+from foryou.vocab import POST_KINDS, RELATIONS
 
 __all__ = ["RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
 
 log = logging.getLogger("foryou.timeline")
 SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
 INTERACTIONS = ("impression", *KIND_CODE)
-RELATIONS = ("follow", "unfollow", "block", "mute", "unblock", "unmute")
 PAGE_EXTRAS = (c.LIKED_BY, c.NETWORK_REASON, c.EXPLANATION)
 
 
@@ -59,7 +58,7 @@ class RecommendationEngine(EngineViews):
         with Timer() as t:
             h = history(dataset, as_of)
             index = ServingIndex(h)
-            realgraph, simclusters = _graph_models(h)
+            realgraph, simclusters = _graph_models(h, config or ForYouConfig())
             store = FeatureStore(h)
         self._assemble(index, realgraph, simclusters, store, dataset.path, config, as_of, t.seconds)
         self.loaded_from: Path | None = None
@@ -97,11 +96,13 @@ class RecommendationEngine(EngineViews):
         path = Path(path)
         manifest = read_manifest(path)
         as_of = manifest.time_range[1] + 1 if as_of is None else as_of
-        snap, tag = path / ".serving" / f"as_of-{as_of}", _fingerprint(path, as_of)
+        snap, tag = path / ".serving" / f"as_of-{as_of}", _fingerprint(path, as_of, config or ForYouConfig())
         if cache:
             try:
                 with Timer() as t:
-                    parts = snapshot.load(snap, tag)
+                    parts = snapshot.load(snap, tag, compose={
+                        "index": ServingIndex.from_arrays, "realgraph": RealGraph.from_arrays,
+                        "simclusters": SimClusters.from_arrays, "features": FeatureStore.from_arrays})
                 engine = object.__new__(cls)
                 engine._assemble(parts["index"], parts["realgraph"], parts["simclusters"], parts["features"], path,
                                  config, as_of, t.seconds)
@@ -351,15 +352,17 @@ class RecommendationEngine(EngineViews):
             pipeline.close()
 
 
-def _fingerprint(path: Path, as_of: int) -> str:
-    """What a snapshot was built from: the manifest, every table file's size and mtime, the cut,
-    and the source of the modules whose objects it holds (a code change invalidates it)."""
+def _fingerprint(path: Path, as_of: int, config: ForYouConfig) -> str:
+    """What a snapshot was built from: the manifest, every table file's size and mtime, the cut, the
+    SimClusters settings, and the source of the modules that build and store its parts (a code change
+    invalidates it)."""
+    from foryou.data import split
     from foryou.embeddings import simclusters
     from foryou.features import counter, store
     from foryou.graph import index, realgraph
 
-    h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|".encode())
-    for module in (index, realgraph, simclusters, counter, store):
+    h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|{config.simclusters.model_dump_json()}|".encode())
+    for module in (index, realgraph, simclusters, counter, store, split, snapshot):
         h.update(Path(str(module.__file__)).read_bytes())
     h.update((path / "manifest.json").read_bytes())
     for name in sorted(p.name for p in path.glob("*.parquet")):
@@ -368,6 +371,6 @@ def _fingerprint(path: Path, as_of: int) -> str:
     return h.hexdigest()[:32]
 
 
-def _graph_models(h: History) -> tuple[RealGraph, SimClusters]:
+def _graph_models(h: History, config: ForYouConfig) -> tuple[RealGraph, SimClusters]:
     """RealGraph and SimClusters built from the same History as the index."""
-    return RealGraph.build(h), SimClusters.build(h, SimClustersConfig())
+    return RealGraph.build(h), SimClusters.build(h, config.simclusters)

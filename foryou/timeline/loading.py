@@ -16,6 +16,7 @@ from foryou.models.heavy_ranker import HeavyRankerNet
 from foryou.models.logistic import LogisticRegression, logistic_from_tensors
 from foryou.registry import ModelRegistry
 from foryou.timeline.query import TimelineQuery
+from foryou.vocab import NEGATIVE
 
 if TYPE_CHECKING:
     from foryou.embeddings.retriever import EmbeddingRetriever
@@ -153,7 +154,7 @@ def realgraph_coefficients(tensors: dict[str, torch.Tensor]) -> RealGraphCoeffic
     collinear negative actions can come out positive in the fit, and a block must never raise a weight."""
     w, b = logistic_from_tensors(tensors).raw_coefficients()
     c = RealGraphCoefficients.learned(w[0], b[0]).model_dump()
-    for kind in ("not_interested", "mute", "block", "report"):
+    for kind in NEGATIVE:
         c[kind] = min(c[kind], 0.0)
     for kind in ("like", "repost", "reply", "profile_click", "click", "follow_author", "follows"):
         if kind in c:

@@ -40,7 +40,6 @@ class TimelineResponse:
     errors: list[str]
     models: dict[str, str]
     trace: dict[str, Any] | None = None
-    cursor: None = None  # removed (the engine keeps no cursors; pass `exclude`): kept until HttpEngine stops setting it
 
 
 @dataclass

@@ -15,7 +15,7 @@ from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.selectors import rank_within
 from foryou.timeline.state import TimelineState, UsesState
-from foryou.vocab import DAY, RANKER_HEADS
+from foryou.vocab import DAY, NEGATIVE_FEEDBACK, RANKER_HEADS
 
 
 def weighted_score(probs: dict[str, np.ndarray], weights: EngagementWeights) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,7 @@ class HeavyRanker(_StateScorer):
             return float(logit(np.clip(rate, 1e-5, 0.5)))
 
         probs = {h: expit(at(base[h]) + slope * (z - w.unsafe_penalty * unsafe)) for h, slope in w.slopes.items()}
-        negative = max(base["not_interested"] + base["mute"] + base["block"], 1e-5)
+        negative = max(sum(base[k] for k in NEGATIVE_FEEDBACK), 1e-5)
         probs["negative_feedback"] = expit(at(negative) + w.negative_feedback[0] * z + w.negative_feedback[1] * unsafe)
         probs["report"] = expit(at(max(base["report"], 1e-6)) + w.report[0] * z + w.report[1] * unsafe)
         return {h: np.asarray(p, np.float32) for h, p in probs.items()}

@@ -97,7 +97,7 @@ class SimClustersSource(_Source):
 
 
 class EmbeddingVectorsGate(Gate[TimelineQuery]):
-    """Skips the embedding-ANN pipeline until TwHIN / two-tower vectors are trained (issue 4);
+    """Skips the embedding-ANN pipeline until two-tower vectors are trained;
     the trace shows the closed gate and the response's `models` says the source fell back."""
 
     name = "embedding_vectors_trained"
@@ -110,14 +110,14 @@ class EmbeddingVectorsGate(Gate[TimelineQuery]):
 
 
 class EmbeddingAnnSource(_Source):
-    """TwHIN / two-tower nearest neighbours (behind EmbeddingVectorsGate)."""
+    """Two-tower nearest neighbours (behind EmbeddingVectorsGate)."""
 
     name = "embedding_ann"
 
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
         model = self.state.retriever()
         if model is None:
-            raise SourceUnavailable("no trained two-tower/TwHIN vectors yet: served from the other sources")
+            raise SourceUnavailable("no trained two-tower vectors yet: served from the other sources")
         rows, scores = model.retrieve(query.user_row, query.now, k=self.cfg.embedding_ann)
         return self.batch(rows, scores)
 

@@ -42,7 +42,7 @@ class LightRankerModel(Protocol):
 
 
 class RetrieverModel(Protocol):
-    """Embedding retrieval (two-tower / TwHIN vectors): the viewer's nearest recent posts."""
+    """Embedding retrieval (two-tower vectors): the viewer's nearest recent posts."""
 
     version: str
 
@@ -72,7 +72,7 @@ class TimelineState:
         return cast("LightRankerModel | None", self.models.get(f"light_ranker_{side}"))
 
     def retriever(self) -> RetrieverModel | None:
-        return cast("RetrieverModel | None", self.models.get("two_tower") or self.models.get("twhin"))
+        return cast("RetrieverModel | None", self.models.get("two_tower"))
 
 
 class UsesState:

@@ -124,3 +124,15 @@ def test_train_only_lists_and_checks_every_model(tmp_path, world_copy):
     assert all(name in r.stdout for name in MODELS), r.stdout
     r = foryou("train", "w", "--only", "safety_nsfw", cwd=tmp_path)
     assert_one_line_error(r, "unknown model 'safety_nsfw'; one of " + ", ".join(MODELS), code=2)
+
+
+def test_simulation_settings_reach_the_run_through_set(tmp_path, world_copy):
+    """`--set simulation.*` is the one tree's: an option left at its default does not override it."""
+    r = foryou("simulate", "w", "--users", "0.01", "--out", "sim", "--no-new-posts",
+               "--set", "simulation.days=1", "--set", "simulation.seed=3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "sim" / "results.json").read_text())
+    assert saved["summary"]["days"] == 1 and saved["summary"]["seed"] == 3
+    r = foryou("simulate", "w", "--users", "0.01", "--no-new-posts", "--set", "simulation.days=1",
+               "--set", "simulation.seed=3", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "w" / "simulations" / "baseline-s3" / "results.json").exists()

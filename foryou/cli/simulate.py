@@ -13,6 +13,7 @@ from foryou.cli.render import console, print_simulation, progress_bars
 
 
 def simulate(
+    ctx: typer.Context,
     world: Annotated[Path, typer.Argument(help="a synthetic world (needs ground truth)")],
     days: Annotated[int, typer.Option(help="simulated days", min=1)] = 14,
     experiment: Annotated[str | None, typer.Option(help="an experiment of this world (foryou experiments "
@@ -42,24 +43,37 @@ def simulate(
         raise UserError(f"{world}: simulation needs a synthetic world with ground truth (`foryou world`)")
     config = load_config(set_)
     exp = ExperimentStore(world).get(experiment) if experiment else None  # no such one: a ForYouError
+    with user_errors(ValidationError):
+        cfg = SimulationConfig(**_given(ctx, set_, days=days, seed=seed, user_share=users, retrain=retrain,
+                                        new_posts=new_posts))
+    seed = cfg.seed if "seed" in cfg.model_fields_set else config.simulation.seed
     out = out or world / "simulations" / f"{experiment or 'baseline'}-s{seed}"
-    if feedback or retrain:
+    if feedback or (cfg.retrain if "retrain" in cfg.model_fields_set else config.simulation.retrain):
         refuse_to_replace(out / "feedback", force)
     engine = None
     if url:
         from foryou.simulation.http_backend import HttpEngine
 
         engine = HttpEngine(url)
-    with user_errors(ValidationError):
-        cfg = SimulationConfig(days=days, seed=seed, user_share=users, retrain=retrain, new_posts=new_posts)
     with progress_bars() as bar:
         sim = Simulation(world, cfg, experiment=exp, engine_config=config, engine=engine, out=out,
                          progress=bar)
         result = sim.run()
-    report = write_report(result, out / "report.html", f"foryou simulate {world} · {days} days · "
-                                                        f"{experiment or 'baseline'} · seed {seed}")
+    report = write_report(result, out / "report.html", f"foryou simulate {world} · {sim.cfg.days} days · "
+                                                        f"{experiment or 'baseline'} · seed {sim.cfg.seed}")
     write_json(result, out / "results.json")
     if feedback:
         console.print(f"feedback dataset → {sim.write_feedback(out / 'feedback')}")
     print_simulation(result)
     console.print(f"report → {report}")
+
+
+def _given(ctx: typer.Context, set_: list[str] | None, **options: object) -> dict[str, object]:
+    """The options typed on the command line; the rest come from the config (`--set simulation.days=3`).
+    `--users` keeps its own default (0.2) unless `--set simulation.user_share=...` names one."""
+    params = {"user_share": "users"}
+    given = {field: value for field, value in options.items()  # by name: typer may bring its own click
+             if getattr(ctx.get_parameter_source(params.get(field, field)), "name", "DEFAULT") != "DEFAULT"}
+    if "user_share" not in given and not any(s.startswith("simulation.user_share=") for s in set_ or []):
+        given["user_share"] = options["user_share"]
+    return given

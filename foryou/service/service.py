@@ -112,7 +112,8 @@ class Service:
         self.experiments = ServedExperiments(self.dataset)
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
-        self.monitor = LiveMonitor(self.engine.user_ids, self.engine.author_followers)  # gauges for /metrics
+        self.monitor = LiveMonitor(self.engine.user_ids, self.engine.author_followers,  # gauges for /metrics
+                                   config=self.config.monitoring)
         self.trace = TraceLog(options.trace_log, cfg.trace_log_bytes, cfg.trace_log_backups)
         self._apply_lock = threading.Lock()
         self.applied_seq = 0

@@ -17,6 +17,7 @@ from scipy import sparse
 from foryou.data.dataset import Dataset
 from foryou.data.lookup import row_of, rows_of
 from foryou.data.snapshot import Arrays, csr_arrays, csr_from, nest, unnest
+from foryou.vocab import POSITIVE
 
 EVENT_TABLES = ("posts", "follows", "engagements", "impressions")
 
@@ -122,7 +123,7 @@ def follow_graph(h: History) -> FollowGraph:
     return FollowGraph(ids, adj)
 
 
-def engagement_counts(h: History, kinds: tuple[str, ...] = ("like", "repost", "reply"),
+def engagement_counts(h: History, kinds: tuple[str, ...] = POSITIVE,
                       since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(post_ids, counts) of engagements of the given kinds in [since, as_of), most engaged first."""
     h = _require_history(h)

@@ -25,10 +25,9 @@ from foryou.config import Strict
 from foryou.data.lookup import member, rows_of
 from foryou.data.snapshot import Arrays
 from foryou.data.split import History, _require_history, follow_graph
-from foryou.vocab import DAY
+from foryou.vocab import DAY, NEGATIVE, POSITIVE
 
-KINDS: tuple[str, ...] = ("like", "repost", "reply", "profile_click", "click", "follow_author",
-                          "not_interested", "mute", "block", "report")
+KINDS: tuple[str, ...] = (*POSITIVE, "profile_click", "click", "follow_author", *NEGATIVE)
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 FEATURES: tuple[str, ...] = ("follows", *KINDS)
 

@@ -33,7 +33,7 @@ from foryou.models.logistic import LogisticRegression, logistic_from_tensors, pr
 from foryou.training.heavy_ranker import Rows
 from foryou.training.logistic import fit_logistic
 from foryou.training.metrics import auc, head_metrics, pr_auc
-from foryou.vocab import RANKER_HEADS
+from foryou.vocab import RANKER_HEADS, SAFETY_LABELS
 
 Trained = tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]
 
@@ -44,7 +44,7 @@ LIGHT_FEATURES: tuple[str, ...] = (
     "post_positive_log", "post_impressions_log", "post_rate", "post_positive_24h_log", "post_negative_rate",
     "has_media", "has_link",
     "author_rate", "author_impressions_log", "author_negative_rate", "author_followers_log",  # reputation
-    "is_nsfw", "is_toxic", "is_spam", "is_misinfo",
+    *SAFETY_LABELS,
 )
 REALGRAPH_POSITIVE = ("like", "repost", "reply", "profile_click", "click")
 L2 = 1e-4

@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from foryou.bench.serving import running_server
@@ -62,7 +63,7 @@ def test_one_day_over_http_reaches_the_service(tiny_world_dir, tmp_path):
         engine.close()
         s = r.summary
         assert s["sessions"] > 0 and s["impressions"] > 0
-        assert s["new_posts"] == 0 and "no add_post" in s["new_posts_note"]  # the service assigns post ids
+        assert s["new_posts"] == 0 and "assigns its own post ids" in s["new_posts_note"]  # the service assigns post ids
         assert s["engine_models"]["heavy_ranker"]  # read from the service's responses
         # The service applied the arm the simulation attributes every user to.
         assert engine.served_arms and s["arm_mismatches"] == 0
@@ -77,3 +78,23 @@ def test_one_day_over_http_reaches_the_service(tiny_world_dir, tmp_path):
             served_users = {u for u, arms in engine.served_arms.items() if arms}
             assert res["users"] == len(served_users)
             assert sum(a["impressions"] for a in res["arms"]) == s["impressions"]
+
+
+def test_the_http_engine_is_an_engine(tiny_world_dir, tmp_path):
+    """The Engine protocol over HTTP: pages of many users as columns, a follow, a new post."""
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world_dir, world, ignore=shutil.ignore_patterns(".service"))
+    users = sorted(pq.read_table(world / "users.parquet", columns=["user_id"])["user_id"].to_pylist())[:3]
+    with running_server(world) as server, httpx.Client(base_url=server.url) as c:
+        engine = HttpEngine(server.url)
+        pages = engine.recommend_many(users, n=5)
+        assert pages.user_id.tolist() == users and pages.post_id.shape == (3, 5)
+        first = engine.recommend(users[0], n=5)
+        assert pages.post_id[0, :pages.lengths[0]].tolist() == [it.post_id for it in first.items]
+        engine.relate(users[0], users[1], "unfollow")
+        before = c.get(f"/v1/users/{users[0]}").json()["following"]
+        engine.relate(users[0], users[1], "follow")
+        assert c.get(f"/v1/users/{users[0]}").json()["following"] == before + 1
+        post = engine.add_post(0, author_id=users[1], topic=1, labels={"is_nsfw": False})
+        assert c.get(f"/v1/posts/{post}").json()["author_id"] == users[1]
+        engine.close()

@@ -7,25 +7,30 @@ it is served against the ground truth at the simulated time. Experiment arms are
 service (the simulation attributes users to arms with the same deterministic hash, and counts the
 users the service placed in another arm: `served_arms`).
 
-`HttpEngine` answers the read and write calls the simulation makes of `RecommendationEngine`
-with the same signatures and page type, so either can be handed to a Simulation."""
+`HttpEngine` satisfies `foryou.timeline.protocol.Engine` (checked by mypy, below) with the same
+signatures and page types as `RecommendationEngine`, so either can be handed to a Simulation; the
+service assigns ids and times itself, so `add_post` returns the id it assigned and `t` is not sent."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 
 from foryou.timeline.engine import TimelineItem, TimelineResponse
+from foryou.timeline.page import PageBatch
 
 log = logging.getLogger("foryou.simulation")
 RATE_LIMIT_RETRIES = 100  # waits for the service's rate limit before a read gives up
 
 
 class HttpEngine:
+    assigns_post_ids = True  # the service numbers posts: the simulation cannot publish the world's
+
     def __init__(self, url: str, token: str | None = None, batch: int = 2000, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None):
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -68,6 +73,14 @@ class HttpEngine:
                                 timings_ms={}, sources=dict(body.get("sources") or {}), errors=[],
                                 models=self._models)
 
+    def recommend_many(self, user_ids: Sequence[int] | np.ndarray, n: int | None = None, now: int | None = None,
+                       overrides: dict[str, Any] | None = None,
+                       exclude: Sequence[Iterable[int] | None] | None = None) -> PageBatch:
+        """One request per user (the service has no batch route), as users × n columns."""
+        pages = [self.recommend(int(u), n, exclude=exclude[i] if exclude is not None else None)
+                 for i, u in enumerate(np.asarray(user_ids).tolist())]
+        return PageBatch.from_responses(pages, n or max((len(p.items) for p in pages), default=0))
+
     def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """GET with the service's rate limit waited out (Retry-After), as a polite client does."""
         for attempt in range(RATE_LIMIT_RETRIES + 1):
@@ -94,9 +107,35 @@ class HttpEngine:
         if len(self._pending) >= self.batch:
             self.flush()
 
+    def record_interactions(self, user_ids: Sequence[int] | np.ndarray, post_ids: Sequence[int] | np.ndarray,
+                            kinds: Sequence[str], times: Sequence[int] | np.ndarray) -> None:
+        for u, p, k in zip(np.asarray(user_ids).tolist(), np.asarray(post_ids).tolist(), kinds, strict=True):
+            self.record_interaction(u, p, k)
+
+    def relate(self, user_id: int, target_id: int, action: str, t: int | None = None) -> None:
+        self.flush()  # in order with the engagements sent before it
+        self._post("/v1/follows", {"user_id": int(user_id), "target_id": int(target_id), "action": action})
+
+    def add_post(self, post_id: int, author_id: int, t: int | None = None, kind: str = "original",
+                 parent_id: int | None = None, topic: int = -1, has_media: bool = False, has_link: bool = False,
+                 length: int = 0, labels: dict[str, bool] | None = None) -> int:
+        """Creates the post on the service; returns the id the service assigned (`post_id` is not sent)."""
+        body: dict[str, Any] = {"author_id": int(author_id), "kind": kind, "topic": int(topic),
+                                "has_media": has_media, "has_link": has_link, "length": int(length),
+                                **{k: bool(v) for k, v in (labels or {}).items()}}
+        if parent_id is not None:
+            body["parent_id"] = int(parent_id)
+        return int(self._post("/v1/posts", body)["post_id"])
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = self.client.post(path, json=body)
+        r.raise_for_status()
+        out: dict[str, Any] = r.json()
+        return out
+
     def flush(self) -> None:
         if self._pending:
-            self.client.post("/v1/engagements", json={"events": self._pending}).raise_for_status()
+            self._post("/v1/engagements", {"events": self._pending})
             self._pending = []
 
     def close(self) -> None:
@@ -110,3 +149,10 @@ def _seconds(retry_after: str | None) -> float:
         return max(float(retry_after or 1.0), 0.0)
     except ValueError:
         return 1.0
+
+
+if TYPE_CHECKING:  # the HTTP client satisfies the engine protocol (checked by mypy)
+    from foryou.timeline.protocol import Engine
+
+    def _over_http(engine: HttpEngine) -> Engine:
+        return engine

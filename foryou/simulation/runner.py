@@ -133,9 +133,10 @@ class Simulation:
         truth = GroundTruth.load(self.world_dir)
         self.arrivals = draw_arrivals(self.world_dir, truth, self.start, self.cfg.days, self.cfg.seed) \
             if self.cfg.new_posts else None
-        self.can_add_posts = hasattr(engine, "add_post")
+        # new posts carry the world's ids (the ground truth knows them): not for an engine that assigns its own
+        self.can_add_posts = not getattr(engine, "assigns_post_ids", False)
         if self.arrivals is not None and not self.can_add_posts:
-            log.warning("engine has no add_post: simulating without new posts")
+            log.warning("the engine assigns its own post ids: simulating without new posts")
             self.arrivals = None
         self.truth = extend_truth(truth, self.arrivals) if self.arrivals is not None else truth
         self._n_world_posts = len(self.truth.posts.post_id) - (len(self.arrivals) if self.arrivals is not None else 0)
@@ -435,7 +436,7 @@ class Simulation:
             "sessions": int(sum(tally.sums["sessions"].sum(1))), "impressions": int(tally.sums["impressions"].sum()),
             "new_posts": len(self.arrivals) if self.arrivals is not None else 0,
             "new_posts_note": None if self.arrivals is not None else
-            ("disabled" if not self.cfg.new_posts else "engine has no add_post: no new posts"),
+            ("disabled" if not self.cfg.new_posts else "the engine assigns its own post ids: no new posts"),
             "engine_models": self.engine.model_versions() if hasattr(self.engine, "model_versions") else {},
             "behaviour": self.cfg.behaviour.model_dump(), "regret_share": self.cfg.regret_share,
             "retrained": self.retrained,

@@ -69,7 +69,7 @@ def test_overlay_records_without_touching_the_index(index):
 
 def test_snapshot_round_trip_is_exact_and_pickle_free(index, tmp_path):
     snapshot.save({"index": index}, tmp_path / "snap", tag="t1")
-    loaded = snapshot.load(tmp_path / "snap", tag="t1")["index"]
+    loaded = snapshot.load(tmp_path / "snap", tag="t1", compose={"index": ServingIndex.from_arrays})["index"]
     assert type(loaded) is ServingIndex
     for name in ("post_id", "author_row", "created_at", "author_keys", "impressions_count", "user_topic"):
         assert np.array_equal(getattr(loaded, name), getattr(index, name)), name

@@ -3,6 +3,8 @@
 One function per source, each `(src: Path) -> Dataset`, registered in `IMPORTERS`: a thin mapping over
 the shared readers, table builders and the one path to a Dataset in `importers.common`. `MAPPINGS`
 holds one Markdown paragraph per source describing exactly how it maps (the README includes it).
+`import_interactions` maps any file of interactions through a column mapping (README, "Bring your own
+data"); it needs that mapping, so it is not one of `IMPORTERS`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from foryou.data.dataset import Dataset
 from foryou.data.importers.higgs import import_higgs
+from foryou.data.importers.interactions import import_interactions
 from foryou.data.importers.lastfm import import_lastfm
 from foryou.data.importers.minirecsys import import_minirecsys
 from foryou.data.importers.movielens import import_movielens
@@ -79,6 +82,7 @@ __all__ = [
     "IMPORTERS",
     "MAPPINGS",
     "import_higgs",
+    "import_interactions",
     "import_lastfm",
     "import_minirecsys",
     "import_movielens",

@@ -115,6 +115,11 @@ class SourcesConfig(Strict):
                                         description="trending / topic_trending rank posts by positive "
                                         "engagements in this window before the index build (catalogs: 720)")
     max_age_hours: float = Field(48.0, gt=0, le=HOURS_MAX, description="TooOldFilter: older posts are dropped")
+    uteg_hours: float = Field(48.0, gt=0, le=HOURS_MAX, description="engagements UTEG walks (index build)")
+    windows: Literal["auto", "fixed"] = Field(
+        "auto", description="auto: the *_hours windows (and simclusters.half_life_hours) this config does not set "
+        "are derived from the dataset's time scale (a feed keeps these defaults, a catalog widens them); "
+        "fixed: the numbers as written")
 
 
 class RankingConfig(Strict):
@@ -368,7 +373,9 @@ def merge_trees(*trees: dict[str, Any]) -> dict[str, Any]:
 
 def apply_overrides(config: ForYouConfig, overrides: dict) -> ForYouConfig:
     """`config` with a nested override tree merged in (validated: unknown keys are errors)."""
-    return ForYouConfig.model_validate(merge_trees(config.model_dump(), overrides))
+    # exclude_unset: what neither the config nor the overrides set stays unset (derived windows, see
+    # foryou.timeline.windows)
+    return ForYouConfig.model_validate(merge_trees(config.model_dump(exclude_unset=True), overrides))
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -42,9 +42,11 @@ def eval_(
         raise bad("--protocol", f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
     chosen = _baselines(baselines)
     dataset_dir(dataset)
-    config = load_config(set_)
     from foryou.eval.evaluator import evaluate
     from foryou.eval.report import write_report
+    from foryou.timeline.windows import resolve_for, small_catalog_note
+
+    config = resolve_for(dataset, load_config(set_))  # the baselines' catalog uses the engine's windows
 
     with progress_bars() as bar:
         result = evaluate(dataset, protocol, chosen, config, max_users=users, seed=seed, oracle=oracle,
@@ -53,4 +55,8 @@ def eval_(
         json_path, html_path = write_report(result, report)
         bar("report", 1.0)
     print_eval(result)
+    note = small_catalog_note(result["catalog_size"], result["page_size"],
+                              config.timeline.sources.max_age_hours)
+    if note:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     console.print(f"report → {html_path}  ·  metrics → {json_path}  ({result['seconds']['total']:.0f} s)")

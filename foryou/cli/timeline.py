@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from foryou.cli.params import DatasetArg, UserError, dataset_dir, load_config
-from foryou.cli.render import print_page, print_trace, status
+from foryou.cli.render import console, print_page, print_trace, status
 
 
 def timeline(
@@ -30,10 +30,13 @@ def timeline(
         if engine.n_posts == 0:
             raise UserError(f"{dataset}: the dataset has no posts")
         page = engine.recommend(user, n=n, explain=explain, trace=trace)
+        note = engine.catalog_note(n)
     except UnknownUser as exc:
         raise UserError(f"{exc}; `foryou data stats {dataset}` shows the users") from None
     finally:
         engine.close()
     print_page(page, explain)
+    if note:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     if trace:
         print_trace(page)

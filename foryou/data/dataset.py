@@ -26,6 +26,7 @@ from foryou.data.manifest import (
     split_by_quantiles,
 )
 from foryou.data.schema import TABLES
+from foryou.data.timescale import time_scale
 from foryou.data.validate import validate_dir
 
 __all__ = ["MANIFEST", "Dataset", "DatasetError", "Manifest", "SplitTimes", "read_manifest", "split_by_quantiles"]
@@ -88,6 +89,7 @@ class Dataset:
                 "counts": {name: t.num_rows for name, t in conformed.items()},
                 "time_range": _time_range(conformed),
                 "has_impressions": conformed["impressions"].num_rows > 0,
+                "time_scale": time_scale(conformed["posts"], conformed["engagements"]),
             }
         )
         return cls(conformed, manifest)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,20 @@ class SplitTimes(BaseModel):
     valid_end: int
 
 
+class TimeScale(BaseModel):
+    """How long posts stay engaged with (foryou.data.timescale): engagement time − post creation time."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["feed", "catalog"] = Field(description="feed: posts live hours; catalog: months or years")
+    engagements: int = 0
+    age_p50_hours: float = 0.0
+    age_p90_hours: float = 0.0
+    age_p99_hours: float = 0.0
+    recent_hours: float = Field(0.0, description="span of the last 10 % of engagements")
+    resolution_hours: float = Field(0.0, description="median gap between distinct engagement times")
+    span_days: float = 0.0
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +64,7 @@ class Manifest(BaseModel):
     signal: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
+    time_scale: TimeScale | None = Field(None, description="None in older manifests: computed on open")
 
 
 def read_manifest(path: str | Path) -> Manifest:

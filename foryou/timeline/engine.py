@@ -25,6 +25,7 @@ from foryou.data import snapshot
 from foryou.data.dataset import Dataset, read_manifest
 from foryou.data.lookup import member
 from foryou.data.split import History, history
+from foryou.data.timescale import time_scale
 from foryou.embeddings.simclusters import SimClusters
 from foryou.features import FeatureStore
 from foryou.graph.index import KIND_CODE, ServingIndex
@@ -40,7 +41,8 @@ from foryou.timeline.pipeline import ForYouPipeline, for_you_pipeline
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 from foryou.timeline.views import EngineViews, UnknownPost, UnknownUser
-from foryou.vocab import POST_KINDS, RELATIONS
+from foryou.timeline.windows import resolve_windows, scale_of, small_catalog_note
+from foryou.vocab import HOUR, POST_KINDS, RELATIONS
 
 __all__ = ["RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
 
@@ -55,10 +57,12 @@ class RecommendationEngine(EngineViews):
 
     def __init__(self, dataset: Dataset, config: ForYouConfig | None = None, as_of: int | None = None):
         as_of = dataset.manifest.time_range[1] + 1 if as_of is None else as_of
+        scale = dataset.manifest.time_scale or time_scale(dataset.tables["posts"], dataset.tables["engagements"])
+        config = resolve_windows(config or ForYouConfig(), scale)
         with Timer() as t:
             h = history(dataset, as_of)
-            index = ServingIndex(h)
-            realgraph, simclusters = _graph_models(h, config or ForYouConfig())
+            index = ServingIndex(h, uteg_window_s=int(config.timeline.sources.uteg_hours * HOUR))
+            realgraph, simclusters = _graph_models(h, config)
             store = FeatureStore(h)
         self._assemble(index, realgraph, simclusters, store, dataset.path, config, as_of, t.seconds)
         self.loaded_from: Path | None = None
@@ -96,7 +100,8 @@ class RecommendationEngine(EngineViews):
         path = Path(path)
         manifest = read_manifest(path)
         as_of = manifest.time_range[1] + 1 if as_of is None else as_of
-        snap, tag = path / ".serving" / f"as_of-{as_of}", _fingerprint(path, as_of, config or ForYouConfig())
+        config = resolve_windows(config or ForYouConfig(), scale_of(manifest, path))
+        snap, tag = path / ".serving" / f"as_of-{as_of}", _fingerprint(path, as_of, config)
         if cache:
             try:
                 with Timer() as t:
@@ -207,6 +212,14 @@ class RecommendationEngine(EngineViews):
                 config = apply_overrides(self.config, overrides)
                 self._arm_pipelines[key] = for_you_pipeline(dataclasses.replace(self.state, config=config))
             return self._arm_pipelines[key]
+
+    def catalog_note(self, n: int | None = None, now: int | None = None) -> str | None:
+        """One line when fewer than 10 pages (`n` posts, the configured page size by default) of posts are
+        young enough to serve at `now` (the TooOldFilter's window), with the cause; None otherwise."""
+        t, max_age = int(now or self.now), self.config.timeline.sources.max_age_hours
+        created = self.state.index.created_at
+        servable = int(np.count_nonzero((created >= t - int(max_age * HOUR)) & (created <= t)))
+        return small_catalog_note(servable, int(n or self.config.timeline.mixing.page_size), max_age)
 
     def model_versions(self) -> dict[str, str]:
         """What each model slot is serving right now (shown by `foryou timeline`, /readyz, responses and
@@ -361,7 +374,8 @@ def _fingerprint(path: Path, as_of: int, config: ForYouConfig) -> str:
     from foryou.features import counter, store
     from foryou.graph import index, realgraph
 
-    h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|{config.simclusters.model_dump_json()}|".encode())
+    uteg = config.timeline.sources.uteg_hours
+    h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|{config.simclusters.model_dump_json()}|{uteg}|".encode())
     for module in (index, realgraph, simclusters, counter, store, split, snapshot):
         h.update(Path(str(module.__file__)).read_bytes())
     h.update((path / "manifest.json").read_bytes())

@@ -80,3 +80,18 @@ def test_bench_batch_writes_and_renders_what_bench_batch_returns(monkeypatch, ca
     assert json.loads((tmp_path / "b.json").read_text())["per_user_ms"] == [1.0, 2.0]
     out = capsys.readouterr().out
     assert "bench batch" in out and "speedup" in out and "2.5" in out and "per_user_ms" not in out
+
+
+def test_bench_interactions_generates_imports_and_reports(tmp_path):
+    r = foryou("bench", "interactions", "--rows", "20000", "--users", "500", "--items", "300", "--json", "i.json",
+               cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "i.json").read_text())
+    assert result["bench"] == "interactions" and result["rows"] == result["rows_read"] == 20000
+    assert result["valid"] and result["bad_rows"] == 0 and result["kept"] is None
+    assert result["counts"]["engagements"] == 20000 - result["duplicates"]
+    assert 0 < result["counts"]["posts"] <= 300 and result["counts"]["users"] > 0
+    for key in ("seconds", "import_s", "generate_s", "rows_per_s", "peak_rss_mb", "file_mb"):
+        assert result[key] > 0, key
+    assert result["machine"]["cpus"] and set(result["load_avg_1_5_15"]) == {"before", "after"}
+    assert "bench interactions" in r.stdout and "rows_per_s" in r.stdout

@@ -1,5 +1,5 @@
-"""`foryou bench world|import|timeline|batch|ranker|http|ingest`: benchmarks that write their results as
-JSON (`--json`) and show them as one table."""
+"""`foryou bench world|import|interactions|timeline|batch|ranker|http|ingest`: benchmarks that write their
+results as JSON (`--json`) and show them as one table."""
 
 from __future__ import annotations
 
@@ -75,6 +75,29 @@ def bench_import(
         console.print(f"[yellow]not found[/] under {data}: {name} (no folder with {SIGNATURES[name]})",
                       highlight=False)
     _report("bench import", bench_imports(sources), json_out)
+
+
+@bench_app.command("interactions")
+def bench_interactions(
+    rows: Annotated[int, typer.Option(help="rows in the generated CSV", min=1)] = 10_000_000,
+    users: Annotated[int, typer.Option(help="distinct users (activity skewed)", min=1)] = 100_000,
+    items: Annotated[int, typer.Option(help="distinct items (popularity Zipf-like)", min=1)] = 20_000,
+    times: Annotated[str, typer.Option(help="time column: iso (date-times) | unix (seconds)")] = "iso",
+    seed: Annotated[int, typer.Option(help="seed of the generated file")] = 0,
+    keep: Annotated[Path | None, typer.Option(help="keep the CSV and the dataset in this directory (default: "
+                                                   "a temporary one, removed)", show_default=False)] = None,
+    json_out: JsonOption = Path("runs/bench/interactions.json"),
+) -> None:
+    """Generate a CSV of ratings and time `foryou import interactions` on it (its own process: peak RSS)."""
+    from foryou.bench.interactions import bench_interactions as run
+
+    if times not in ("iso", "unix"):
+        raise UserError(f"--times: {times!r} is not iso or unix")
+    if keep is not None:
+        refuse_to_replace(keep / "dataset", False)
+    with status(f"generating {rows:,} rows and importing them"):
+        result = run(rows, users, items, seed, times, keep)  # type: ignore[arg-type]
+    _report(f"bench interactions {rows:,} rows", result, json_out, leave_out=("options",))
 
 
 @bench_app.command("timeline")

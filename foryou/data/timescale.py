@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from foryou.data.lookup import member
 from foryou.data.manifest import TimeScale
 from foryou.vocab import DAY, HOUR
 
@@ -36,15 +37,14 @@ def scale_of(post_id: np.ndarray, created: np.ndarray, e_post: np.ndarray, e_tim
         return TimeScale(kind="feed", engagements=0)
     order = np.argsort(post_id, kind="stable")
     ids = post_id[order]
-    pos = np.minimum(np.searchsorted(ids, e_post), len(ids) - 1)
-    known = ids[pos] == e_post
+    known, pos = member(ids, e_post)
     age = np.maximum(e_time[known] - created[order][pos[known]], 0) / HOUR
     if len(age) == 0:
         return TimeScale(kind="feed", engagements=0)
     p50, p90, p99 = (float(v) for v in np.quantile(age, [0.5, 0.9, 0.99]))
     t = np.sort(e_time)
     recent = float(t[-1] - t[min(int((1 - RECENT_SHARE) * len(t)), len(t) - 1)]) / HOUR
-    distinct = np.unique(t)
+    distinct = t[np.r_[True, t[1:] != t[:-1]]]  # t is sorted: np.unique would sort again (10 s at 10M rows)
     gaps = np.diff(distinct)
     resolution = float(np.median(gaps)) / HOUR if len(gaps) else 0.0
     return TimeScale(

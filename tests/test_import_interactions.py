@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_cli import assert_one_line_error, foryou
 
-from foryou.data.dataset import Dataset, DatasetError
+from foryou.data.dataset import Dataset
 from foryou.data.importers.interactions import import_interactions
+from foryou.data.manifest import DatasetError
 from foryou.data.validate import validate_dir
 
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from foryou.data.dataset import Dataset, DatasetError
+from foryou.data.dataset import Dataset
 from foryou.data.importers import (
     IMPORTERS,
     MAPPINGS,
@@ -22,6 +22,7 @@ from foryou.data.importers import (
     import_minirecsys,
     import_movielens,
 )
+from foryou.data.manifest import DatasetError
 from foryou.data.schema import TABLES
 from foryou.data.validate import validate_dir  # part of the package: the validator always runs here
 from foryou.vocab import DAY

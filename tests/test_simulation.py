@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from foryou.config import ForYouConfig, apply_overrides, parse_overrides
-from foryou.data.dataset import read_manifest
+from foryou.data.manifest import read_manifest
 from foryou.data.world import GroundTruth
 from foryou.experiments import Experiment, ExperimentLog
 from foryou.experiments.analysis import analyse, user_table

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_validate import TINY, write_tiny
 
-from foryou.data.dataset import DatasetError
+from foryou.data.manifest import DatasetError
 from foryou.data.stats import dataset_stats
 from foryou.vocab import ENGAGEMENT_KINDS
 

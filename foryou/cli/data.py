@@ -26,7 +26,7 @@ def show_stats(path: Path) -> None:
 @data_app.command("validate")
 def data_validate(path: DatasetArg) -> None:
     """Check schema, types, ids, duplicates, time order and value ranges; list every problem."""
-    from foryou.data.dataset import MANIFEST
+    from foryou.data.manifest import MANIFEST
     from foryou.data.validate import validate_dir
 
     if not (path / MANIFEST).exists() and not any(path.glob("*.parquet")):

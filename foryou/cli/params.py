@@ -17,7 +17,7 @@ from foryou.errors import ForYouError
 
 if TYPE_CHECKING:
     from foryou.config import ForYouConfig, WorldPreset
-    from foryou.data.dataset import Manifest
+    from foryou.data.manifest import Manifest
 
 PRESETS = ("tiny", "small", "medium", "large")
 
@@ -55,7 +55,7 @@ def check_preset(preset: str) -> WorldPreset:
 def dataset_dir(dataset: Path) -> Path:
     """`dataset`, once it is one: "X: no such directory", "X is not a dataset (no manifest.json)" or what
     is wrong with its manifest is one `error:` line."""
-    from foryou.data.dataset import read_manifest
+    from foryou.data.manifest import read_manifest
 
     read_manifest(dataset)
     return dataset
@@ -89,7 +89,7 @@ def existing_dataset(out: Path, force: bool) -> Manifest | None:
     """What `--out` holds before a command writes a dataset there: nothing (None: write away), or the
     manifest of a dataset (the caller decides whether it may replace it). A file, or a folder with other
     things in it, is never replaced, even with --force; nor is an unreadable dataset without --force."""
-    from foryou.data.dataset import MANIFEST, DatasetError, Manifest, read_manifest
+    from foryou.data.manifest import MANIFEST, DatasetError, Manifest, read_manifest
 
     if not out.exists():
         return None

@@ -34,7 +34,7 @@ def simulate(
 ) -> None:
     """Closed loop: the world's users are served pages, act by the ground truth, and the engine learns
     from every action; writes an HTML report (per arm and day, significance table)."""
-    from foryou.data.dataset import read_manifest
+    from foryou.data.manifest import read_manifest
     from foryou.experiments import ExperimentStore
     from foryou.simulation import Simulation, SimulationConfig
     from foryou.simulation.report import write_json, write_report

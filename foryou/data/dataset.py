@@ -16,20 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# The manifest names are re-exported: callers have always imported them from here.
 from foryou.data.manifest import (
     MANIFEST,
     DatasetError,
     Manifest,
-    SplitTimes,
     read_manifest,
-    split_by_quantiles,
 )
 from foryou.data.schema import TABLES
 from foryou.data.timescale import time_scale
 from foryou.data.validate import validate_dir
-
-__all__ = ["MANIFEST", "Dataset", "DatasetError", "Manifest", "SplitTimes", "read_manifest", "split_by_quantiles"]
 
 
 class Dataset:

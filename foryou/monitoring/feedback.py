@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foryou.data.dataset import Dataset, split_by_quantiles
+from foryou.data.dataset import Dataset
+from foryou.data.manifest import split_by_quantiles
 from foryou.data.world.truth import LATENT_FILE, PARAMS_FILE, TRUTH_DIR, GroundTruth
 from foryou.vocab import SAFETY_LABELS
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 
 from foryou.config import ForYouConfig, SimulationConfig, merge_trees
-from foryou.data.dataset import read_manifest
+from foryou.data.manifest import read_manifest
 from foryou.data.world.truth import GroundTruth
 from foryou.experiments.analysis import analyse, event_utility
 from foryou.experiments.assignment import assign

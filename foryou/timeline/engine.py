@@ -22,8 +22,9 @@ import numpy as np
 
 from foryou.config import ForYouConfig, apply_overrides
 from foryou.data import snapshot
-from foryou.data.dataset import Dataset, read_manifest
+from foryou.data.dataset import Dataset
 from foryou.data.lookup import member
+from foryou.data.manifest import read_manifest
 from foryou.data.split import History, history
 from foryou.data.timescale import time_scale
 from foryou.embeddings.simclusters import SimClusters

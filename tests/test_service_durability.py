@@ -21,7 +21,8 @@ from test_cli import assert_one_line_error, foryou
 from foryou.config import ForYouConfig
 from foryou.service.app import ServeSettings, create_app
 from foryou.service.compact import compact
-from foryou.service.service import Service, ServiceOptions, StoreUnavailable, store_path
+from foryou.service.files import store_path
+from foryou.service.service import Service, ServiceOptions, StoreUnavailable
 from foryou.service.store import EventStore, StoreError, check_writable
 
 CFG = ForYouConfig()

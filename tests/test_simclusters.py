@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foryou.config import world_config
+from foryou.config import SimClustersConfig, world_config
 from foryou.data.split import history
 from foryou.data.world import generate_world
-from foryou.embeddings import SimClusters, SimClustersConfig
+from foryou.embeddings import SimClusters
 
 
 @pytest.fixture(scope="module")

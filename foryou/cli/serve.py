@@ -40,8 +40,9 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
     before any worker starts; then serve until Ctrl-C."""
     from foryou.service.app import SETTINGS_ENV, ServeSettings, create_app
+    from foryou.service.files import store_path
     from foryou.service.server import run
-    from foryou.service.service import Service, ServiceOptions, store_path
+    from foryou.service.service import Service, ServiceOptions
     from foryou.service.store import check_writable
 
     dataset_dir(dataset)  # a missing or broken dataset is a one-line error

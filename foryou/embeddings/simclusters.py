@@ -36,8 +36,6 @@ from foryou.data.snapshot import Arrays, csr_arrays, csr_from, nest, unnest
 from foryou.data.split import History, _require_history, follow_graph
 from foryou.vocab import HOUR
 
-__all__ = ["SimClusters", "SimClustersConfig"]  # the config lives in the one tree (`simclusters` section)
-
 
 def _top_per_row(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> np.ndarray:
     """Mask of the k largest values of each row (ties broken by column), vectorised."""

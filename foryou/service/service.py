@@ -51,8 +51,6 @@ from foryou.vocab import POST_KINDS, RELATIONS, SAFETY_LABELS
 
 log = logging.getLogger("foryou.service")
 UNFOLDED_RELATIONS = tuple(r for r in RELATIONS if r not in FOLDED_RELATIONS)  # always replayed
-# store_path lives in service.files; re-exported here for foryou.cli, which imports it from this module
-__all__ = ["InvalidEvent", "Service", "ServiceOptions", "StoreUnavailable", "store_path"]
 
 
 class InvalidEvent(ValueError):

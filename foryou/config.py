@@ -100,6 +100,8 @@ class SourcesConfig(Strict):
     in_network_top_follows: int = Field(300, ge=1, le=FETCH_MAX,
                                         description="RealGraph-top follows used for in-network")
     uteg: int = Field(300, ge=0, le=FETCH_MAX)
+    related_posts: int = Field(200, ge=0, le=FETCH_MAX, description="co-engagement neighbours of the viewer's "
+                               "recent engagements (cr-mixer's tweet-based source)")
     uteg_follows: int = Field(100, ge=1, le=FETCH_MAX, description="RealGraph-top follows whose engagements UTEG walks")
     uteg_max_proof: int = Field(10, ge=1, le=1000, description="'liked by' users kept per post")
     simclusters: int = Field(200, ge=0, le=FETCH_MAX,
@@ -176,6 +178,20 @@ class LightHeuristicConfig(Strict):
     age: float = -0.5
 
 
+class PositivesOnlyHeuristicConfig(Strict):
+    """The untrained heavy ranker's interest logit on data without an impression log (ratings, tags, likes):
+    engagement rates per impression do not exist there, so z sums what the sources carry. Chosen on the
+    validation windows of MovieLens, Last.fm and Higgs (scale-free terms; EVALUATION.md)."""
+
+    trending: float = 1.0  # × log1p(positives in the trending count window)
+    related: float = 0.5  # × co-engagement similarity ÷ the viewer's best candidate's
+    topic_affinity: float = 0.3  # × log(topics × affinity)
+    social_proof: float = 1.0  # × log1p(engaged follows)
+    simclusters: float = 1.0
+    realgraph: float = 1.0
+    in_network: float = 0.2
+
+
 class HeavyHeuristicConfig(Strict):
     """The untrained heavy ranker (timeline/scorers.py, HeavyRanker.heuristic): each head's base rate moved
     on the logit scale by slope × (interest logit z − unsafe_penalty × unsafe score); z and the unsafe score
@@ -196,6 +212,7 @@ class HeavyHeuristicConfig(Strict):
                                 "dwell": 0.6, "follow_author": 0.8}
     negative_feedback: tuple[float, float] = (-0.5, 1.5)  # (× z, × unsafe)
     report: tuple[float, float] = (-0.2, 2.0)
+    positives_only: PositivesOnlyHeuristicConfig = PositivesOnlyHeuristicConfig()
 
 
 class HeuristicsConfig(Strict):
@@ -237,13 +254,24 @@ class HeavyRankerConfig(Strict):
     max_train_rows: int = Field(3_000_000, ge=1000, description="most recent training impressions kept")
     negatives_per_positive: int = Field(4, ge=1, description="without impressions (positives-only imports): "
                                         "sampled negatives per engagement (foryou.training.negatives)")
-    negative_sampling: Literal["uniform", "popularity"] = Field(
-        "uniform", description="negatives drawn uniformly over existing posts, or in proportion to their engagements")
+    negative_sampling: Literal["uniform", "popularity", "hard"] = Field(
+        "uniform", description="negatives drawn uniformly over existing posts, in proportion to their engagements, "
+        "or hard: from what the engine could serve then (alive posts, half by recent engagements)")
+    seed: int = 0
+
+
+class PromotionConfig(Strict):
+    """`foryou train`'s gate (foryou.eval.promotion): a model is promoted only if it wins on validation."""
+
+    min_gain: float = Field(0.0, ge=0, description="validation page NDCG@10 a candidate must gain over what is "
+                            "served (strictly more) to be promoted")
+    max_users: int = Field(500, ge=1, description="validation users sampled (seeded) for the comparison")
     seed: int = 0
 
 
 class TrainingConfig(Strict):
     heavy_ranker: HeavyRankerConfig = HeavyRankerConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
 
 class ServiceConfig(Strict):

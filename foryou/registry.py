@@ -244,37 +244,19 @@ class ModelRegistry:
                 except RegistryError:  # a damaged promotion state promotes nothing
                     promoted = False
             return ModelVersion(
-                name=name,
-                version=version,
-                created=str(m["created"]),
-                metrics=dict(m.get("metrics") or {}),
-                config=dict(m.get("config") or {}),
-                dataset_fingerprint=str(m.get("dataset_fingerprint", "")),
-                code_revision=str(m.get("code_revision", "unknown")),
-                schema=str(m.get("schema", "")),
-                path=vdir,
-                promoted=promoted,
-                model_schema_version=int(m["model_schema_version"]),
-                sha256=str(m["weights_sha256"]),
-                extra=dict(m.get("extra") or {}),
-            )
+                name=name, version=version, created=str(m["created"]), metrics=dict(m.get("metrics") or {}),
+                config=dict(m.get("config") or {}), dataset_fingerprint=str(m.get("dataset_fingerprint", "")),
+                code_revision=str(m.get("code_revision", "unknown")), schema=str(m.get("schema", "")), path=vdir,
+                promoted=promoted, model_schema_version=int(m["model_schema_version"]),
+                sha256=str(m["weights_sha256"]), extra=dict(m.get("extra") or {}))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise RegistryError(f"{label}: manifest is malformed ({e.__class__.__name__}: {e})", "corrupt") from e
 
     # ---------------------------------------------------------------- writing
 
-    def register(
-        self,
-        name: str,
-        tensors: dict[str, torch.Tensor],
-        *,
-        config: dict,
-        metrics: dict,
-        dataset_fingerprint: str,
-        schema: str,
-        extra: dict | None = None,
-        promote: bool = False,
-    ) -> ModelVersion:
+    def register(self, name: str, tensors: dict[str, torch.Tensor], *, config: dict, metrics: dict,
+                 dataset_fingerprint: str, schema: str, extra: dict | None = None,
+                 promote: bool = False) -> ModelVersion:
         """Store ``tensors`` as the next version of ``name`` (v1, v2, ...); optionally promote it."""
         model_dir = self._model_dir(name)
         if not tensors:
@@ -353,6 +335,16 @@ class ModelRegistry:
                 history = [*history, current]
             self._write_promotion(name, version, history)
         return replace(self._read_manifest(name, version, promoted=True), status=PROMOTED)
+
+    def annotate(self, name: str, version: int, key: str, value: Any) -> ModelVersion:
+        """Set ``metrics[key]`` of a registered version (e.g. its promotion verdict), manifest replaced atomically;
+        the weights and their checksum are untouched."""
+        mv = self._read_manifest(name, int(version))  # RegistryError where it is missing or damaged
+        path = mv.path / MANIFEST_FILE
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["metrics"] = {**(manifest.get("metrics") or {}), key: value}
+        _write_json_atomic(path, manifest)
+        return self._read_manifest(name, int(version))
 
     def rollback(self, name: str) -> ModelVersion:
         """Go back to the previously promoted version; RegistryError when there is none."""
@@ -451,10 +443,8 @@ class ModelRegistry:
         else:
             mv = self._read_manifest(name, int(version))
         if mv.model_schema_version != MODEL_SCHEMA_VERSION:
-            raise RegistryError(
-                f"{mv.label}: built for model schema {mv.model_schema_version}, "
-                f"this foryou reads {MODEL_SCHEMA_VERSION}", "incompatible"
-            )
+            raise RegistryError(f"{mv.label}: built for model schema {mv.model_schema_version}, "
+                                f"this foryou reads {MODEL_SCHEMA_VERSION}", "incompatible")
         if schema is not None and mv.schema != schema:
             raise RegistryError(f"{mv.label}: input schema {_short(mv.schema)}, expected {_short(schema)}",
                                 "incompatible")
@@ -478,17 +468,21 @@ class ModelRegistry:
         return tensors, mv
 
     def load_or_fallback(
-        self, name: str, *, schema: str | None = None, fallback: str | None = None
+        self, name: str, *, schema: str | None = None, fallback: str | None = None, version: int | None = None
     ) -> tuple[dict[str, torch.Tensor] | None, ModelVersion | None, str]:
         """(tensors, version, status) for traces; never raises for registry problems.
 
         status is ``"v3 (promoted)"``, ``"missing: heuristic fallback"`` (nothing trained or promoted) or, for a
         model that is there but cannot be served, ``"<kind>: <reason>, serving the fallback (heuristic)"`` with
         kind corrupt, unreadable or incompatible (:func:`fallback_status`). ``fallback``: what serves instead
-        (default :data:`FALLBACKS`, else the heuristic).
+        (default :data:`FALLBACKS`, else the heuristic). ``version``: that version, promoted or not
+        (a candidate under evaluation): status ``"v3 (candidate)"``.
         """
         fallback = fallback or FALLBACKS.get(name, FALLBACK)
         try:
+            if version is not None:
+                tensors, mv = self.load(name, int(version), schema=schema)
+                return tensors, mv, f"v{mv.version} (candidate)"
             if self._read_promotion(name)["version"] is None:
                 n = len(self._versions(name))
                 if n:

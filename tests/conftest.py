@@ -8,7 +8,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# Models, snapshots and event stores of every dataset the tests make go under one root for the session,
+# so a session fixture's trained models are found from any test's working directory (foryou.data.state).
 os.environ["FORYOU_LOG"] = str(Path(tempfile.mkdtemp(prefix="foryou-tests-")) / "foryou.jsonl")
+os.environ["FORYOU_STATE_DIR"] = str(Path(os.environ["FORYOU_LOG"]).parent / "state")
 
 import pytest
 

@@ -6,6 +6,7 @@ Every run happens in a temporary directory with its log there too: the CLI's rel
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ def foryou(*args: str, cwd: Path, columns: int = 120) -> subprocess.CompletedPro
     assert not cwd.resolve().is_relative_to(REPO), f"{cwd}: CLI tests run outside the working tree"
     return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": str(columns),
+                               "FORYOU_STATE_DIR": os.environ["FORYOU_STATE_DIR"],
                                "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, timeout=300)
 
 
@@ -135,6 +137,8 @@ def test_timeline_cold_start_and_mistakes(tmp_path, tiny_world, tiny_world_dir):
     r = foryou("timeline", str(tiny_world_dir), str(cold), cwd=tmp_path)
     assert r.returncode == 0 and "cold start" in r.stdout
     assert_one_line_error(foryou("timeline", str(tiny_world_dir), "99999999", cwd=tmp_path), "unknown user 99999999")
+    # any string is an id: a word is an unknown user, not a usage error
+    assert_one_line_error(foryou("timeline", str(tiny_world_dir), "seven", cwd=tmp_path), "unknown user seven")
     assert_one_line_error(foryou("timeline", "nowhere", "1", cwd=tmp_path), "no such directory")
 
 
@@ -154,10 +158,10 @@ def test_train_then_models_list_show_promote_rollback(tmp_path, tiny_world_dir):
 
     shutil.copytree(tiny_world_dir, tmp_path / "w", ignore=shutil.ignore_patterns(".serving", "models"))
     args = ("--set", "training.heavy_ranker.epochs=1")
-    r = foryou("train", "w", "--only", "heavy_ranker", *args, cwd=tmp_path)
+    r = foryou("train", "w", "--only", "heavy_ranker", "--promote", *args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "heavy_ranker v1" in r.stdout and "ceiling AUC" in r.stdout
-    assert foryou("train", "w", "--only", "heavy_ranker", *args, cwd=tmp_path).returncode == 0  # v2, promoted
+    assert foryou("train", "w", "--only", "heavy_ranker", "--promote", *args, cwd=tmp_path).returncode == 0  # v2
     r = foryou("models", "list", "w", cwd=tmp_path)
     assert r.returncode == 0 and "v1" in r.stdout and "v2" in r.stdout
     assert next(ln for ln in r.stdout.splitlines() if "heavy_ranker v2" in ln).split()[0] == "*"

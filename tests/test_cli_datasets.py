@@ -102,16 +102,16 @@ def test_quickstart_reuses_models_trained_before_the_data_changed(tmp_path, worl
 def test_retrain_flag_and_the_reuse_decision(monkeypatch, tmp_path, world_copy):
     calls: list[Path] = []
 
-    def fake_train_all(path, progress=None, **kw):
+    def fake_train_all(path, config=None, **kw):
         calls.append(Path(path))
         return {}
 
     monkeypatch.setattr("foryou.training.pipeline.train_all", fake_train_all)
     train_unless_trained(world_copy)
-    assert calls == [world_copy]  # nothing promoted: trains
+    assert calls == [world_copy]  # nothing trained: trains
     _promote_fake_heavy_ranker(world_copy, "old")
     train_unless_trained(world_copy)
-    assert calls == [world_copy]  # promoted on older data: reused
+    assert calls == [world_copy]  # trained on older data: reused
     train_unless_trained(world_copy, retrain=True)
     assert calls == [world_copy, world_copy]  # --retrain: trains
     r = foryou("quickstart", "--help", cwd=tmp_path)

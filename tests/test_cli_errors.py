@@ -20,7 +20,6 @@ from foryou.errors import ForYouError
     ("args", "message"),
     [
         (["timeline", "{w}", "7", "--n", "-5"], "'--n'"),
-        (["timeline", "{w}", "seven"], "'user'"),
         (["timeline"], "Missing argument"),
         (["timeline", "{w}", "7", "--no-such-option"], "--no-such-option"),
         (["timeline", "{w}", "7", "--set", "timeline.no_such_key=1"], "'--set'"),

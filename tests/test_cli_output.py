@@ -7,6 +7,7 @@ import shutil
 import torch
 from test_cli import PROGRESS, REPO, foryou
 
+from foryou.data.state import models_dir, state_dir
 from foryou.training.pipeline import registry_for
 
 
@@ -65,7 +66,7 @@ def test_models_list_spells_out_a_damaged_version(tmp_path, tiny_world_dir):
     for name in ("safety_spam", "heavy_ranker"):
         registry.register(name, {"w": torch.zeros(1)}, config={}, metrics={}, dataset_fingerprint="x",
                           schema="test", promote=True)
-    (tmp_path / "w" / "models" / "safety_spam" / "promoted.json").write_text("{not json")
+    (models_dir(state_dir(tmp_path / "w")) / "safety_spam" / "promoted.json").write_text("{not json")
     r = foryou("models", "list", "w", cwd=tmp_path, columns=80)
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[1]: ln.split()[0] for ln in r.stdout.splitlines() if " v1 " in f"{ln} "}

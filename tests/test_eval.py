@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from foryou.data.dataset import Dataset
 from foryou.eval.baselines import BASELINES, build_catalog, make_baseline
 from foryou.eval.protocols import minirecsys, temporal
-from foryou.eval.report import fmt
+from foryou.eval.report import fmt, params_text
 from foryou.eval.system import serve_pages
 from foryou.timeline.engine import RecommendationEngine
 
@@ -240,6 +241,23 @@ def test_foryou_eval_end_to_end_json_and_html_agree(eval_report):
         assert float(c["data-value"]) == s["recall"]["mean"] or np.isnan(s["recall"]["mean"])
         assert cells.cells[(stage, "retrieval.candidates_per_user")]["text"] == fmt(s["candidates_per_user"])
     assert checked == len(r["methods"]) * len(r["methods"]["foryou"]["ranking"])
+    # Segments and baseline tuning: in the JSON, the page and the terminal.
+    assert {"all", "cold", "warm"} <= set(r["segments"]) and "by user segment" in res.stdout
+    for seg, e in r["segments"].items():
+        for method, m in e.get("methods", {}).items():
+            c = cells.cells[(method, f"segments.{seg}.ranking.ndcg@10")]
+            assert float(c["data-value"]) == m["ranking"]["ndcg@10"]["mean"]
+    assert "baselines tuned on the validation split" in res.stdout
+    tuned = 0
+    for name, b in r["baselines"].items():
+        for pt in b["tuning"]["validation"]:
+            assert float(cells.cells[(params_text(pt["params"]), f"baselines.{name}.tuning.ndcg@10")]["data-value"]) \
+                == pt["ndcg@10"]
+            tuned += 1
+        if b["tuning"]["validation"]:
+            best = max(pt["ndcg@10"] for pt in b["tuning"]["validation"])
+            assert b["tuning"]["validation_score"] == best and f"{name}: " in res.stdout
+    assert tuned >= 20
 
 
 @pytest.mark.slow
@@ -282,5 +300,6 @@ def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path, foryou_cli):
 def _foryou(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Use the `foryou_cli` fixture, which keeps cwd (and so the log) inside pytest's tmp dir."""
     return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+                          env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": "160", "PATH": "/usr/bin:/bin",
+                               "FORYOU_STATE_DIR": os.environ["FORYOU_STATE_DIR"]},
                           timeout=600)

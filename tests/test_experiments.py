@@ -160,7 +160,7 @@ def test_exposure_logged_at_serve_time_and_results(tmp_path):
     assert r["users"] == 200 and r["arms"][0]["impressions"] == 3 * r["arms"][0]["users"]
     util = next(c for c in r["comparisons"] if c["metric"] == "utility")
     assert util["treatment"] == pytest.approx(13.5 / 3) and util["control"] == 0.0
-    log = ExperimentLog(tmp_path / "experiments" / "log.sqlite")
+    log = ExperimentLog(ExperimentStore(tmp_path).log_path)
     assert log.query("SELECT COUNT(*) FROM exposures")[0][0] == 200
 
 

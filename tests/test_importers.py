@@ -295,8 +295,10 @@ def test_lastfm_mapping(tmp_path: Path) -> None:
     assert (posts[1]["topic"], posts[2]["topic"], posts[3]["topic"]) == (0, 1, -1)
     assert _rows(ds.follows, "src_id", "dst_id", "created_at") == [(2, 3, apr), (3, 2, apr)]
     notes = " | ".join(m.notes)
-    assert "1 tag event dated before 2005" in notes and "1956" in notes
-    assert "1 play-count pair (of 3) with no tag event" in notes
+    # the bogus-year row is a bad row, shown with its line number (header = line 1), never silently dropped
+    assert "user_taggedartists.dat: 1 bad row (line 6: date before 2005 or invalid '1/1/1956')" in notes
+    assert "bogus years 1956" in notes
+    assert "1 play-count pair (of 3) with no dated tag event" in notes and "0 of them were tagged only" in notes
     assert "1 self-follow and 1 duplicate dropped" in notes
     # listener 4 only tagged in 1956 and self-followed: exists, created at the dataset start
     assert users[4]["created_at"] == apr

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from foryou.config import ForYouConfig
+from foryou.data.state import models_dir, state_dir
 from foryou.features import FEATURE_SCHEMA
 from foryou.models.logistic import LogisticRegression
 from foryou.registry import ModelRegistry
@@ -42,14 +43,14 @@ def _light_ranker(reg: ModelRegistry, side: str, seed: int = 0):
 
 def test_damaged_models_say_corrupt_and_the_fallback_serves(tiny_world_dir, tmp_path, caplog):
     path = _world(tiny_world_dir, tmp_path)
-    reg = ModelRegistry(path / "models")
+    reg = ModelRegistry(models_dir(state_dir(path)))
     heavy = _register(reg, "heavy_ranker", FEATURE_SCHEMA)
     (heavy.path / "weights.safetensors").write_bytes(b"\x00not safetensors" * 8)  # garbage weights
     two_tower = _register(reg, "two_tower", "two_tower-serving-vectors-1")
     weights = two_tower.path / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:40])  # truncated weights
     _register(reg, "realgraph", "realgraph-features-1")
-    (path / "models" / "realgraph" / "promoted.json").write_text('{"version": 1, "hist')  # truncated JSON
+    (models_dir(state_dir(path)) / "realgraph" / "promoted.json").write_text('{"version": 1, "hist')  # truncated JSON
     light_in = _light_ranker(reg, "in_network")
     (light_in.path / "weights.safetensors").write_bytes(b"")
     _light_ranker(reg, "out_of_network")
@@ -81,7 +82,7 @@ def test_promoting_one_light_ranker_shows_and_eval_reports_what_ran(tiny_world_d
     from foryou.eval.evaluator import evaluate
 
     path = _world(tiny_world_dir, tmp_path)
-    _light_ranker(ModelRegistry(path / "models"), "out_of_network")
+    _light_ranker(ModelRegistry(models_dir(state_dir(path))), "out_of_network")
     engine = RecommendationEngine.open(path, cache=False)
     assert engine.model_versions()["light_ranker"] == "in-network missing: heuristic fallback; " \
                                                       "out-of-network v1 (promoted)"
@@ -103,9 +104,9 @@ def test_promoting_one_light_ranker_shows_and_eval_reports_what_ran(tiny_world_d
 @pytest.mark.parametrize("content", ["{", "[]"])
 def test_a_damaged_promotion_state_of_the_heavy_ranker_is_not_untrained(tiny_world_dir, tmp_path, content):
     path = _world(tiny_world_dir, tmp_path)
-    reg = ModelRegistry(path / "models")
+    reg = ModelRegistry(models_dir(state_dir(path)))
     _register(reg, "heavy_ranker", FEATURE_SCHEMA)
-    (path / "models" / "heavy_ranker" / "promoted.json").write_text(content)
+    (models_dir(state_dir(path)) / "heavy_ranker" / "promoted.json").write_text(content)
     engine = RecommendationEngine.open(path, cache=False)
     status = engine.model_versions()["heavy_ranker"]
     engine.close()

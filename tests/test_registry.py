@@ -329,3 +329,20 @@ def test_healthy_and_unpromoted_statuses(tmp_path: Path) -> None:
     _register(reg, 1, promote=True)
     assert [m.status for m in reg.list()] == ["not promoted", "promoted"]
     assert reg.show("heavy_ranker").status == "promoted" and reg.status("heavy_ranker") == "v2 (promoted)"
+
+
+def test_annotate_records_a_verdict_and_a_candidate_loads_by_version(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path / "models")
+    _register(reg, 1, promote=True)
+    _register(reg, 2)
+    verdict = {"candidate_ndcg": 0.1, "served_ndcg": 0.2, "promoted": False}
+    v2 = reg.annotate("heavy_ranker", 2, "promotion", verdict)
+    assert v2.metrics == {"auc": 0.72, "promotion": verdict}  # the other metrics stay
+    assert reg.show("heavy_ranker", 2).status == "not promoted"  # weights untouched: still verified
+    assert reg.promoted("heavy_ranker").version == 1
+    tensors, mv, status = reg.load_or_fallback("heavy_ranker", schema="schema-a", version=2)
+    assert status == "v2 (candidate)" and mv is not None and mv.version == 2
+    assert torch.equal(tensors["w"], _tensors(2)["w"])
+    assert reg.load_or_fallback("heavy_ranker", version=7)[2].startswith("missing: heavy_ranker v7")
+    with pytest.raises(RegistryError, match="no such version"):
+        reg.annotate("heavy_ranker", 9, "promotion", verdict)

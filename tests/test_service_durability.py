@@ -21,7 +21,7 @@ from test_cli import assert_one_line_error, foryou
 from foryou.config import ForYouConfig
 from foryou.service.app import ServeSettings, create_app
 from foryou.service.compact import compact
-from foryou.service.files import store_path
+from foryou.service.files import compacted_path, store_path
 from foryou.service.service import Service, ServiceOptions, StoreUnavailable
 from foryou.service.store import EventStore, StoreError, check_writable
 
@@ -155,7 +155,8 @@ def test_a_legacy_mark_applies_to_the_default_store_only(world, tmp_path):
     for i in range(3):
         svc.write([svc.engagement(user, post, "impression", event_id=f"d-{i}")])
     svc.close()
-    (path / ".service" / "compacted.json").write_text(json.dumps({"seq": 3}))  # as the old `compact` wrote
+    compacted_path(path).parent.mkdir(parents=True, exist_ok=True)
+    compacted_path(path).write_text(json.dumps({"seq": 3}))  # as the old `compact` wrote
     svc = _service(path, tmp_path, store=tmp_path / "custom.sqlite")
     try:
         svc.write([svc.engagement(user, post, "like", event_id="c-like")])

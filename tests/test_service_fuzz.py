@@ -19,12 +19,16 @@ from schemathesis import GenerationMode
 from foryou.service import cursor as cursors
 from foryou.service.app import ServeSettings, create_app
 from foryou.service.cursor import ID_MAX
+from foryou.service.schemas import ID_PATTERN
 
 MIN_CASES = 5000
 # A cursor is opaque: the schema gives its alphabet, and this is how valid ones are made.
 schemathesis.openapi.format("cursor", st.builds(
     lambda ids, session: cursors.encode(set(ids), session),
     st.sets(st.integers(0, ID_MAX // 2**20), max_size=40), st.one_of(st.none(), st.integers(0, 2**52))))
+# A string id: any the pattern allows, or one of the tiny world's (ints written as text) to reach real users and posts.
+schemathesis.openapi.format("platform-id", st.one_of(st.from_regex(ID_PATTERN, fullmatch=True),
+                                                    st.integers(0, 3000).map(str)))
 
 
 def _fuzz(app, headers: dict[str, str] | None) -> tuple[dict[str, int], dict[int, int], list[str]]:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from foryou.config import ForYouConfig, parse_overrides
 from foryou.service.limits import json_depth
+from foryou.service.schemas import ID_PATTERN
 from foryou.service.security import SAFE_METHODS
 from foryou.service.server import HEADER_TIMEOUT_ENV, HeaderTimeoutProtocol
 
@@ -256,23 +257,27 @@ def test_every_error_status_is_documented_with_the_error_shape(client):
     user, _ = _user_and_post(client)
     assert client.get(f"/v1/users/{user}/timeline", params={"cursor": ""}).status_code == 200  # the first page
     user_id = next(p for p in timeline["parameters"] if p["name"] == "user_id")
-    assert user_id["schema"]["maximum"] == 2**53 - 1 and user_id["schema"]["minimum"] == 0
+    assert user_id["schema"]["type"] == "string" and user_id["schema"]["pattern"] == ID_PATTERN  # the platform's ids
 
 
 def test_a_422_detail_is_a_string_as_documented(client):
-    r = client.get("/v1/users/x/timeline")
+    r = client.get(f"/v1/users/{'x' * 129}/timeline")
     assert r.status_code == 422 and isinstance(r.json()["detail"], str) and r.json()["errors"][0]["loc"] == [
         "path", "user_id"]
 
 
-def test_ids_must_be_json_integers(client):
+def test_ids_must_be_json_integers_or_strings(client):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     user, post = _user_and_post(client)
-    for bad in ({"user_id": str(user)}, {"user_id": True}, {"post_id": post + 0.5}, {"value": "1"}):
+    for bad in ({"user_id": True}, {"post_id": post + 0.5}, {"value": "1"}, {"user_id": -1}, {"user_id": "a b"}):
         body = {"user_id": user, "post_id": post, "kind": "click", **bad}
         assert client.post("/v1/engagements", json=body, headers=auth).status_code == 422, bad
     ok = {"user_id": float(user), "post_id": post, "kind": "click"}  # 7.0 is an integer in JSON Schema
     assert client.post("/v1/engagements", json=ok, headers=auth).status_code == 200
+    as_text = {"user_id": str(user), "post_id": str(post), "kind": "click"}  # an int dataset reads "7" as 7
+    assert client.post("/v1/engagements", json=as_text, headers=auth).status_code == 200
+    unknown = {"user_id": "nobody", "post_id": post, "kind": "click"}
+    assert client.post("/v1/engagements", json=unknown, headers=auth).status_code == 404
     assert client.post("/v1/follows", json={"user_id": user, "target_id": user}, headers=auth).status_code == 409
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from foryou.config import ForYouConfig, apply_overrides, parse_overrides
 from foryou.data.manifest import read_manifest
+from foryou.data.state import models_dir, state_dir
 from foryou.data.world import GroundTruth
 from foryou.experiments import Experiment, ExperimentLog
 from foryou.experiments.analysis import analyse, user_table
@@ -105,7 +106,7 @@ def test_nightly_retraining_serves_the_retrained_heavy_ranker(tiny_world_dir, tm
     r = sim.run()
     assert [n["day"] for n in r.summary["retrained"]] == [1]
     assert r.summary["engine_models"]["heavy_ranker"].endswith("retrained after day 1")
-    assert (tmp_path / "sim" / "feedback" / "models" / "heavy_ranker").is_dir()
+    assert (models_dir(state_dir(tmp_path / "sim" / "feedback")) / "heavy_ranker").is_dir()
     model = sim.engine.state.models["heavy_ranker"]
     page = sim.engine.recommend(int(sim.users[sim.sim_rows[0]]), now=r.start + 2 * 86_400)
     assert model.version.endswith("v1") and page.items

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,9 +116,10 @@ def test_small_catalog_note() -> None:
 
 
 def test_cli_timeline_full_page_and_note(catalog_dir: Path, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "foryou.cli", "timeline", str(catalog_dir), "1"],
+    out = subprocess.run([sys.executable, "-m", "foryou.cli", "timeline", str(catalog_dir), "u1"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
                          env={"FORYOU_LOG": str(tmp_path / "log.jsonl"), "COLUMNS": "200", "PATH": "/usr/bin:/bin",
+                              "FORYOU_STATE_DIR": os.environ["FORYOU_STATE_DIR"],
                               "PYTHONPATH": str(Path(__file__).parents[1])})
     assert out.returncode == 0, out.stderr
     assert "35 posts" in out.stdout

@@ -13,6 +13,7 @@ from foryou.config import ForYouConfig, HeavyRankerConfig, TrainingConfig
 from foryou.data.dataset import Dataset
 from foryou.data.lookup import rows_of
 from foryou.data.split import history
+from foryou.data.state import models_dir, state_dir
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.timeline.engine import RecommendationEngine
 from foryou.training.pipeline import train_all
@@ -38,7 +39,7 @@ def test_training_registers_a_model_that_beats_chance(trained):
     for head in ("like", "click", "dwell"):
         m = r["test"][head]
         assert m["auc"] > 0.6 and m["ceiling_auc"] >= m["auc"] - 0.1, (head, m)
-    manifest = json.loads((path / "models" / "heavy_ranker" / "v1" / "manifest.json").read_text())
+    manifest = json.loads((models_dir(state_dir(path)) / "heavy_ranker" / "v1" / "manifest.json").read_text())
     assert manifest["schema"] and manifest["dataset_fingerprint"] and manifest["metrics"]["test"]
 
 
@@ -86,8 +87,9 @@ def test_engine_serves_the_promoted_model(trained):
 def test_a_damaged_model_falls_back_with_a_clear_message(trained, tmp_path, damage):
     path, _ = trained
     copy = tmp_path / "w"
-    shutil.copytree(path, copy, ignore=shutil.ignore_patterns(".serving"))
-    v1 = copy / "models" / "heavy_ranker" / "v1"
+    shutil.copytree(path, copy)
+    shutil.copytree(models_dir(state_dir(path)), models_dir(state_dir(copy)))
+    v1 = models_dir(state_dir(copy)) / "heavy_ranker" / "v1"
     if damage == "corrupt":
         (v1 / "weights.safetensors").write_bytes(b"\x00" * 64)
         expected = "corrupt"

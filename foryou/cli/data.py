@@ -1,4 +1,4 @@
-"""`foryou data validate|stats`, `foryou import` (a real dataset onto the foryou schema) and `foryou compact`
+"""`foryou data validate|stats|export`, `foryou import` (a real dataset onto the foryou schema) and `foryou compact`
 (the service's event store folded into the dataset)."""
 
 from __future__ import annotations
@@ -15,6 +15,29 @@ from foryou.cli.render import console, print_summary
 
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and check datasets.")
 log = logging.getLogger("foryou.cli")
+
+
+@data_app.command("export")
+def data_export(path: DatasetArg,
+                out_dir: Annotated[Path, typer.Argument(help="folder for interactions.csv, items.csv, social.csv, "
+                                                             "users.csv")],
+                reimport_to: Annotated[str, typer.Option(help="the dataset directory the printed command "
+                                                              "re-imports into")] = "DATASET") -> None:
+    """Write the dataset as flat CSV files with external ids, and print the `foryou import interactions`
+    command that re-imports them into the same dataset (README, "Bring your own data")."""
+    from foryou.data.importers.export import export_flat
+
+    dataset_dir(path)
+    with logs.Timer() as t:
+        result = export_flat(path, out_dir, reimport_to)
+    log.info("exported", extra={"dataset": str(path), "out": str(out_dir), "rows": result.rows,
+                                "seconds": round(t.seconds, 3)})
+    console.print(f"[green]exported[/] {path} → {out_dir} in {t.seconds:.1f} s: "
+                  + ", ".join(f"{name} {n:,}" for name, n in result.rows.items()), highlight=False, soft_wrap=True)
+    for line in result.lost:
+        console.print(f"  note: {line}", highlight=False)
+    console.print("re-import with:", highlight=False)
+    console.print(result.command_line, highlight=False, soft_wrap=True)
 
 
 def show_stats(path: Path) -> None:
@@ -47,11 +70,11 @@ def data_stats(path: DatasetArg) -> None:
 
 
 INTERACTIONS_DEFAULTS: dict[str, Any] = {"fixed_kind": "like", "neutral_kind": "click", "mutual": False,
-                                         "on_bad_row": "error"}
+                                         "on_bad_row": "error", "ids": "auto"}
 Opt = typer.Option  # the options below apply to `foryou import interactions` only
 Text = str | None
-ColumnMap = Annotated[str | None, Opt(help="interactions: ROLE=COLUMN,... for the --items/--social file "
-                                      "(default: found by name)", show_default=False)]
+ColumnMap = Annotated[str | None, Opt(help="interactions: ROLE=COLUMN,... for the --items/--social/--users "
+                                      "file (default: found by name)", show_default=False)]
 
 
 def import_(
@@ -81,6 +104,11 @@ def import_(
     social: Annotated[Path | None, Opt(help="interactions: social edges file (src follows dst)")] = None,
     social_columns: ColumnMap = None,
     mutual: Annotated[bool, Opt(help="interactions: social edges go both ways")] = False,
+    users: Annotated[Path | None, Opt(help="interactions: users file (id, created, handle); its users exist "
+                                           "even without events")] = None,
+    users_columns: ColumnMap = None,
+    ids: Annotated[str, Opt(help="interactions: auto (keep whole-number ids, number the others) | keep | "
+                                 "number")] = "auto",
     on_bad_row: Annotated[str, Opt(help="interactions: error | skip")] = "error",
 ) -> None:
     """Map a real dataset, or any file of interactions, onto the foryou schema (see README, "Importers" and
@@ -107,7 +135,8 @@ def import_(
 
 def import_interactions_file(src: Path, out: Path, *, user: str | None, item: str | None, time: str | None,
                              kind_map: str | None, neutral_kind: str, items_columns: str | None,
-                             social_columns: str | None, mutual: bool, on_bad_row: str, **options: Any) -> None:
+                             social_columns: str | None, mutual: bool, on_bad_row: str, users_columns: str | None,
+                             ids: str, **options: Any) -> None:
     """`foryou import interactions FILE --out DS --user COL --item COL --time COL [...]`."""
     from foryou.data.importers.interactions import import_interactions
 
@@ -116,13 +145,16 @@ def import_interactions_file(src: Path, out: Path, *, user: str | None, item: st
             raise bad(flag, f"`foryou import interactions` needs {flag} COLUMN")
     if on_bad_row not in ("error", "skip"):
         raise bad("--on-bad-row", f"{on_bad_row!r} is not error or skip")
+    if ids not in ("auto", "keep", "number"):
+        raise bad("--ids", f"{ids!r} is not auto, keep or number")
     with logs.Timer() as t:
         result = import_interactions(
             src, out, user=str(user), item=str(item), time=str(time), on_bad_row=on_bad_row,  # type: ignore[arg-type]
             kind_map=pairs("--kind-map", kind_map), neutral_kind=None if neutral_kind == "none" else neutral_kind,
             items_columns=pairs("--items-columns", items_columns), social_columns=pairs("--social-columns",
                                                                                           social_columns),
-            social_mutual=mutual, **options)
+            social_mutual=mutual, users_columns=pairs("--users-columns", users_columns),
+            ids=ids, **options)  # type: ignore[arg-type]
     finish_import("interactions", src, out, t.seconds, result.dataset.manifest.notes)
     print_summary(f"import {src.name}", result.summary())
 
@@ -154,7 +186,7 @@ def finish_import(source: str, src: Path, out: Path, seconds: float, notes: list
 
 def compact(dataset: DatasetArg,
             store: Annotated[Path | None, typer.Option(help="the event store `foryou serve --store` used "
-                                                       "(default DATASET/.service/events.sqlite)",
+                                                       "(default: the state directory's)",
                                                        show_default=False)] = None) -> None:
     """Fold the service's event store into the dataset's Parquet tables (atomic) for the next
     `foryou train`. Stop the server first."""

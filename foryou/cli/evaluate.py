@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from foryou.cli.params import DatasetArg, SetOption, bad, dataset_dir, load_config
+from foryou.cli.params import DatasetArg, SetOption, StateOption, bad, dataset_dir, load_config
 from foryou.cli.render import console, print_eval, progress_bars
 
 
@@ -23,17 +23,33 @@ def _baselines(spec: str) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def _users(spec: str) -> tuple[str, int | None]:
+    """`--users`: a segment name (all, cold, warm) or a positive number of users to sample."""
+    from foryou.eval.protocols import SEGMENTS
+
+    if spec in ("all", *SEGMENTS):
+        return spec, None
+    if spec.isdigit() and int(spec) > 0:
+        return "all", int(spec)
+    raise bad("--users", f"{spec!r} is not all, {', '.join(SEGMENTS)} or a positive number")
+
+
 def eval_(
     dataset: DatasetArg,
     report: Annotated[Path, typer.Option(help="directory for metrics.json and index.html")],
-    baselines: Annotated[str, typer.Option(help="all, none, or a comma list of random,popularity,reverse_chron,"
-                                                "als,bpr,item_knn")] = "all",
-    protocol: Annotated[str, typer.Option(help="temporal (page served at the test window's start) or minirecsys "
-                                               "(the reference mimic's protocol)")] = "temporal",
-    users: Annotated[int | None, typer.Option(help="sample this many test users (temporal)", min=1)] = None,
+    baselines: Annotated[str, typer.Option(help="all, none, or a comma list of random,popularity,recent_popularity,"
+                                                "reverse_chron,als,bpr,item_knn,ease")] = "all",
+    protocol: Annotated[str, typer.Option(help="temporal (page served at the test window's start), leave-last-out "
+                                               "(each user's last positive held out), random (a seeded 20 % of "
+                                               "positives held out) or minirecsys (the reference mimic's "
+                                               "protocol)")] = "temporal",
+    users: Annotated[str, typer.Option(help="whom to evaluate: all, cold (no positive engagement before the "
+                                            "split), warm (≥ 5) or N (a seeded sample of N users)")] = "all",
+    tune: Annotated[bool, typer.Option(help="tune the baselines' hyperparameters on the validation split")] = True,
     seed: Annotated[int, typer.Option(help="seed of the user sample, bootstrap and random baseline")] = 0,
     oracle: Annotated[bool, typer.Option(help="compare with the oracle (synthetic worlds)")] = True,
     set_: SetOption = None,
+    state_dir: StateOption = None,
 ) -> None:
     """Offline evaluation: our pages vs baselines (and the oracle) on one split → JSON + HTML report."""
     from foryou.eval.protocols import PROTOCOLS
@@ -41,6 +57,7 @@ def eval_(
     if protocol not in PROTOCOLS:
         raise bad("--protocol", f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
     chosen = _baselines(baselines)
+    segment, max_users = _users(users)
     dataset_dir(dataset)
     from foryou.eval.evaluator import evaluate
     from foryou.eval.report import write_report
@@ -49,8 +66,8 @@ def eval_(
     config = resolve_for(dataset, load_config(set_))  # the baselines' catalog uses the engine's windows
 
     with progress_bars() as bar:
-        result = evaluate(dataset, protocol, chosen, config, max_users=users, seed=seed, oracle=oracle,
-                          progress=bar)
+        result = evaluate(dataset, protocol, chosen, config, max_users=max_users, seed=seed, oracle=oracle,
+                          progress=bar, state=state_dir, segment=segment, tune=tune)
         bar("report", 0.0)
         json_path, html_path = write_report(result, report)
         bar("report", 1.0)

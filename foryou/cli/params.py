@@ -25,6 +25,9 @@ PRESETS = ("tiny", "small", "medium", "large")
 DatasetArg = Annotated[Path, typer.Argument(help="dataset directory")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="config override (repeatable)")]
 JsonOption = Annotated[Path, typer.Option("--json", help="results file")]
+StateOption = Annotated[Path | None, typer.Option(
+    "--state-dir", help="models, serving snapshots, events and experiments of this dataset "
+                        "[default: runs/state/NAME-HASH, or under $FORYOU_STATE_DIR]", show_default=False)]
 
 
 class UserError(ForYouError):

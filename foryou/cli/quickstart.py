@@ -10,8 +10,9 @@ import typer
 
 from foryou.cli.data import show_stats
 from foryou.cli.params import UserError, check_preset, describe, existing_dataset
-from foryou.cli.render import console, print_model_metrics, print_page, progress_bars, status
+from foryou.cli.render import console, print_page, status
 from foryou.cli.serve import serve_dataset
+from foryou.cli.train import run_training
 from foryou.cli.world import build_world
 
 
@@ -47,12 +48,15 @@ def quickstart(
 
 
 def train_unless_trained(path: Path, retrain: bool = False) -> None:
-    """Train the models for this world once; later runs reuse the promoted versions, also when the data
-    changed since (the service's writes folded in by `foryou compact`): retraining is a choice."""
-    from foryou.training.pipeline import dataset_fingerprint, registry_for, train_all
+    """Train the models for this world once (promoted where they beat the heuristic on validation, as
+    `foryou train` does); later runs reuse them, also when the data changed since (the service's writes
+    folded in by `foryou compact`): retraining is a choice."""
+    from foryou.config import ForYouConfig
+    from foryou.training.pipeline import dataset_fingerprint, registry_for
 
-    current = registry_for(path).promoted("heavy_ranker")
-    if current is not None and not retrain:
+    trained = [v for v in registry_for(path).list() if v.name == "heavy_ranker"]
+    if trained and not retrain:
+        current = max(trained, key=lambda v: v.version)
         if current.dataset_fingerprint == dataset_fingerprint(path):
             console.print(f"[green]reusing[/] trained models ({current.label}); `foryou train {path}` retrains",
                           highlight=False)
@@ -61,10 +65,7 @@ def train_unless_trained(path: Path, retrain: bool = False) -> None:
                           f"were trained; `foryou train {path}` (or `foryou quickstart --retrain`) retrains",
                           highlight=False, soft_wrap=True)
         return
-    with progress_bars() as bar:
-        results = train_all(path, progress=bar)
-    for name, r in results.items():
-        print_model_metrics(name, r)
+    run_training(path, ForYouConfig())
 
 
 def show_example_timeline(path: Path) -> None:

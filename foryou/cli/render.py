@@ -360,6 +360,8 @@ def print_eval(r: dict[str, Any]) -> None:
             cells.append(f"{o['mean']:.3f} [{o['lo']:.3f}, {o['hi']:.3f}]")
         table.add_row(name, *cells, style="bold" if name == "foryou" else None)
     console.print(table)
+    _print_segments(r, f"ndcg@{k}")
+    _print_tuning(r)
     stages = r.get("retrieval", {}).get("stages", {})
     if stages:
         console.print("  retrieval recall@K: " + ", ".join(
@@ -371,3 +373,42 @@ def print_eval(r: dict[str, Any]) -> None:
             highlight=False)
     for key, value in r["targets"].items():
         console.print(f"  {key}: {fmt(value)}", highlight=False)
+
+
+def _print_segments(r: dict[str, Any], metric: str) -> None:
+    """One metric per method for all, cold and warm users, with 95 % intervals."""
+    segs = r.get("segments") or {}
+    parts = [("all", r["users"], r["methods"])] + [(name, e["users"], e.get("methods") or {})
+                                                   for name, e in segs.items() if name != "all"]
+    if len(parts) < 2:
+        return
+    table = Table(title=f"{metric} by user segment (cold: no positive engagement before the split; warm: ≥ 5)",
+                  title_justify="left")
+    table.add_column("method")
+    for name, n, _ in parts:
+        table.add_column(f"{name} ({n:,})", justify="right")
+    for method in r["methods"]:
+        cells = []
+        for _, _, methods in parts:
+            v = methods.get(method, {}).get("ranking", {}).get(metric)
+            cells.append(f"{v['mean']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]" if v else "—")
+        table.add_row(method, *cells, style="bold" if method == "foryou" else None)
+    console.print(table)
+
+
+def _print_tuning(r: dict[str, Any]) -> None:
+    """Each tuned baseline's chosen hyperparameters and its validation score."""
+    baselines = r.get("baselines")
+    if not isinstance(baselines, dict):
+        return
+    tuned = {n: b["tuning"] for n, b in baselines.items() if b.get("tuning", {}).get("validation")}
+    if not tuned:
+        return
+    v = r.get("validation") or {}
+    console.print(f"  baselines tuned on the validation split ({v.get('protocol', '?')}, {v.get('users', 0):,} users, "
+                  "NDCG@10; grids in foryou/eval/tuning.py):", highlight=False)
+    for name, t in tuned.items():
+        params = " ".join(f"{k}={'all' if p is None else p}" for k, p in t["chosen"].items())
+        console.print(f"    {name}: {params} (validation {t['validation_score']:.4f} of "
+                      f"{len(t['validation'])} grid points)", highlight=False)
+

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from foryou.cli.params import DatasetArg, SetOption, UserError, bad, dataset_dir, load_config, set_overrides
+from foryou.cli.params import (
+    DatasetArg,
+    SetOption,
+    StateOption,
+    UserError,
+    bad,
+    dataset_dir,
+    load_config,
+    set_overrides,
+)
 from foryou.cli.render import console, status
 
 TRACE_LOG = Path("runs/logs/trace.jsonl")
@@ -26,17 +35,18 @@ def serve(
                                               show_default=False)] = None,
     set_: SetOption = None,
     trace_log: Annotated[Path, typer.Option(help="JSON-lines trace log (rotated)")] = TRACE_LOG,
-    store: Annotated[Path | None, typer.Option(help="event store file (default DATASET/.service/events.sqlite)",
+    store: Annotated[Path | None, typer.Option(help="event store file (default: STATE_DIR/service/events.sqlite)",
                                                show_default=False)] = None,
+    state_dir: StateOption = None,
 ) -> None:
     """Serve the For You timeline over HTTP (OpenAPI docs at /docs): pages, durable real-time writes,
     /metrics. Writes are acknowledged after they are committed to the event store."""
-    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store)
+    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir)
 
 
 def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
                   token: str | None = None, overrides: list[str] | None = None, trace_log: Path = TRACE_LOG,
-                  store: Path | None = None) -> None:
+                  store: Path | None = None, state: Path | None = None) -> None:
     """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
     before any worker starts; then serve until Ctrl-C."""
     from foryou.service.app import SETTINGS_ENV, ServeSettings, create_app
@@ -49,25 +59,27 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     _check_listen(host, port, token)
     config = load_config(overrides)
     _check_port_free(host, port)
-    check_writable(store_path(dataset, store))  # a read-only store: one line here, not one per worker
+    check_writable(store_path(dataset, store, state))  # a read-only store: one line here, not one per worker
     settings = ServeSettings(dataset=dataset, config=set_overrides(overrides), token=token, trace_log=trace_log,
-                             store=store)
+                             store=store, state=state)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     if workers == 1:
         with status("opening the serving index and replaying the event store"):
-            svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store))
+            svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store, state=state))
         target: Any = create_app(settings, service=svc)
-        user = int(svc.engine.user_ids[0])
+        user: Any = svc.engine.ids.users.show(int(svc.engine.user_ids[0]))  # the dataset's own id
         extra: dict[str, Any] = {}
     else:
         from foryou.timeline.engine import RecommendationEngine
 
         with status("building the serving snapshot the workers will share"):
-            RecommendationEngine.open(dataset, config).close()
+            RecommendationEngine.open(dataset, config, state=state).close()
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         os.environ["FORYOU_WORKER_SUFFIX"] = "1"
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="foryou-metrics-")
-        user = int(np.sort(_user_ids(dataset))[0])
+        from foryou.data.ids import IdMap
+
+        user = IdMap.load(dataset).users.show(int(np.sort(_user_ids(dataset))[0]))
         target, extra = "foryou.service.app:app_from_env", {"factory": True, "workers": workers}
     console.print(f"serving [bold]{dataset}[/] on [bold]{url}[/] ({workers} worker{'s' * (workers > 1)}); "
                   f"API docs {url}/docs; writes {'need the bearer token' if token else 'open (loopback only)'}; "

@@ -84,7 +84,8 @@ class Dataset:
                 "counts": {name: t.num_rows for name, t in conformed.items()},
                 "time_range": _time_range(conformed),
                 "has_impressions": conformed["impressions"].num_rows > 0,
-                "time_scale": time_scale(conformed["posts"], conformed["engagements"]),
+                # from the train side only: windows derived from it must not see the validation or test windows
+                "time_scale": time_scale(conformed["posts"], conformed["engagements"], until=manifest.split.train_end),
             }
         )
         return cls(conformed, manifest)

@@ -44,6 +44,8 @@ class TimeScale(BaseModel):
     recent_hours: float = Field(0.0, description="span of the last 10 % of engagements")
     resolution_hours: float = Field(0.0, description="median gap between distinct engagement times")
     span_days: float = 0.0
+    learned_before: int | None = Field(None, description="learned from engagements before this time (the "
+                                       "validation window's start); None: from all of them")
 
 
 class Manifest(BaseModel):

@@ -3,6 +3,9 @@
 Engagement age = engagement time − the engaged post's creation time. A feed (X, the synthetic world)
 engages with posts for hours; a catalog (movies, artists) for months or years. The engine derives its time
 windows from this distribution (foryou.timeline.windows) unless the config sets them.
+
+It is learned from the train side only (engagements before the validation window starts, `until`): windows
+derived from it then carry no information from the validation or test windows.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foryou.data.lookup import member
-from foryou.data.manifest import TimeScale
+from foryou.data.manifest import TimeScale, read_manifest
 from foryou.vocab import DAY, HOUR
 
 # p90 engagement age above which a dataset is a catalog: a feed's posts are stale within days
@@ -22,13 +25,21 @@ CATALOG_P90_HOURS = 7 * 24.0
 RECENT_SHARE = 0.1  # "recent" popularity: the span of the last 10 % of engagements
 
 
-def time_scale(posts: pa.Table, engagements: pa.Table) -> TimeScale:
-    """The engagement-age distribution of these tables (vectorised: one sort and one search)."""
+def time_scale(posts: pa.Table, engagements: pa.Table, until: int | None = None) -> TimeScale:
+    """The engagement-age distribution of these tables (vectorised: one sort and one search), from the
+    engagements before `until` (the validation window's start) when given; all of them when none is
+    before it (a degenerate split)."""
     post_id = posts["post_id"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     created = posts["created_at"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     e_post = engagements["post_id"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     e_time = engagements["created_at"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return scale_of(post_id, created, e_post, e_time)
+    if until is not None:
+        before = e_time < until
+        if before.any():
+            e_post, e_time = e_post[before], e_time[before]
+        else:
+            until = None
+    return scale_of(post_id, created, e_post, e_time).model_copy(update={"learned_before": until})
 
 
 def scale_of(post_id: np.ndarray, created: np.ndarray, e_post: np.ndarray, e_time: np.ndarray) -> TimeScale:
@@ -60,9 +71,9 @@ def scale_of(post_id: np.ndarray, created: np.ndarray, e_post: np.ndarray, e_tim
 
 
 def time_scale_of_dir(path: str | Path) -> TimeScale:
-    """The time scale of a dataset directory (an older manifest without one): reads two columns of
-    two tables."""
+    """The time scale of a dataset directory (an older manifest without one), from its train side: reads
+    the manifest's split and two columns of two tables."""
     path = Path(path)
     posts = pq.read_table(path / "posts.parquet", columns=["post_id", "created_at"])
     engagements = pq.read_table(path / "engagements.parquet", columns=["post_id", "created_at"])
-    return time_scale(posts, engagements)
+    return time_scale(posts, engagements, until=read_manifest(path).split.train_end)

@@ -5,9 +5,12 @@ engine's TooOldFilter (created within `timeline.sources.max_age_hours`). Per use
 lists the user's own posts, posts already shown to them (impressions) or posts they already engaged
 with before the split. Everything is fitted on `split.train` (a History: nothing at or after the split).
 
-random · popularity (train-window engagements) · reverse-chronological in-network · implicit ALS ·
-implicit BPR · item-kNN (implicit's cosine ItemItem). LightFM is left out: its source-only release
-does not build here.
+random · popularity (train-window engagements, all time) · recent popularity (the same in a window
+before the split, the window tuned) · reverse-chronological in-network · implicit ALS · BPR (ours,
+Rendle's uniform negatives: eval/bpr.py) · item-kNN (implicit's cosine ItemItem) · EASE (eval/ease.py).
+Every hyperparameter is a constructor argument; eval/tuning.py picks them on a validation split. All are
+deterministic: seeded, one thread where a library's threads would race. LightFM is left out: its
+source-only release does not build here.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from scipy import sparse
 from foryou.data.lookup import member
 from foryou.data.split import History
 from foryou.eval.protocols import EvalError, EvalSplit
-from foryou.vocab import HOUR, NEGATIVE
+from foryou.vocab import DAY, HOUR, NEGATIVE
 
-BASELINES = ("random", "popularity", "reverse_chron", "als", "bpr", "item_knn")
+BASELINES = ("random", "popularity", "recent_popularity", "reverse_chron", "als", "bpr", "item_knn", "ease")
 
 
 @dataclass
@@ -114,7 +117,31 @@ def interaction_matrix(h: History, user_ids: np.ndarray, post_ids: np.ndarray) -
     p = np.searchsorted(post_ids, e["post_id"].to_numpy())
     m = sparse.csr_matrix((np.ones(len(u), dtype=np.float32), (u, p)), shape=(len(user_ids), len(post_ids)))
     m.sum_duplicates()
+    m.sort_indices()
     return m
+
+
+@dataclass
+class TrainMatrix:
+    """The users × posts matrix of a split's history, with the rows of its evaluated users and the columns
+    of its catalog (built once per split: every grid point of a tuning run reuses it)."""
+
+    matrix: sparse.csr_matrix
+    user_rows: np.ndarray
+    item_cols: np.ndarray
+
+
+def train_matrix(split: EvalSplit, catalog: Catalog) -> TrainMatrix:
+    cached = getattr(split, "_train_matrix", None)
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    h = split.train
+    user_ids = np.sort(h.users["user_id"].to_numpy())
+    post_ids = np.sort(h.posts["post_id"].to_numpy())
+    tm = TrainMatrix(interaction_matrix(h, user_ids, post_ids), np.searchsorted(user_ids, split.users),
+                     np.searchsorted(post_ids, catalog.post_id))
+    split._train_matrix = (catalog, tm)  # type: ignore[attr-defined]
+    return tm
 
 
 class Baseline:
@@ -142,23 +169,40 @@ class RandomBaseline(Baseline):
 
 
 class PopularityBaseline(Baseline):
-    """Engagements per catalog post in the train window (non-negative kinds); newer first on ties."""
+    """Engagements per catalog post (non-negative kinds) in the `window_days` before the split (all of the
+    history when None); ties by all-time engagements, then newer first."""
 
     name = "popularity"
+
+    def __init__(self, window_days: float | None = None):
+        self.window_days = window_days
 
     def fit(self, split: EvalSplit, catalog: Catalog) -> None:
         super().fit(split, catalog)
         e = split.train.engagements
         e = e.filter(pc.invert(pc.is_in(e["kind"], pa.array(list(NEGATIVE)))))
-        q = e["post_id"].to_numpy()
-        ok, qi = member(catalog.post_id, q)
+        ok, qi = member(catalog.post_id, e["post_id"].to_numpy())
         counts = np.bincount(qi[ok], minlength=len(catalog)).astype(np.float64)
+        recent = counts
+        if self.window_days is not None:
+            since = split.as_of - int(self.window_days * DAY)
+            r = ok & (e["created_at"].to_numpy() >= since)
+            recent = np.bincount(qi[r], minlength=len(catalog)).astype(np.float64)
         span = float(np.ptp(catalog.created_at)) if len(catalog) else 0.0
         age = (split.as_of - catalog.created_at) / (span + 1.0)
-        self.popularity = counts - 1e-3 * age
+        self.popularity = recent + (0.5 * counts / (counts.max(initial=0) + 1) if self.window_days else 0) - 1e-3 * age
 
     def scores(self, idx: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.popularity, (len(idx), len(self.catalog)))
+
+
+class RecentPopularityBaseline(PopularityBaseline):
+    """Popularity in a window before the split, the window tuned (default 7 days)."""
+
+    name = "recent_popularity"
+
+    def __init__(self, window_days: float | None = 7.0):
+        super().__init__(window_days)
 
 
 class ReverseChronBaseline(Baseline):
@@ -182,8 +226,8 @@ class ReverseChronBaseline(Baseline):
         return np.where(in_network, self.catalog.created_at.astype(np.float64), -np.inf)
 
 
-class _ImplicitBaseline(Baseline):
-    """A model from the `implicit` library fitted on the train-window users × posts matrix."""
+class _FactorBaseline(Baseline):
+    """A model fitted on the history's users × posts matrix, scored by user · item factors."""
 
     def make(self):
         raise NotImplementedError
@@ -192,54 +236,66 @@ class _ImplicitBaseline(Baseline):
         from threadpoolctl import threadpool_limits
 
         super().fit(split, catalog)
-        h = split.train
-        self.user_ids = np.sort(h.users["user_id"].to_numpy())
-        self.post_ids = np.sort(h.posts["post_id"].to_numpy())
-        matrix = interaction_matrix(h, self.user_ids, self.post_ids)
-        # implicit parallelises itself (BLAS threads would oversubscribe); its cosine kNN converts a matrix of
-        # its own to CSR and warns about it.
-        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+        tm = train_matrix(split, catalog)
+        self.matrix, self.user_rows, self.item_cols = tm.matrix, tm.user_rows, tm.item_cols
+        # One thread everywhere: implicit's kernels and BLAS in several threads order floating-point sums
+        # differently run to run. Its cosine kNN converts a matrix of its own to CSR and warns about it.
+        with threadpool_limits(1), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Method expects CSR input")
             self.model = self.make()
-            self.model.fit(matrix, show_progress=False)
-        self.matrix = matrix
-        self.user_rows = np.searchsorted(self.user_ids, split.users)
-        self.item_cols = np.searchsorted(self.post_ids, catalog.post_id)
+            self.model.fit(self.matrix.copy(), show_progress=False)
 
     def scores(self, idx: np.ndarray) -> np.ndarray:
         m = self.model
         return np.asarray(m.user_factors[self.user_rows[idx]] @ m.item_factors[self.item_cols].T)
 
 
-class ALSBaseline(_ImplicitBaseline):
+class ALSBaseline(_FactorBaseline):
+    """implicit's ALS (Hu, Koren & Volinsky 2008): confidence 1 + alpha·count, conjugate-gradient solves."""
+
     name = "als"
 
+    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15,
+                 seed: int = 0):
+        self.params = dict(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations)
+        self.seed = seed
+
     def make(self):
-        from implicit.als import AlternatingLeastSquares
+        from implicit.cpu.als import AlternatingLeastSquares
 
-        return AlternatingLeastSquares(factors=64, regularization=0.05, alpha=2.0, iterations=15, random_state=0)
+        return AlternatingLeastSquares(**self.params, random_state=self.seed, num_threads=1)
 
 
-class BPRBaseline(_ImplicitBaseline):
+class BPRBaseline(_FactorBaseline):
+    """BPR-MF as Rendle et al. (2009) define it (eval/bpr.py): implicit's BPR draws its negatives in
+    proportion to popularity, which pushes the popular items a user will like down the list."""
+
     name = "bpr"
 
+    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.001,
+                 iterations: int = 60, seed: int = 0):
+        self.params = dict(factors=factors, learning_rate=learning_rate, regularization=regularization,
+                           iterations=iterations)
+        self.seed = seed
+
     def make(self):
-        from implicit.bpr import BayesianPersonalizedRanking
+        from foryou.eval.bpr import BPR
 
-        # One thread: implicit's BPR is Hogwild SGD, so more threads make its lists differ run to run.
-        return BayesianPersonalizedRanking(factors=64, learning_rate=0.05, regularization=0.01, iterations=100,
-                                           random_state=0, num_threads=1)
+        return BPR(**self.params, seed=self.seed)
 
 
-class ItemKNNBaseline(_ImplicitBaseline):
-    """Item-based kNN (cosine, 100 neighbours): score = Σ similarity to the user's train items."""
+class ItemKNNBaseline(_FactorBaseline):
+    """Item-based kNN (cosine, K neighbours): score = Σ similarity to the user's history items."""
 
     name = "item_knn"
+
+    def __init__(self, neighbours: int = 100):
+        self.neighbours = neighbours
 
     def make(self):
         from implicit.nearest_neighbours import CosineRecommender
 
-        return CosineRecommender(K=100)
+        return CosineRecommender(K=self.neighbours, num_threads=1)
 
     def fit(self, split: EvalSplit, catalog: Catalog) -> None:
         super().fit(split, catalog)
@@ -249,10 +305,15 @@ class ItemKNNBaseline(_ImplicitBaseline):
         return (self.matrix[self.user_rows[idx]] @ self.similarity).toarray()
 
 
-def make_baseline(name: str, seed: int = 0) -> Baseline:
-    classes = {"random": lambda: RandomBaseline(seed), "popularity": PopularityBaseline,
-               "reverse_chron": ReverseChronBaseline, "als": ALSBaseline, "bpr": BPRBaseline,
-               "item_knn": ItemKNNBaseline}
+def make_baseline(name: str, seed: int = 0, **params) -> Baseline:
+    """A baseline by name with the given hyperparameters (its defaults otherwise)."""
+    from foryou.eval.ease import EASEBaseline
+
+    classes: dict[str, Callable[..., Baseline]] = {
+        "random": lambda: RandomBaseline(seed), "popularity": PopularityBaseline,
+        "recent_popularity": RecentPopularityBaseline, "reverse_chron": ReverseChronBaseline,
+        "als": lambda **p: ALSBaseline(**p, seed=seed), "bpr": lambda **p: BPRBaseline(**p, seed=seed),
+        "item_knn": ItemKNNBaseline, "ease": EASEBaseline}
     if name not in classes:
         raise EvalError(f"unknown baseline {name!r}; one of {', '.join(BASELINES)}")
-    return classes[name]()
+    return classes[name](**params)

@@ -15,17 +15,20 @@ import numpy as np
 
 from foryou.config import ForYouConfig
 from foryou.data.dataset import Dataset
-from foryou.data.lookup import member
 from foryou.eval import metrics as M
-from foryou.eval.baselines import BASELINES, Catalog, Lists, build_catalog, make_baseline
-from foryou.eval.protocols import EvalError, EvalSplit, make_split
-from foryou.eval.system import Pages, Retrieved, candidates, retrieve, serve_pages
+from foryou.eval.baselines import BASELINES, Catalog, build_catalog
+from foryou.eval.protocols import HELD_OUT, EvalError, EvalSplit, make_split, validation_split
+from foryou.eval.scoring import SYSTEM, segment_metrics
+from foryou.eval.scoring import method_metrics as _method_metrics
+from foryou.eval.scoring import retrieval_recall as _retrieval
+from foryou.eval.scoring import summary as _summary
+from foryou.eval.system import Pages, candidates, retrieve, serve_pages
+from foryou.eval.tuning import VALID_USERS, tuned_lists, validation_summary
 from foryou.logs import Progress, Timer
 from foryou.timeline.engine import RecommendationEngine
 from foryou.vocab import NEGATIVE_FEEDBACK
 
 log = logging.getLogger("foryou.eval")
-SYSTEM = "foryou"
 CALIBRATION_HEADS = ("click", "like", "reply", "dwell", "negative_feedback")
 # The negative kinds the heavy ranker pools into its "negative_feedback" head (report has a head of its own).
 MINIRECSYS_ENGAGEMENT_N = 100  # the mimic scores its engagement predictions on 100-item lists
@@ -33,7 +36,10 @@ MINIRECSYS_ENGAGEMENT_N = 100  # the mimic scores its engagement predictions on 
 
 def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str, ...] = BASELINES,
              config: ForYouConfig | None = None, max_users: int | None = None, seed: int = 0,
-             oracle: bool = True, reps: int = 1000, progress: Progress | None = None) -> dict[str, Any]:
+             oracle: bool = True, reps: int = 1000, progress: Progress | None = None,
+             state: Path | None = None, segment: str = "all", tune: bool = True) -> dict[str, Any]:
+    """`segment` (all, cold, warm) picks whom to evaluate, `max_users` samples them; `tune` tunes the
+    baselines on the protocol's validation split (eval/tuning.py)."""
     progress = progress or (lambda stage, frac: None)
     config = config or ForYouConfig()
     path = Path(path)
@@ -41,16 +47,17 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
     t_all = time.perf_counter()
     with Timer() as t:
         dataset = Dataset.load(path)
-        split = make_split(dataset, protocol, max_users=max_users, seed=seed)
+        split = make_split(dataset, protocol, max_users=max_users, seed=seed, segment=segment)
         if len(split.users) == 0:
-            raise EvalError(f"{path}: no test users under the {protocol} protocol")
+            raise EvalError(f"{path}: no test users under the {protocol} protocol ({segment} users)")
         k_max = max(split.k_values)
         page_n = max(k_max if protocol == "minirecsys" else config.timeline.mixing.page_size, k_max)
+        valid = validation_split(split, dataset, VALID_USERS, seed) if tune and baselines else None
     timings["split"] = t.seconds
 
     progress("engine (train side)", 0.0)
     with Timer() as t:
-        engine = RecommendationEngine.open(path, config, as_of=split.as_of)
+        engine = _engine(path, dataset, split, config, state)
     progress("engine (train side)", 1.0)
     timings["engine"] = t.seconds
     with Timer() as t:
@@ -65,8 +72,10 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
         split.notes.append(f"{len(catalog)} posts pass the TooOldFilter at the split and our pages are "
                            f"{'empty' if (pages.post_id < 0).all() else 'not empty'}: on a catalog without fresh "
                            "posts, widen timeline.sources.max_age_hours (and the in-network / trending windows)")
-    baseline_lists = _baseline_lists(split, catalog, baselines, max(page_n, scored.post_id.shape[1]), seed,
-                                     progress, timings)
+    baseline_lists, baseline_info = tuned_lists(split, valid, catalog, config.timeline.sources.max_age_hours,
+                                                baselines, max(page_n, scored.post_id.shape[1]), seed, progress,
+                                                timings)
+    _reachable_note(split, catalog)
     lists = {SYSTEM: pages.post_id, **{name: b.post_id[:, :page_n] for name, b in baseline_lists.items()}}
     idx = M.bootstrap_indices(len(split.users), reps, seed)
     methods = {SYSTEM: _method_metrics(split, catalog, pages.post_id, scored.post_id,
@@ -79,13 +88,17 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
         "date": dt.date.today().isoformat(), "as_of": split.as_of, "users": len(split.users),
         "relevant_pairs": len(split.truth_post), "k_values": list(split.k_values), "page_size": page_n,
         "catalog_size": len(catalog), "positive_kinds": list(split.positive_kinds),
-        "baselines": list(baselines), "bootstrap_reps": reps, "seed": seed,
+        "baselines": baseline_info, "validation": validation_summary(valid), "bootstrap_reps": reps, "seed": seed,
         "config_overrides": _overrides(config), "models": served_models,
         "engine_errors": pages.errors, "notes": split.notes + _notes(baselines), "methods": methods,
         "sources": _sources(pages, split), "retrieval": _retrieval(retrieved, pages, split, idx),
-        **_served_scores(scored, split), "heads": {"registry": _registry_heads(path)},
+        **_served_scores(scored, split), "heads": {"registry": _registry_heads(engine.state_dir)},
     }
-    if oracle and dataset.manifest.has_ground_truth:
+    result["segments"] = segment_metrics(split, catalog, {SYSTEM: (pages.post_id, scored.post_id,
+                                                                   p_engaged(scored, split.positive_kinds))}
+                                         | {n: (lists[n], b.post_id, b.score) for n, b in baseline_lists.items()},
+                                         retrieved, pages, reps, seed)
+    if oracle and dataset.manifest.has_ground_truth and protocol == "temporal":
         with Timer() as t:
             result["oracle"], truth_parts = _oracle(path, dataset, split, engine, lists, pages, idx, progress)
         result["calibration"]["truth"] = truth_parts["calibration"]
@@ -97,6 +110,25 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
     result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     log.info("evaluated", extra={"dataset": str(path), "protocol": protocol, "seconds": result["seconds"]})
     return result
+
+
+def _engine(path: Path, dataset: Dataset, split: EvalSplit, config: ForYouConfig,
+            state: Path | None) -> RecommendationEngine:
+    """The engine as of the split: cut at the instant (temporal), or built from the history with the held-out
+    rows removed and serving at the end of the data."""
+    if split.protocol not in HELD_OUT:
+        return RecommendationEngine.open(path, config, as_of=split.as_of, state=state)
+    split.notes.append("the registry's models (if any are promoted) were trained on the temporal train window, "
+                       "which may hold rows this protocol holds out; heuristic rankers learn nothing from them")
+    return RecommendationEngine(Dataset(split.train.tables, dataset.manifest, path), config, as_of=split.as_of,
+                                state=state)
+
+
+def _reachable_note(split: EvalSplit, catalog: Catalog) -> None:
+    """How many relevant pairs any method can list at all: their post is in the shared catalog."""
+    inside = int(np.isin(split.truth_post, catalog.post_id).sum())
+    split.notes.append(f"{inside:,} of {len(split.truth_post):,} relevant pairs are on catalog posts (the rest "
+                       "no method can list)")
 
 
 def _stage(progress: Progress, stage: str) -> Callable[[float], None]:
@@ -119,21 +151,6 @@ def _our_pages(engine: RecommendationEngine, split: EvalSplit, protocol: str, pa
     return pages, scored, served_models
 
 
-def _baseline_lists(split: EvalSplit, catalog: Catalog, baselines: tuple[str, ...], list_n: int, seed: int,
-                    progress: Progress, timings: dict[str, float]) -> dict[str, Lists]:
-    """Each baseline fitted on the split's history, its `list_n`-long list per user."""
-    out = {}
-    for name in baselines:
-        with Timer() as t:
-            progress(f"baseline {name}", 0.0)
-            b = make_baseline(name, seed)
-            b.fit(split, catalog)
-            out[name] = b.recommend(list_n, _stage(progress, f"baseline {name}"))
-            progress(f"baseline {name}", 1.0)
-        timings[f"baseline {name}"] = t.seconds
-    return out
-
-
 def _served_scores(scored: Pages, split: EvalSplit) -> dict[str, Any]:
     """Our predicted P(engaged) of the served items against whether the user engaged in the test
     window: histograms by outcome and the observed calibration curve."""
@@ -151,49 +168,6 @@ def p_engaged(pages: Pages, kinds: tuple[str, ...]) -> np.ndarray:
     for h in heads:
         miss = miss * (1 - pages.predictions[h])
     return 1 - miss
-
-
-def _summary(values: np.ndarray, idx: np.ndarray, denominator: np.ndarray | None = None) -> dict[str, float]:
-    return {k: round(v, 6) for k, v in M.bootstrap(values, idx, denominator).items()}
-
-
-def _method_metrics(split: EvalSplit, catalog: Catalog, recs: np.ndarray, ids: np.ndarray, s: np.ndarray,
-                    idx: np.ndarray, probabilities: bool) -> dict[str, Any]:
-    k_max = max(split.k_values)
-    hits = M.hits_matrix(recs[:, :k_max], split.truth_user, split.truth_post)
-    ranking = {k: _summary(v, idx) for k, v in M.ranking_metrics(hits, split.n_relevant, split.k_values).items()}
-    # Engagement prediction on the method's own list (the mimic's: label = in the user's ground truth).
-    valid = ids >= 0
-    y = M.hits_matrix(ids, split.truth_user, split.truth_post)[valid]
-    p = np.nan_to_num(s[valid], nan=0.0, neginf=0.0)
-    engagement = {"rows": int(valid.sum()), "positives": int(y.sum()), "auc": M.auc(y, p), "pr_auc": M.pr_auc(y, p),
-                  "precision@recall0.9": M.precision_at_recall(y, p)}
-    if probabilities and len(y):
-        engagement.update(rce=M.rce(y, p), ece=M.calibration_error(y, p), mean_predicted=float(p.mean()),
-                          mean_observed=float(y.mean()))
-    engagement = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in engagement.items()}
-    in_cat, pos = member(catalog.post_id, recs.ravel())
-    in_cat, pos = in_cat.reshape(recs.shape), np.where(in_cat, pos, 0).reshape(recs.shape)
-    topics = np.where(in_cat, catalog.topic[pos] if len(catalog) else -1, -1)
-    authors = np.where(in_cat, catalog.author_id[pos] if len(catalog) else -1, -1)
-    item_ids, item_users = _item_popularity(split)
-    n_users_total = split.train.users.num_rows
-    beyond = {
-        "catalog_coverage": round(M.catalog_coverage(np.where(in_cat, recs, -1), len(catalog)), 6),
-        "author_gini": round(M.author_exposure_gini(authors, catalog.author_id), 6),
-        "intra_list_diversity": _summary(M.intra_list_diversity(topics), idx),
-        "novelty": _summary(M.novelty(recs, item_ids, item_users, n_users_total), idx),
-        "mean_list_length": round(float((recs >= 0).sum(1).mean()), 3),
-    }
-    return {"ranking": ranking, "engagement": engagement, "beyond": beyond}
-
-
-def _item_popularity(split: EvalSplit) -> tuple[np.ndarray, np.ndarray]:
-    """(post ids, distinct engaging users before the split): novelty's popularity."""
-    e = split.train.engagements
-    pairs = np.unique(np.stack([e["post_id"].to_numpy(), e["user_id"].to_numpy()], 1), axis=0) if e.num_rows \
-        else np.empty((0, 2), np.int64)
-    return np.unique(pairs[:, 0], return_counts=True)
 
 
 def _sources(pages: Pages, split: EvalSplit) -> dict[str, dict[str, float]]:
@@ -214,27 +188,6 @@ def _sources(pages: Pages, split: EvalSplit) -> dict[str, dict[str, float]]:
     return out
 
 
-def _retrieval(r: Retrieved, pages: Pages, split: EvalSplit, idx: np.ndarray) -> dict[str, Any]:
-    """Recall of each retrieval stage against the test-window engagements a page served at the split
-    could hold: per user |candidates ∩ relevant| / |relevant|, K = that stage's candidate count."""
-    stages = {**r.sources, "merged": r.merged, "after_filters": r.filtered,
-              "page": pages.post_id}
-    n_rel = split.n_relevant.astype(np.float64)
-    rows = {}
-    for name, ids in stages.items():
-        hits = M.hits_matrix(ids, split.truth_user, split.truth_post).sum(1) if ids.shape[1] else \
-            np.zeros(len(split.users), np.int64)
-        k = (ids >= 0).sum(1)
-        rows[name] = {"candidates_per_user": round(float(k.mean()), 1), "recall": _summary(hits / n_rel, idx),
-                      "recall_pooled": round(float(hits.sum() / n_rel.sum()), 6), "hits": int(hits.sum()),
-                      "users_with_candidates": int((k > 0).sum())}
-    return {"what": "recall@K per retrieval stage: per user |candidates ∩ test-window engagements on posts that "
-                    "existed at the split| / |those engagements|, K = the stage's candidates for that user "
-                    "(each source after its light-ranker cut; merged = their deduplicated union; after_filters = "
-                    "what the heavy ranker scores; page = the served page); mean over users with a bootstrap "
-                    "95 % interval, pooled = Σ hits / Σ relevant", "stages": rows}
-
-
 def _light_batches(engine) -> dict[str, int]:
     """Source batches each side's trained light ranker has ordered so far (0 where none is loaded)."""
     return {side: getattr(engine.state.light_ranker(side), "batches", 0)
@@ -249,12 +202,15 @@ def _score_hist(p: np.ndarray, y: np.ndarray, bins: int = 30) -> dict[str, Any]:
             "engaged": np.histogram(p[y], edges)[0].tolist(), "not_engaged": np.histogram(p[~y], edges)[0].tolist()}
 
 
-def _registry_heads(path: Path) -> dict[str, Any]:
+def _registry_heads(state: Path | None) -> dict[str, Any]:
     """Per-head test metrics the registry stored for the promoted heavy ranker (with ceiling AUC)."""
+    from foryou.data.state import models_dir
     from foryou.registry import ModelRegistry, RegistryError
 
+    if state is None:
+        return {}
     try:
-        mv = ModelRegistry(path / "models").promoted("heavy_ranker")
+        mv = ModelRegistry(models_dir(state)).promoted("heavy_ranker")
     except (RegistryError, OSError):
         return {}
     if mv is None:

@@ -60,11 +60,34 @@ def render_html(r: dict[str, Any]) -> str:
             "positive kinds": ", ".join(r["positive_kinds"]), "bootstrap resamples": r["bootstrap_reps"]}
     return render(
         "eval.html.j2", r=r, fmt=fmt, info=info, rows=_rows(r), ranking_cols=_ranking_cols(r["k_values"]),
-        plots=_plots(r),
+        plots=_plots(r), segments=_segments(r), tuning=_tuning(r),
         overrides=[f"{k}={json.dumps(v)}" for k, v in r["config_overrides"].items()],
         notes=r["notes"] + [f"engine error: {e}" for e in r["engine_errors"]],
         # Inside <script> only "</" can end the element early; the JSON is otherwise inserted as is.
         payload=json.dumps(r).replace("</", "<\\/"))
+
+
+def _segments(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per user segment with users: its ranking rows (a row per method) and our retrieval recall per stage."""
+    return {seg: {"users": e["users"], "definition": e["definition"],
+                  "rows": {name: m["ranking"] for name, m in e["methods"].items()},
+                  "retrieval": {stage: {"recall": v} for stage, v in e.get("retrieval", {}).items()}}
+            for seg, e in (r.get("segments") or {}).items() if e.get("methods")}
+
+
+def params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={'all' if v is None else v}" for k, v in params.items()) or "defaults"
+
+
+def _tuning(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per tuned baseline: the chosen grid point and every grid point's validation score."""
+    out = {}
+    for name, b in (r.get("baselines") or {}).items():
+        t = b.get("tuning") or {}
+        if t.get("validation"):
+            out[name] = {"chosen": "chosen " + params_text(t["chosen"]),
+                         "rows": {params_text(p["params"]): p for p in t["validation"]}}
+    return out
 
 
 def _ranking_cols(ks: list[int]) -> list[str]:

@@ -22,21 +22,23 @@ __all__ = ["ActiveExperiments", "Arm", "Experiment", "ExperimentError", "Experim
            "assign", "create_experiment", "get_experiment_results", "list_experiments"]
 
 
-def create_experiment(dataset_dir: str | Path, config: dict[str, Any] | Experiment) -> Experiment:
-    """Validate and store an experiment (placed in its layer); returns it as stored."""
+def create_experiment(dataset_dir: str | Path, config: dict[str, Any] | Experiment,
+                      state: str | Path | None = None) -> Experiment:
+    """Validate and store an experiment (placed in its layer) in the dataset's state directory (`state`:
+    `--state-dir`); returns it as stored."""
     experiment = config if isinstance(config, Experiment) else Experiment.model_validate(config)
-    return ExperimentStore(dataset_dir).create(experiment)
+    return ExperimentStore(dataset_dir, state).create(experiment)
 
 
-def list_experiments(dataset_dir: str | Path) -> list[Experiment]:
-    return ExperimentStore(dataset_dir).list()
+def list_experiments(dataset_dir: str | Path, state: str | Path | None = None) -> list[Experiment]:
+    return ExperimentStore(dataset_dir, state).list()
 
 
 def get_experiment_results(dataset_dir: str | Path, name: str, log_path: str | Path | None = None,
-                           weights: EngagementWeights | None = None) -> dict[str, Any]:
+                           weights: EngagementWeights | None = None, state: str | Path | None = None) -> dict[str, Any]:
     """Per-arm metrics with Welch / z tests, intervals, lift, SRM and MDE, from the experiment log
     (the dataset's live log by default; a simulation's log with `log_path`)."""
-    store = ExperimentStore(dataset_dir)
+    store = ExperimentStore(dataset_dir, state)
     experiment = store.get(name)
     path = Path(log_path) if log_path else store.log_path
     if not path.exists():

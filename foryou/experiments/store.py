@@ -1,5 +1,5 @@
-"""Durable storage beside the dataset (`DATASET/experiments/`): definitions in `experiments.json`
-(written atomically), exposures and outcome events in an SQLite log (`log.sqlite`, WAL)."""
+"""Durable storage in the dataset's state directory (`STATE/experiments/`, see data.state): definitions
+in `experiments.json` (written atomically), exposures and outcome events in an SQLite log (`log.sqlite`, WAL)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from foryou.data.state import state_dir
 from foryou.errors import ForYouError
 from foryou.experiments.definition import Experiment, override_keys
 
@@ -24,8 +25,8 @@ class ExperimentError(ForYouError, ValueError):
 
 
 class ExperimentStore:
-    def __init__(self, dataset_dir: str | Path):
-        self.root = Path(dataset_dir) / EXPERIMENTS_DIR
+    def __init__(self, dataset_dir: str | Path, state: str | Path | None = None):
+        self.root = state_dir(dataset_dir, state) / EXPERIMENTS_DIR
         self._lock = threading.Lock()
 
     @property

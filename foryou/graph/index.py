@@ -4,6 +4,7 @@
 - posts: columns by row, plus a per-author time-sorted store for in-network retrieval;
 - engagement counters per post (and the time of each, for velocities and trending windows);
 - the recent user→post engagement graph that UTEG walks (last `uteg_window_s`);
+- related posts: item-to-item co-engagement neighbours (foryou.graph.related);
 - per-user seen posts (impressions ∪ the user's own engagements: positives-only data logs no
   impressions) and negative signals (blocked / muted / not-interested authors).
 
@@ -21,7 +22,8 @@ import pyarrow.compute as pc
 from foryou.data.lookup import row_of, rows_of
 from foryou.data.snapshot import Arrays, nest, unnest
 from foryou.data.split import FollowGraph, History, follow_graph
-from foryou.vocab import DAY, ENGAGEMENT_KINDS, HOUR, POSITIVE, POST_KINDS, SAFETY_LABELS
+from foryou.graph.related import RelatedPosts
+from foryou.vocab import DAY, ENGAGEMENT_KINDS, HOUR, NEGATIVE, POSITIVE, POST_KINDS, SAFETY_LABELS
 
 KIND_CODE = {k: i for i, k in enumerate(ENGAGEMENT_KINDS)}
 _BIG = np.int64(1 << 40)
@@ -118,9 +120,9 @@ class ServingIndex:
         order = np.argsort(e_time[positive], kind="stable")
         self.positive_time, self.positive_post = e_time[positive][order], e_post[positive][order]
         self._positives_since: tuple[tuple[int, int], np.ndarray] | None = None
-        # UTEG: recent positive engagements, user row → post rows.
-        recent = positive & (e_time >= self.as_of - uteg_window_s)
+        recent = positive & (e_time >= self.as_of - uteg_window_s)  # UTEG: user row → recent positive posts
         self.uteg = CSR.build(e_user[recent], e_post[recent], n_users)
+        self.related = _related_posts(e_user, e_post, e_kind, e_time, self.as_of - uteg_window_s, n_users, n_posts)
         # Negative signals by author.
         neg_author = self.author_row[e_post]
         hard = np.isin(e_kind, [KIND_CODE["block"], KIND_CODE["mute"]])
@@ -161,6 +163,7 @@ class ServingIndex:
         for name in _CSRS:
             out |= nest(name, getattr(self, name).to_arrays())
         out |= nest("follows", self.follows.to_arrays()) | nest("counts", self.counts)
+        out |= nest("related", self.related.to_arrays())
         return out | {"as_of": int(self.as_of), "n_topics": self.n_topics, "base_rate": self.base_rate}
 
     @classmethod
@@ -171,6 +174,7 @@ class ServingIndex:
         for name in _CSRS:
             setattr(index, name, CSR.from_arrays(unnest(arrays, name)))
         index.follows = FollowGraph.from_arrays(unnest(arrays, "follows"))
+        index.related = RelatedPosts.from_arrays(unnest(arrays, "related"))
         index.user_ids = index.follows.user_ids
         index.counts = {k: arrays[f"counts.{k}"] for k in ENGAGEMENT_KINDS}
         index.as_of, index.n_topics = int(arrays["as_of"]), int(arrays["n_topics"])
@@ -179,6 +183,13 @@ class ServingIndex:
         return index
 
     # -- lookups ----------------------------------------------------------------------------------
+
+    @property
+    def has_impressions(self) -> bool:
+        """Whether the data logs impressions (positives-only data: ratings, tags, likes do not)."""
+        if not hasattr(self, "_has_impressions"):
+            self._has_impressions = bool(self.impressions_count.any())
+        return self._has_impressions
 
     def positives_since(self, since: int) -> np.ndarray:
         """Positive engagements per post row at or after `since` (before the build; live posts count 0).
@@ -223,6 +234,14 @@ class ServingIndex:
         at = int(np.searchsorted(self.live_keys, key, side="right"))
         self.live_keys = np.insert(self.live_keys, at, key)
         self.live_rows = np.insert(self.live_rows, at, row)
+
+
+def _related_posts(user: np.ndarray, post: np.ndarray, kind: np.ndarray, time: np.ndarray, since: int,
+                   n_users: int, n_posts: int) -> RelatedPosts:
+    """Co-engagement over every non-negative engagement (a rating, a tag, a like) since `since`: the UTEG
+    window (GraphJet keeps a recent window: a feed's last days, a catalog's whole derived span)."""
+    engaged = ~np.isin(kind, [KIND_CODE[k] for k in NEGATIVE]) & (time >= since)
+    return RelatedPosts.build(user[engaged], post[engaged], time[engaged], n_users, n_posts)
 
 
 def _runs(keys: np.ndarray, rows: np.ndarray, lo_keys: np.ndarray, hi_keys: np.ndarray) -> np.ndarray:

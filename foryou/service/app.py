@@ -45,6 +45,7 @@ class ServeSettings(BaseModel):
     token: str | None = None
     trace_log: Path = Path("runs/logs/trace.jsonl")
     store: Path | None = None
+    state: Path | None = None
 
 
 def create_app(settings: ServeSettings, service: Service | None = None) -> FastAPI:
@@ -59,7 +60,8 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         if getattr(app.state, "service", None) is None:
             app.state.service = Service(settings.dataset, config,
-                                        ServiceOptions(trace_log=settings.trace_log, store=settings.store))
+                                        ServiceOptions(trace_log=settings.trace_log, store=settings.store,
+                                                       state=settings.state))
         try:
             yield
         finally:

@@ -22,8 +22,8 @@ class ServedExperiments:
     created or stopped through the CLI or /v1/experiments applies from the next request on); the
     experiment log is opened once there is something to log."""
 
-    def __init__(self, dataset: Path):
-        self._store = ExperimentStore(dataset)
+    def __init__(self, dataset: Path, state: Path | None = None):
+        self._store = ExperimentStore(dataset, state)
         self._stamp: tuple[int, int] | None = None
         self._active = ActiveExperiments([])
         self._log: ExperimentLog | None = None

@@ -1,5 +1,6 @@
-"""The service's files in a dataset directory: the event store, the server lock, and the marks of
-what `foryou compact` folded into the dataset's tables (per event store)."""
+"""The service's files: the event store and the server lock in the dataset's state directory
+(`data.state`), and in the dataset itself the marks of what `foryou compact` folded into its tables
+(per event store) — compact is the one command that writes into a dataset."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
+from foryou.data.state import events_file, state_dir
 from foryou.service.store import EventStore, StoreError
 from foryou.vocab import FOLLOW_RELATIONS
 
@@ -15,14 +17,15 @@ from foryou.vocab import FOLLOW_RELATIONS
 # and mutes, which the dataset schema cannot hold) stay in the store and are always replayed.
 FOLDED_RELATIONS = FOLLOW_RELATIONS
 
-def store_path(dataset: str | Path, store: str | Path | None = None) -> Path:
-    """The event store a server on `dataset` uses: `store` (`--store`), else DATASET/.service/events.sqlite."""
-    return Path(store) if store is not None else Path(dataset) / ".service" / "events.sqlite"
+def store_path(dataset: str | Path, store: str | Path | None = None, state: str | Path | None = None) -> Path:
+    """The event store a server on `dataset` uses: `store` (`--store`), else the state directory's."""
+    return Path(store) if store is not None else events_file(state_dir(dataset, state))
 
 
 def lock_path(dataset: str | Path) -> Path:
-    """Servers hold a shared lock on it; `foryou compact` needs it exclusively."""
-    return Path(dataset) / ".service" / "server.lock"
+    """Servers hold a shared lock on it; `foryou compact` needs it exclusively. One per dataset (kept
+    in its default state directory whatever `--state-dir` says: it guards the dataset's tables)."""
+    return state_dir(dataset) / "service" / "server.lock"
 
 
 def compacted_path(dataset: str | Path) -> Path:

@@ -1,13 +1,17 @@
 """Request and response bodies: ids, enums and sizes validated here (422 otherwise); unknown
 fields are rejected. Nothing in a request names a file, a model or a config key.
 
-Bodies are strict: an id is a JSON integer, a flag a JSON boolean (`"7"` and `true` are not ids);
-query and path parameters are text by nature and are parsed as documented."""
+Bodies are strict: a flag is a JSON boolean. An id is the platform's own: a JSON integer (datasets with
+int ids, e.g. synthetic worlds) or a string (datasets imported with their own ids: UUIDs, handles; on int
+datasets a decimal string is read as the int); `true` or 7.5 is not an id. Responses give ids back as the
+platform knows them: ints for int datasets, strings otherwise (foryou.data.ids). Query and path parameters
+are text by nature and are parsed as documented."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from annotated_types import Interval
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from foryou.config import EngagementWeights, TimelineConfig
@@ -27,6 +31,13 @@ def _integral(v: Any) -> Any:
 
 
 Int = Annotated[int, BeforeValidator(_integral)]
+# The platform's ids: anything but spaces, control characters and what a path segment cannot carry
+# (explicit ranges: the validator and JSON Schema tools agree on them, unlike \s)
+ID_PATTERN = r"^[^\x00-\x20\x7f/?#%\\]{1,128}$"
+ID_FORMAT = {"format": "platform-id"}  # a string id (the fuzz test draws real ones for this format)
+Id = Annotated[int, Interval(ge=0, le=ID_MAX), BeforeValidator(_integral)] | Annotated[
+    str, Field(pattern=ID_PATTERN, json_schema_extra=ID_FORMAT)]
+IdOut = int | str  # what responses carry: the platform's own ids
 
 
 class Strict(BaseModel):
@@ -47,8 +58,8 @@ class ErrorOut(Strict):
 
 
 class EngagementIn(Strict):
-    user_id: Int = Field(ge=0, le=ID_MAX, description="who acted")
-    post_id: Int = Field(ge=0, le=ID_MAX, description="on which post")
+    user_id: Id = Field(description="who acted")
+    post_id: Id = Field(description="on which post")
     kind: EngagementKind = Field(description="an engagement kind, or impression (the post was shown)")
     value: float = Field(1.0, ge=0, le=1e6, allow_inf_nan=False, description="dwell seconds for dwell, else 1")
     event_id: EventId | None = Field(None, pattern=EVENT_ID_PATTERN,
@@ -60,7 +71,10 @@ class EngagementBatch(Strict):
 
 
 class _PostFields(Strict):
-    author_id: Int = Field(ge=0, le=ID_MAX)
+    author_id: Id
+    post_id: Annotated[str, Field(pattern=ID_PATTERN, json_schema_extra=ID_FORMAT)] | None = Field(
+        None, description="the platform's own id for the new post (datasets with string ids); else the server "
+                          "numbers it")
     topic: Int = Field(-1, ge=-1, le=32767, description="topic id, -1 when unknown")
     has_media: bool = False
     has_link: bool = False
@@ -78,7 +92,7 @@ class OriginalPostIn(_PostFields):
 
 class DerivedPostIn(_PostFields):
     kind: Literal["reply", "repost"]
-    parent_id: Int = Field(ge=0, le=ID_MAX, description="the post replied to or reposted")
+    parent_id: Id = Field(description="the post replied to or reposted")
 
 
 # The schema says what the server checks: an original has no parent_id, a reply or repost needs one.
@@ -86,8 +100,8 @@ PostIn = OriginalPostIn | DerivedPostIn
 
 
 class RelationIn(Strict):
-    user_id: Int = Field(ge=0, le=ID_MAX)
-    target_id: Int = Field(ge=0, le=ID_MAX, description="the account followed, unfollowed, blocked or muted")
+    user_id: Id
+    target_id: Id = Field(description="the account followed, unfollowed, blocked or muted")
     action: Action = "follow"
     event_id: EventId | None = Field(None, pattern=EVENT_ID_PATTERN)
 
@@ -106,28 +120,28 @@ class WriteResult(Strict):
 
 
 class PostCreated(Strict):
-    post_id: int
+    post_id: IdOut
     created_at: int
     ack: Ack
 
 
 class TimelineEntry(Strict):
     rank: int
-    post_id: int
-    author_id: int
+    post_id: IdOut
+    author_id: IdOut
     source: str
     score: float
     in_network: bool
     network_reason: str = Field(description="in- or out-of-network, why, and the source that found it")
     created_at: int
     predictions: dict[str, float]
-    liked_by: list[int]
+    liked_by: list[IdOut]
     explanation: dict[str, Any] | None = None
 
 
 class TimelinePage(Strict):
     request_id: str
-    user_id: int
+    user_id: IdOut
     items: list[TimelineEntry]
     cursor: str = Field(description="pass back as ?cursor= for the next page")
     cold_start: bool
@@ -138,11 +152,11 @@ class TimelinePage(Strict):
 
 
 class PostOut(Strict):
-    post_id: int
-    author_id: int
+    post_id: IdOut
+    author_id: IdOut
     created_at: int
     kind: str
-    parent_id: int | None
+    parent_id: IdOut | None
     topic: int
     has_media: bool
     has_link: bool
@@ -162,7 +176,7 @@ class Readiness(Strict):
 
 
 class UserOut(Strict):
-    user_id: int
+    user_id: IdOut
     following: int
     followers: int
     posts: int
@@ -170,7 +184,7 @@ class UserOut(Strict):
 
 
 class Assignments(Strict):
-    user_id: int
+    user_id: IdOut
     assignments: dict[str, str] = Field(description="experiment → arm, for each running experiment the user is in")
     overrides: dict[str, Any] = Field(description="the config overrides of those arms, merged: what the user is "
                                       "served with")

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from foryou.config import ForYouConfig
+from foryou.data.ids import ExternalId, IdConflict
 from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
@@ -72,7 +73,8 @@ class StoreUnavailable(InvalidEvent, StoreError):
 @dataclass
 class ServiceOptions:
     trace_log: Path = Path("runs/logs/trace.jsonl")
-    store: Path | None = None  # default: DATASET/.service/events.sqlite
+    store: Path | None = None  # default: the state directory's event store (data.state)
+    state: Path | None = None  # --state-dir: models, snapshots, events, experiments (default data.state.state_dir)
 
 
 class Service:
@@ -81,9 +83,10 @@ class Service:
         self.dataset = Path(dataset)
         self.config = config or ForYouConfig()
         options = options or ServiceOptions()
+        self.state_override = options.state
         self.ready = False
         t0 = time.perf_counter()
-        store_file = store_path(self.dataset, options.store)
+        store_file = store_path(self.dataset, options.store, options.state)
         check_writable(store_file)  # a read-only store fails here, before the index is loaded
         self._server_lock = server_lock(self.dataset)
         try:
@@ -100,14 +103,14 @@ class Service:
                                          "seconds": round(self.startup_seconds, 3), "store": str(self.store.path)})
 
     def _open(self, store_file: Path, options: ServiceOptions, engine: RecommendationEngine | None) -> None:
-        self.engine = engine or RecommendationEngine.open(self.dataset, self.config)
+        self.engine = engine or RecommendationEngine.open(self.dataset, self.config, state=options.state)
         self.as_of = int(self.engine.now)
         self.store = EventStore(store_file, base_post_id=self.engine.last_post_id)
         # The world clock runs from the newest stored event (or the store's creation), see the module doc.
         self._idle_cap_s = self.config.service.clock_idle_cap_s
         self._last_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
         self._last_world = int(self.store.init_meta("epoch_world", str(self.as_of)))
-        self.experiments = ServedExperiments(self.dataset)
+        self.experiments = ServedExperiments(self.dataset, options.state)
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
         self.monitor = LiveMonitor(self.engine.user_ids, self.engine.author_followers,  # gauges for /metrics
@@ -152,6 +155,7 @@ class Service:
         run: list[Event] = []
         for e in batch:
             if e.seq <= self._folded and not (e.type == "relation" and e.kind in UNFOLDED_RELATIONS):
+                self._map_folded(e)
                 continue  # already in the dataset the engine was built from
             if e.type == "engagement":
                 run.append(e)
@@ -180,6 +184,15 @@ class Service:
         for user in {e.user_id for e in run}:
             self.cache.invalidate(user)
 
+    def _map_folded(self, e: Event) -> None:
+        """A compacted post keeps its platform id: the tables hold the post, the event its id."""
+        external = (e.body or {}).get("external_id") if e.type == "post" else None
+        if external is not None and e.post_id is not None:
+            try:
+                self.engine.ids.posts.add(str(external), e.post_id)
+            except IdConflict as exc:
+                log.warning("stored post id not applicable; skipped", extra={"seq": e.seq, "error": str(exc)})
+
     def _apply(self, e: Event) -> None:
         engine = self.engine
         try:
@@ -187,10 +200,13 @@ class Service:
                 engine.record_interaction(e.user_id, _given(e.post_id), e.kind, t=e.t)
             elif e.type == "post":
                 b = e.body or {}
+                if b.get("external_id") is not None and engine.ids.posts.one(str(b["external_id"])) is not None:
+                    raise IdConflict(f"post {b['external_id']} already exists")
                 engine.add_post(_given(e.post_id), e.user_id, t=e.t, kind=e.kind, parent_id=b.get("parent_id"),
                                 topic=b.get("topic", -1), has_media=b.get("has_media", False),
                                 has_link=b.get("has_link", False), length=b.get("length", 0),
                                 labels={k: b.get(k, False) for k in SAFETY_LABELS})
+                self._map_folded(e)
             elif e.type == "relation":
                 engine.relate(e.user_id, _given(e.target_id), e.kind, t=e.t)
         except (UnknownUser, UnknownPost, ValueError) as exc:  # e.g. a dataset rebuilt without that id
@@ -242,6 +258,9 @@ class Service:
         for u in users:
             if not self.engine.user_exists(u):
                 raise InvalidEvent(f"{where}unknown user {u}", 404)
+        external = (e.body or {}).get("external_id") if e.type == "post" else None
+        if external is not None and not self.engine.ids.posts.is_new(str(external)):
+            raise InvalidEvent(f"{where}post {external} already exists", 409)
         post = e.post_id if e.type == "engagement" else (e.body or {}).get("parent_id") if e.type == "post" else None
         if post is not None:
             try:
@@ -249,25 +268,52 @@ class Service:
             except UnknownPost:
                 raise InvalidEvent(f"{where}unknown post {post}", 404) from None
 
-    def engagement(self, user_id: int, post_id: int, kind: str, value: float = 1.0,
+    def engagement(self, user_id: ExternalId, post_id: ExternalId, kind: str, value: float = 1.0,
                    event_id: str | None = None, t: int | None = None) -> Event:
-        return Event("engagement", kind, int(user_id), self.clock() if t is None else t, post_id=int(post_id),
-                     value=float(value), event_id=event_id or self.store.new_event_id())
+        return self.engagements([user_id], [post_id], [kind], [value], [event_id], t)[0]
 
-    def post_event(self, author_id: int, kind: str = "original", event_id: str | None = None,
-                   **columns: Any) -> Event:
+    def engagements(self, user_ids: Sequence[ExternalId], post_ids: Sequence[ExternalId], kinds: Sequence[str],
+                    values: Sequence[float], event_ids: Sequence[str | None], t: int | None = None) -> list[Event]:
+        """Engagement events, ids (the platform's own or int) resolved in one vectorised pass each.
+        Raises InvalidEvent (404) naming the first unknown external id."""
+        users, posts = self._internal("user", user_ids), self._internal("post", post_ids)
+        t = self.clock() if t is None else t
+        return [Event("engagement", k, u, t, post_id=p, value=float(v), event_id=i or self.store.new_event_id())
+                for u, p, k, v, i in zip(users, posts, kinds, values, event_ids, strict=True)]
+
+    def _internal(self, what: str, ids: Sequence[ExternalId]) -> list[int]:
+        space = self.engine.ids.users if what == "user" else self.engine.ids.posts
+        if space.identity and all(type(x) is int for x in ids):
+            return list(ids)  # type: ignore[arg-type]  # int datasets: nothing to translate
+        found, internal = space.internal(ids)
+        if not found.all():
+            i = int(np.argmax(~found))
+            raise InvalidEvent(f"{f'events[{i}]: ' if len(ids) > 1 else ''}unknown {what} {ids[i]}", 404)
+        return [int(x) for x in internal.tolist()]
+
+    def post_event(self, author_id: ExternalId, kind: str = "original", event_id: str | None = None,
+                   post_id: str | None = None, **columns: Any) -> Event:
+        """A new post; `post_id`: the platform's own id for it (kept in the event, so it survives restarts),
+        else the server numbers it."""
         if kind not in POST_KINDS:
             raise InvalidEvent(f"unknown post kind {kind!r}")
-        return Event("post", kind, int(author_id), self.clock(), body=columns,
+        if post_id is not None:
+            if self.engine.ids.posts.takes_as_is(post_id):
+                raise InvalidEvent("post_id: this dataset has int ids, the server numbers new posts", 409)
+            columns["external_id"] = str(post_id)
+        if columns.get("parent_id") is not None:
+            columns["parent_id"] = self._internal("post", [columns["parent_id"]])[0]
+        return Event("post", kind, self._internal("user", [author_id])[0], self.clock(), body=columns,
                      event_id=event_id or self.store.new_event_id())
 
-    def relation(self, user_id: int, target_id: int, action: str, event_id: str | None = None) -> Event:
-        return Event("relation", action, int(user_id), self.clock(), target_id=int(target_id),
+    def relation(self, user_id: ExternalId, target_id: ExternalId, action: str, event_id: str | None = None) -> Event:
+        user, target = self._internal("user", [user_id, target_id])
+        return Event("relation", action, user, self.clock(), target_id=target,
                      event_id=event_id or self.store.new_event_id())
 
     # -- reads --------------------------------------------------------------------------------------
 
-    def timeline(self, user_id: int, n: int | None = None, cursor: str | None = None, explain: bool = False,
+    def timeline(self, user_id: ExternalId, n: int | None = None, cursor: str | None = None, explain: bool = False,
                  request_id: str | None = None) -> dict[str, Any]:
         """One page (`n` posts, default `timeline.mixing.page_size`) as a JSON-ready dict, from the
         cache or the whole funnel. Raises UnknownUser, cursors.BadCursor."""
@@ -275,8 +321,8 @@ class Service:
         assert page is not None  # only a cached_only read can miss
         return page
 
-    def timeline_cached(self, user_id: int, n: int | None = None, cursor: str | None = None, explain: bool = False,
-                        request_id: str | None = None) -> dict[str, Any] | None:
+    def timeline_cached(self, user_id: ExternalId, n: int | None = None, cursor: str | None = None,
+                        explain: bool = False, request_id: str | None = None) -> dict[str, Any] | None:
         """The page when the scored-candidate cache can serve it without touching the engine, else
         None (then call `timeline`, off the event loop: a miss runs the funnel). Cheap: the HTTP
         route calls it on the event loop so hits never wait behind a worker's misses."""
@@ -284,15 +330,16 @@ class Service:
             return None  # events to apply first (or being applied): the slow path catches up
         return self._timeline(user_id, n, cursor, explain, request_id, cached_only=True)
 
-    def _timeline(self, user_id: int, n: int | None, cursor: str | None, explain: bool, request_id: str | None,
+    def _timeline(self, given: ExternalId, n: int | None, cursor: str | None, explain: bool, request_id: str | None,
                   cached_only: bool) -> dict[str, Any] | None:
         t0 = time.perf_counter()
-        user_id, n = int(user_id), self.config.timeline.mixing.page_size if n is None else n
+        n = self.config.timeline.mixing.page_size if n is None else n
         request_id = request_id or uuid.uuid4().hex
         if not cached_only:
             self.catch_up()
-        if not self.engine.user_exists(user_id):
-            raise UnknownUser(user_id)
+        user_id = self.engine.ids.users.one(given)
+        if user_id is None or not self.engine.user_exists(user_id):
+            raise UnknownUser(given)
         served, session = cursors.decode_session(cursor)
         overrides, arms = self.experiments.overrides_for(user_id)
         variant = json.dumps(arms, sort_keys=True) if arms else ""
@@ -307,8 +354,8 @@ class Service:
         if arms:
             self.experiments.log_exposure(arms, user_id, now, len(items), session)
         self._observe(items)
-        out = {"request_id": request_id, "user_id": user_id, "items": [_item(i + 1, it, explain) for i, it in
-                                                                      enumerate(items)],
+        out = {"request_id": request_id, "user_id": self.engine.ids.users.show(user_id),
+               "items": self._items(items, explain),
                "cursor": cursors.encode(served | {it.post_id for it in items}, session),
                "cold_start": resp.cold_start, "cached": hit is not None, "sources": resp.sources, "models": resp.models}
         if arms:
@@ -361,12 +408,24 @@ class Service:
                              np.fromiter((it.in_network for it in items), bool, len(items)), heads,
                              np.array([list(it.predictions.values()) for it in items], np.float64))
 
-    def post(self, post_id: int) -> dict[str, Any]:
+    def _items(self, items: list[TimelineItem], explain: bool) -> list[dict[str, Any]]:
+        """A page's items as JSON, with the platform's own ids (nothing to translate for int datasets)."""
+        out = [_item(i + 1, it, explain) for i, it in enumerate(items)]
+        ids = self.engine.ids
+        if not ids.posts.identity:
+            for d, p in zip(out, ids.posts.json([it.post_id for it in items]), strict=True):
+                d["post_id"] = p
+        if not ids.users.identity:
+            for d, a in zip(out, ids.users.json([it.author_id for it in items]), strict=True):
+                d["author_id"], d["liked_by"] = a, ids.users.json(d["liked_by"])
+        return out
+
+    def post(self, post_id: ExternalId) -> dict[str, Any]:
         """A post with its live counters. Raises UnknownPost."""
         self.catch_up()
         return self.engine.post_view(post_id)
 
-    def user(self, user_id: int) -> dict[str, Any]:
+    def user(self, user_id: ExternalId) -> dict[str, Any]:
         """An account with its live follow counts. Raises UnknownUser."""
         self.catch_up()
         return self.engine.user_view(user_id)

@@ -391,6 +391,7 @@ class Simulation:
 
     def _retrain(self, d: int) -> None:
         """Nightly: world + feedback so far → a dataset; retrain the heavy ranker; serve it."""
+        from foryou.data.state import models_dir, state_dir
         from foryou.timeline.loading import load_models
         from foryou.training.pipeline import train_all
 
@@ -398,7 +399,7 @@ class Simulation:
             raise ValueError("nightly retraining needs an output directory")
         path = self.write_feedback(self.out / "feedback")
         train_all(path, only="heavy_ranker")
-        models, status = load_models(path, self.engine.state.store)
+        models, status = load_models(models_dir(state_dir(path)), self.engine.state.store)
         line = status.get("heavy_ranker")
         if "heavy_ranker" in models:  # every arm's pipeline shares this models dict
             self.engine.state.models["heavy_ranker"] = models["heavy_ranker"]

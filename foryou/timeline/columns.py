@@ -30,6 +30,10 @@ TOPIC_AFFINITY = Column("topic_affinity", "float32", "the viewer's topic-profile
                         "post_features")
 SIMCLUSTERS_SCORE = Column("simclusters_score", "float32", "cosine of InterestedIn and the post's vector",
                            "post_features")
+RELATED = Column("related", "float32", "Σ co-engagement similarity to the viewer's recent engagements",
+                 "post_features")
+TRENDING_COUNT = Column("trending_count", "float32", "positive engagements in the trending count window",
+                        "post_features")
 POST_RATE = Column("post_rate", "float32", "the post's smoothed positive-engagement rate", "post_features")
 AUTHOR_RATE = Column("author_rate", "float32", "the author's smoothed positive-engagement rate", "post_features")
 HAS_MEDIA = Column("has_media", "bool", "the post has media", "post_features")
@@ -61,7 +65,8 @@ NETWORK_REASON = Column("network_reason", "object", "in- or out-of-network, why,
 EXPLANATION = Column("explanation", "object", "why the post is here (explain=True)", "explanation")
 
 CANDIDATE_COLUMNS = (POST_ROW, POST_ID, AUTHOR_ROW, RETRIEVAL_SCORE, SOURCE, LIGHT_SCORE, FEATURES, AGE_H,
-                     IN_NETWORK, REALGRAPH, SOCIAL_PROOF, TOPIC_AFFINITY, SIMCLUSTERS_SCORE, POST_RATE, AUTHOR_RATE,
+                     IN_NETWORK, REALGRAPH, SOCIAL_PROOF, TOPIC_AFFINITY, SIMCLUSTERS_SCORE, RELATED, TRENDING_COUNT,
+                     POST_RATE, AUTHOR_RATE,
                      *FLAGS, *PREDICTIONS.values(), UTILITY, HEAVY_SCORE, SCORE, LIKED_BY, NETWORK_REASON, EXPLANATION)
 
 # -- query features --------------------------------------------------------------------------------
@@ -77,8 +82,12 @@ PROOF_COUNT = Feature("proof_count", "engaged top follows per proof post", "uteg
 PROOF_SCORE = Feature("proof_score", "RealGraph-weighted engagers per proof post", "uteg_social_proof")
 PROOF_EDGES = Feature("proof_edges", "(post rows, user rows) of every engagement edge, sorted by post",
                       "uteg_social_proof")
+RELATED_POSTS = Feature("related_posts", "post rows co-engaged with the viewer's recent engagements (sorted)",
+                        "related_posts")
+RELATED_SCORES = Feature("related_scores", "their summed similarity (float32, aligned)", "related_posts")
 TOPIC_PROFILE = Feature("topic_profile", "smoothed share of the viewer's positives per topic", "interests")
 TOPIC_ENGAGEMENTS = Feature("topic_engagements", "the viewer's positive engagements with a topic", "interests")
 
 QUERY_FEATURES = (FOLLOWS, TOP_FOLLOWS, TOP_FOLLOW_WEIGHTS, SEEN, BLOCKED_AUTHORS, FATIGUE_AUTHORS, FATIGUE_TIMES,
-                  PROOF_POSTS, PROOF_COUNT, PROOF_SCORE, PROOF_EDGES, TOPIC_PROFILE, TOPIC_ENGAGEMENTS)
+                  PROOF_POSTS, PROOF_COUNT, PROOF_SCORE, PROOF_EDGES, RELATED_POSTS, RELATED_SCORES, TOPIC_PROFILE,
+                  TOPIC_ENGAGEMENTS)

@@ -74,7 +74,7 @@ class ExplanationDecorator(Decorator[TimelineQuery]):
     def decorate(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
         if not query.explain:
             return {}
-        weights = self.state.config.weights.as_dict()
+        weights = self.state.weights().as_dict()
         factors = [name for name in batch.column_names if name.startswith("factor_")]
         out = np.empty(len(batch), dtype=object)
         for i in range(len(batch)):  # the page only

@@ -23,9 +23,11 @@ import numpy as np
 from foryou.config import ForYouConfig, apply_overrides
 from foryou.data import snapshot
 from foryou.data.dataset import Dataset
+from foryou.data.ids import ExternalId, IdConflict, IdMap
 from foryou.data.lookup import member
 from foryou.data.manifest import read_manifest
 from foryou.data.split import History, history
+from foryou.data.state import models_dir, serving_dir, state_dir
 from foryou.data.timescale import time_scale
 from foryou.embeddings.simclusters import SimClusters
 from foryou.features import FeatureStore
@@ -45,7 +47,7 @@ from foryou.timeline.views import EngineViews, UnknownPost, UnknownUser
 from foryou.timeline.windows import resolve_windows, scale_of, small_catalog_note
 from foryou.vocab import HOUR, POST_KINDS, RELATIONS
 
-__all__ = ["RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
+__all__ = ["IdConflict", "RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
 
 log = logging.getLogger("foryou.timeline")
 SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
@@ -56,35 +58,45 @@ PAGE_EXTRAS = (c.LIKED_BY, c.NETWORK_REASON, c.EXPLANATION)
 class RecommendationEngine(EngineViews):
     """Serving index + real-time overlay + the For You pipeline, built once from a dataset."""
 
-    def __init__(self, dataset: Dataset, config: ForYouConfig | None = None, as_of: int | None = None):
+    def __init__(self, dataset: Dataset, config: ForYouConfig | None = None, as_of: int | None = None,
+                 state: Path | None = None):
         as_of = dataset.manifest.time_range[1] + 1 if as_of is None else as_of
-        scale = dataset.manifest.time_scale or time_scale(dataset.tables["posts"], dataset.tables["engagements"])
+        scale = dataset.manifest.time_scale or time_scale(  # an older manifest: measured on the train side
+            dataset.tables["posts"], dataset.tables["engagements"], until=dataset.manifest.split.train_end)
         config = resolve_windows(config or ForYouConfig(), scale)
         with Timer() as t:
             h = history(dataset, as_of)
             index = ServingIndex(h, uteg_window_s=int(config.timeline.sources.uteg_hours * HOUR))
             realgraph, simclusters = _graph_models(h, config)
             store = FeatureStore(h)
-        self._assemble(index, realgraph, simclusters, store, dataset.path, config, as_of, t.seconds)
+        state = state_dir(dataset.path, state) if dataset.path is not None else None
+        self._assemble(index, realgraph, simclusters, store, state, config, as_of, t.seconds)
+        self.ids = IdMap.load(dataset.path)
         self.loaded_from: Path | None = None
 
     def _assemble(self, index: ServingIndex, realgraph: RealGraph | None, simclusters: SimClusters | None,
-                  store: FeatureStore, path: Path | None, config: ForYouConfig | None, as_of: int,
+                  store: FeatureStore, state: Path | None, config: ForYouConfig | None, as_of: int,
                   seconds: float) -> None:
         self.config = config or ForYouConfig()
         self.state = TimelineState(index=index, overlay=RealtimeOverlay(index), config=self.config,
                                    realgraph=realgraph, simclusters=simclusters, features=store)
-        if path is not None:
-            self.state.models, self.model_status = load_models(path, store)
+        self.state_dir = state
+        if state is not None:
+            self.state.models, self.model_status = load_models(models_dir(state), store)
             coefficients = self.state.models.pop("realgraph", None)
-            if isinstance(coefficients, RealGraphCoefficients) and realgraph is not None:
-                realgraph.coefficients = coefficients  # the learned RealGraph weighs follows from now on
+            if realgraph is not None:  # the learned RealGraph weighs follows from now on; else the decayed counts
+                # (reset: a snapshot may carry the coefficients of a RealGraph that was promoted when it was saved)
+                learned = coefficients if isinstance(coefficients, RealGraphCoefficients) else None
+                realgraph.coefficients = learned or RealGraphCoefficients()
         else:
             self.model_status = {"heavy_ranker": "missing: no dataset directory; heuristic fallback",
                                  "two_tower": "missing: no dataset directory"}
         ranker = self.state.models.get("heavy_ranker")
         if isinstance(ranker, TrainedHeavyRanker):
             ranker.rows_per_call = self.config.timeline.batch.ranker_rows
+        retriever = self.state.models.get("two_tower")
+        if hasattr(retriever, "window_s"):  # the embedding ANN serves the (derived) age window too
+            retriever.window_s = int(self.config.timeline.sources.max_age_hours * HOUR)
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
@@ -95,14 +107,16 @@ class RecommendationEngine(EngineViews):
 
     @classmethod
     def open(cls, path: str | Path, config: ForYouConfig | None = None, as_of: int | None = None,
-             cache: bool = True) -> RecommendationEngine:
-        """Open a dataset directory. The built serving structures are snapshotted beside it
-        (`DATASET/.serving/`, memory-mapped on the next open) unless `cache` is off."""
+             cache: bool = True, state: str | Path | None = None) -> RecommendationEngine:
+        """Open a dataset directory. Models come from its state directory (`state`, default
+        `data.state.state_dir`), where the built serving structures are also snapshotted (memory-mapped on
+        the next open) unless `cache` is off; nothing is written into the dataset directory."""
         path = Path(path)
+        state = state_dir(path, state)
         manifest = read_manifest(path)
         as_of = manifest.time_range[1] + 1 if as_of is None else as_of
         config = resolve_windows(config or ForYouConfig(), scale_of(manifest, path))
-        snap, tag = path / ".serving" / f"as_of-{as_of}", _fingerprint(path, as_of, config)
+        snap, tag = serving_dir(state) / f"as_of-{as_of}", _fingerprint(path, as_of, config)
         if cache:
             try:
                 with Timer() as t:
@@ -110,40 +124,64 @@ class RecommendationEngine(EngineViews):
                         "index": ServingIndex.from_arrays, "realgraph": RealGraph.from_arrays,
                         "simclusters": SimClusters.from_arrays, "features": FeatureStore.from_arrays})
                 engine = object.__new__(cls)
-                engine._assemble(parts["index"], parts["realgraph"], parts["simclusters"], parts["features"], path,
+                engine._assemble(parts["index"], parts["realgraph"], parts["simclusters"], parts["features"], state,
                                  config, as_of, t.seconds)
-                engine.loaded_from = snap
+                engine.loaded_from, engine.ids = snap, IdMap.load(path)
                 return engine
             except snapshot.SnapshotError as exc:
                 log.info("no usable serving snapshot; building", extra={"reason": str(exc)})
-        engine = cls(Dataset.load(path), config, as_of)
+        engine = cls(Dataset.load(path), config, as_of, state)
         if cache:
             try:
                 snapshot.save({"index": engine.state.index, "realgraph": engine.state.realgraph,
                                "simclusters": engine.state.simclusters, "features": engine.state.features},
                               snap, tag)
-            except OSError as exc:  # a read-only dataset directory: serve without a snapshot
+            except OSError as exc:  # a read-only state directory: serve without a snapshot
                 log.warning("could not write serving snapshot", extra={"path": str(snap), "error": str(exc)})
         return engine
 
+    def reload_models(self) -> dict[str, str]:
+        """Serve the state directory's promoted models from the next request on (after training); the
+        real-time overlay (every interaction recorded so far) stays. Returns `model_versions()`."""
+        if self.state_dir is None:
+            return self.model_versions()
+        models, status = load_models(models_dir(self.state_dir), self.state.store)
+        coefficients = models.pop("realgraph", None)
+        with self._lock:
+            if isinstance(coefficients, RealGraphCoefficients) and self.state.realgraph is not None:
+                self.state.realgraph.coefficients = coefficients
+            ranker = models.get("heavy_ranker")
+            if isinstance(ranker, TrainedHeavyRanker):
+                ranker.rows_per_call = self.config.timeline.batch.ranker_rows
+            self.state.models, self.model_status = models, status
+            old = [self.pipeline, *self._arm_pipelines.values()]
+            self.pipeline, self._arm_pipelines = for_you_pipeline(self.state), {}
+        for pipeline in old:
+            pipeline.close()
+        return self.model_versions()
+
     # -- reads ------------------------------------------------------------------------------------
 
-    def recommend(self, user_id: int, n: int | None = None, context: dict[str, Any] | None = None,
+    def recommend(self, user_id: ExternalId, n: int | None = None, context: dict[str, Any] | None = None,
                   explain: bool = False, trace: bool = False, now: int | None = None,
-                  overrides: dict[str, Any] | None = None, exclude: Iterable[int] | None = None) -> TimelineResponse:
+                  overrides: dict[str, Any] | None = None,
+                  exclude: Iterable[ExternalId] | None = None) -> TimelineResponse:
         """One page (`n` posts, the configured page size by default) as objects.
 
         `overrides`: a config override tree (an experiment arm's) served by its own cached pipeline.
         `exclude`: post ids already served to this client (the next page of a scroll: the caller keeps
-        them — the HTTP service in its self-contained cursors, a simulation per session)."""
-        query = self._query(self.user_row(user_id), int(user_id), n, now, exclude, explain, context)
+        them — the HTTP service in its self-contained cursors, a simulation per session).
+        Ids may be the platform's own (strings, see data.ids); the response carries internal ids
+        (`ids.posts.external` shows them as the platform's)."""
+        uid = self.user_id_of(user_id)
+        query = self._query(self.user_row(uid), uid, n, now, exclude, explain, context)
         with self._lock:  # writes mutate the overlay and counters: a request reads one consistent state
             out = self.pipeline_for(overrides).run_many([query], trace=trace)
         return self._pages(out, [query], query.n).page(0)
 
-    def recommend_many(self, user_ids: Sequence[int] | np.ndarray, n: int | None = None, now: int | None = None,
+    def recommend_many(self, user_ids: Sequence[ExternalId] | np.ndarray, n: int | None = None, now: int | None = None,
                        overrides: dict[str, Any] | None = None,
-                       exclude: Sequence[Iterable[int] | None] | None = None) -> PageBatch:
+                       exclude: Sequence[Iterable[ExternalId] | None] | None = None) -> PageBatch:
         """Pages of many users at the same instant, as users × n columns (see PageBatch): the same pages as
         `recommend` per user, served faster by running every step after retrieval once over all their
         candidates (`timeline.batch.users_per_pass` users at a time). `exclude[i]`: post ids user i was
@@ -170,23 +208,31 @@ class RecommendationEngine(EngineViews):
         with self._lock:
             return self.pipeline_for(overrides).run_many(queries, until=until, observe=observe)
 
-    def _rows(self, user_ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, user rows); UnknownUser for the first unknown id."""
-        ids = np.asarray(user_ids, np.int64)
+    def _rows(self, user_ids: Sequence[ExternalId] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(internal ids, user rows); UnknownUser for the first unknown id."""
+        mapped, ids = self.ids.users.internal(user_ids)
         found, rows = member(self.state.index.user_ids, ids)
+        found &= mapped
         if not found.all():
-            raise UnknownUser(int(ids[np.argmax(~found)]))
+            raise UnknownUser(list(user_ids)[int(np.argmax(~found))])
         return ids, rows
 
-    def _query(self, row: int, user_id: int, n: int | None, now: int | None, exclude: Iterable[int] | None,
+    def _query(self, row: int, user_id: int, n: int | None, now: int | None, exclude: Iterable[ExternalId] | None,
                explain: bool = False, context: dict[str, Any] | None = None) -> TimelineQuery:
         return TimelineQuery(user_id=int(user_id), user_row=int(row), now=int(now or self.now),
                              n=int(n or self.config.timeline.mixing.page_size), explain=explain,
                              served=self._served_rows(exclude), params=dict(context or {}))
 
-    def _served_rows(self, exclude: Iterable[int] | None) -> np.ndarray:
+    def _served_rows(self, exclude: Iterable[ExternalId] | None) -> np.ndarray:
         """Rows of the known post ids among `exclude` (unknown ids are ignored)."""
-        ids = np.unique(np.fromiter(exclude, np.int64)) if exclude is not None else np.empty(0, np.int64)
+        if exclude is None:
+            return np.empty(0, np.int64)
+        if self.ids.posts.identity or isinstance(exclude, np.ndarray):
+            ids = np.fromiter(exclude, np.int64)
+        else:
+            mapped, ids = self.ids.posts.internal(list(exclude))
+            ids = ids[mapped]
+        ids = np.unique(ids)
         if len(ids) == 0:
             return ids
         found, pos = member(self.state.index.post_id, ids)
@@ -247,7 +293,7 @@ class RecommendationEngine(EngineViews):
         status = self.model_status
         sides = {side: status.get(f"light_ranker_{side}", "missing: heuristic fallback")
                  for side in ("in_network", "out_of_network")}
-        if all(line.startswith("missing:") for line in sides.values()):
+        if all(line == "missing: heuristic fallback" for line in sides.values()):  # not "none promoted"
             return "heuristic (no trained model)"
         parts = []
         for side, line in sides.items():
@@ -262,14 +308,16 @@ class RecommendationEngine(EngineViews):
 
     # -- writes -----------------------------------------------------------------------------------
 
-    def record_interaction(self, user_id: int, post_id: int, kind: str, t: int | None = None, **details: Any) -> None:
+    def record_interaction(self, user_id: ExternalId, post_id: ExternalId, kind: str, t: int | None = None,
+                           **details: Any) -> None:
         """Apply one interaction to the real-time overlay (seen, counters, UTEG, blocks, fatigue,
         RealGraph, SimClusters). `details` (e.g. dwell_time) are kept for the event log."""
         if kind not in INTERACTIONS:
             raise ValueError(f"unknown interaction {kind!r}; one of {', '.join(INTERACTIONS)}")
         self.record_interactions([user_id], [post_id], [kind], [self.now if t is None else t])
 
-    def record_interactions(self, user_ids: Sequence[int] | np.ndarray, post_ids: Sequence[int] | np.ndarray,
+    def record_interactions(self, user_ids: Sequence[ExternalId] | np.ndarray,
+                            post_ids: Sequence[ExternalId] | np.ndarray,
                             kinds: Sequence[str], times: Sequence[int] | np.ndarray) -> None:
         """Many interactions at once (the service's batches): ids resolved in one vectorised pass,
         the lock taken once; the same effects as `record_interaction` for each, in order."""
@@ -277,13 +325,13 @@ class RecommendationEngine(EngineViews):
         if bad:
             raise ValueError(f"unknown interaction {sorted(bad)[0]!r}; one of {', '.join(INTERACTIONS)}")
         idx = self.state.index
-        users, posts = np.asarray(user_ids, np.int64), np.asarray(post_ids, np.int64)
+        (mapped_u, users), (mapped_p, posts) = self.ids.users.internal(user_ids), self.ids.posts.internal(post_ids)
         known_u, u = member(idx.user_ids, users)
         known_p, p = member(idx.post_id, posts)
-        if not known_u.all():
-            raise UnknownUser(int(users[np.argmax(~known_u)]))
-        if not known_p.all():
-            raise UnknownPost(int(posts[np.argmax(~known_p)]))
+        if not (known_u & mapped_u).all():
+            raise UnknownUser(list(user_ids)[int(np.argmax(~(known_u & mapped_u)))])
+        if not (known_p & mapped_p).all():
+            raise UnknownPost(list(post_ids)[int(np.argmax(~(known_p & mapped_p)))])
         authors = idx.author_row[p].tolist()
         s = self.state
         ov, fs, rg, sc = s.overlay, s.store, s.realgraph, s.simclusters
@@ -297,7 +345,7 @@ class RecommendationEngine(EngineViews):
                 if sc is not None and kind == "like":
                     sc.add_like(ur, pr, int(t))
 
-    def relate(self, user_id: int, target_id: int, action: str, t: int | None = None) -> None:
+    def relate(self, user_id: ExternalId, target_id: ExternalId, action: str, t: int | None = None) -> None:
         """A follow-graph action of `user_id` on the account `target_id`, in effect on the next
         request: follow, unfollow, block, mute (both remove the account's posts), unblock, unmute."""
         if action not in RELATIONS:
@@ -319,11 +367,15 @@ class RecommendationEngine(EngineViews):
             else:
                 s.overlay.unblock(u, v)
 
-    def add_post(self, post_id: int, author_id: int, t: int | None = None, kind: str = "original",
-                 parent_id: int | None = None, topic: int = -1, has_media: bool = False, has_link: bool = False,
+    def add_post(self, post_id: ExternalId | None, author_id: ExternalId, t: int | None = None,
+                 kind: str = "original", parent_id: ExternalId | None = None, topic: int = -1,
+                 has_media: bool = False, has_link: bool = False,
                  length: int = 0, labels: dict[str, bool] | None = None) -> int:
         """A post created now: a candidate on the next request (in-network for the author's
-        followers, UTEG and trending once engaged with). Ids must increase; returns the post row."""
+        followers, UTEG and trending once engaged with). Returns the post row.
+
+        `post_id`: an int id (they must increase), or the platform's own id (a string: it gets the next
+        internal id, `last_post_id + 1`, and is mapped to it), or None (the next internal id)."""
         if kind not in POST_KINDS:
             raise ValueError(f"unknown post kind {kind!r}; one of {', '.join(POST_KINDS)}")
         a = self.user_row(author_id)
@@ -331,7 +383,8 @@ class RecommendationEngine(EngineViews):
         t = int(t if t is not None else self.now)
         s = self.state
         with self._lock:
-            row: int = s.overlay.add_post(int(post_id), a, t, POST_KINDS.index(kind), parent, int(topic), has_media,
+            external, post_id = self._new_post_id(post_id)
+            row: int = s.overlay.add_post(post_id, a, t, POST_KINDS.index(kind), parent, int(topic), has_media,
                                           has_link, int(length), labels)
             f, g = s.store, s.overlay.grower
             source = parent if kind == "repost" and parent >= 0 else row  # a repost shows its source
@@ -349,16 +402,37 @@ class RecommendationEngine(EngineViews):
                 g.append(f.static, name, value)
             if s.simclusters is not None:
                 s.simclusters.add_post(t)
+            if external is not None:
+                self.ids.posts.add(external, post_id)
         return row
+
+    def _new_post_id(self, post_id: ExternalId | None) -> tuple[str | None, int]:
+        """(external id to map or None, internal id) of a new post; IdConflict for an id already taken."""
+        posts = self.ids.posts
+        if post_id is not None and posts.takes_as_is(post_id):
+            return None, int(post_id)
+        if post_id is not None and not posts.is_new(str(post_id)):
+            raise IdConflict(f"post {post_id} already exists")
+        return (None if post_id is None else str(post_id)), self.last_post_id + 1
 
     # -- async twins --------------------------------------------------------------------------------
 
-    async def arecommend(self, user_id: int, n: int | None = None, context: dict[str, Any] | None = None,
+    async def arecommend(self, user_id: ExternalId, n: int | None = None, context: dict[str, Any] | None = None,
                          **kwargs: Any) -> TimelineResponse:
         return await asyncio.to_thread(self.recommend, user_id, n, context, **kwargs)
 
-    async def arecord_interaction(self, user_id: int, post_id: int, kind: str, **details: Any) -> None:
+    async def arecord_interaction(self, user_id: ExternalId, post_id: ExternalId, kind: str, **details: Any) -> None:
         await asyncio.to_thread(self.record_interaction, user_id, post_id, kind, **details)
+
+    async def arecommend_many(self, user_ids: Sequence[ExternalId] | np.ndarray, n: int | None = None,
+                              **kwargs: Any) -> PageBatch:
+        return await asyncio.to_thread(self.recommend_many, user_ids, n, **kwargs)
+
+    async def arelate(self, user_id: ExternalId, target_id: ExternalId, action: str, t: int | None = None) -> None:
+        await asyncio.to_thread(self.relate, user_id, target_id, action, t)
+
+    async def aadd_post(self, post_id: ExternalId | None, author_id: ExternalId, **kwargs: Any) -> int:
+        return await asyncio.to_thread(self.add_post, post_id, author_id, **kwargs)
 
     def close(self) -> None:
         self.pipeline.close()
@@ -373,11 +447,11 @@ def _fingerprint(path: Path, as_of: int, config: ForYouConfig) -> str:
     from foryou.data import split
     from foryou.embeddings import simclusters
     from foryou.features import counter, store
-    from foryou.graph import index, realgraph
+    from foryou.graph import index, realgraph, related
 
     uteg = config.timeline.sources.uteg_hours
     h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|{config.simclusters.model_dump_json()}|{uteg}|".encode())
-    for module in (index, realgraph, simclusters, counter, store, split, snapshot):
+    for module in (index, realgraph, related, simclusters, counter, store, split, snapshot):
         h.update(Path(str(module.__file__)).read_bytes())
     h.update((path / "manifest.json").read_bytes())
     for name in sorted(p.name for p in path.glob("*.parquet")):

@@ -16,7 +16,9 @@ prior worth PRIOR_IMPRESSIONS impressions at the global base rate.
 
 UCB and Thompson move the heavy-ranker score by 1 + weight·(value − mean)/mean (clipped to
 [0.5, 2]): the heavy ranker stays the estimate, the posterior adds the uncertainty, which shrinks
-as a post collects impressions — new posts are explored, proven ones are left alone.
+as a post collects impressions — new posts are explored, proven ones are left alone. Where none of the
+candidates was ever shown (data without an impression log, e.g. ratings) every posterior is the same prior
+and a draw would only be noise, so UCB and Thompson leave the order alone until impressions are recorded.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class ExplorationScorer(Factor):
             return out
         score = np.maximum(batch[c.SCORE].astype(np.float64), 1e-12)
         if cfg.strategy in ("ucb", "thompson"):
+            if not self.state.overlay.impressions_count[batch[c.POST_ROW]].any():
+                return out  # no impression log (positives-only data): every posterior is the prior, a draw noise
             alpha, beta = self.post_posterior(batch[c.POST_ROW])
             mean = alpha / (alpha + beta)
         if cfg.strategy == "ucb":  # N: the impressions of each viewer's candidates

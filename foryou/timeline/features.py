@@ -17,6 +17,7 @@ from foryou.mixer import CandidateBatch, FeatureHydrator, Segments, isin_per_que
 from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
+from foryou.vocab import HOUR
 
 HEURISTIC_FEATURES = ("post_rate", "author_rate", "has_media", "has_link", "is_reply", "is_nsfw", "is_toxic",
                       "is_spam", "is_misinfo")
@@ -25,9 +26,10 @@ HEURISTIC_FEATURES = ("post_rate", "author_rate", "has_media", "has_link", "is_r
 class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
     name = "post_features"
     reads = (c.POST_ROW, c.AUTHOR_ROW)
-    needs = (c.FOLLOWS, c.TOP_FOLLOWS, c.TOP_FOLLOW_WEIGHTS, c.PROOF_POSTS, c.PROOF_COUNT, c.TOPIC_PROFILE)
+    needs = (c.FOLLOWS, c.TOP_FOLLOWS, c.TOP_FOLLOW_WEIGHTS, c.PROOF_POSTS, c.PROOF_COUNT, c.TOPIC_PROFILE,
+             c.RELATED_POSTS, c.RELATED_SCORES)
     writes = (c.FEATURES, c.AGE_H, c.IN_NETWORK, c.REALGRAPH, c.SOCIAL_PROOF, c.TOPIC_AFFINITY, c.SIMCLUSTERS_SCORE,
-              c.POST_RATE, c.AUTHOR_RATE, *c.FLAGS)
+              c.RELATED, c.TRENDING_COUNT, c.POST_RATE, c.AUTHOR_RATE, *c.FLAGS)
 
     def __init__(self, state: TimelineState):
         self.state = state
@@ -61,6 +63,7 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
 
         realgraph = lookup_per_query(authors, segments, feature(c.TOP_FOLLOWS), feature(c.TOP_FOLLOW_WEIGHTS), 0.0)
         social = lookup_per_query(rows, segments, feature(c.PROOF_POSTS), feature(c.PROOF_COUNT), 0)
+        related = lookup_per_query(rows, segments, feature(c.RELATED_POSTS), feature(c.RELATED_SCORES), 0.0)
         profiles = np.stack(feature(c.TOPIC_PROFILE))  # queries × topics
         topic = idx.topic[rows].astype(np.int64)
         topic_affinity = np.where(topic >= 0, profiles[seg, np.maximum(topic, 0)], 1.0 / profiles.shape[1])
@@ -72,6 +75,8 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
             c.SOCIAL_PROOF: np.asarray(social, dtype=np.int32),
             c.TOPIC_AFFINITY: topic_affinity.astype(np.float32),
             c.SIMCLUSTERS_SCORE: self._simclusters(queries, rows, segments),
+            c.RELATED: np.asarray(related, dtype=np.float32),
+            c.TRENDING_COUNT: trending_counts(s, rows).astype(np.float32),
             c.POST_RATE: col("post_rate"),
             c.AUTHOR_RATE: col("author_rate"),
             **{flag: col(flag) > 0 for flag in c.FLAGS},
@@ -84,6 +89,18 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
             for i, lo, hi in segments.bounds():
                 out[lo:hi] = sc.score(queries[i].user_row, rows[lo:hi])
         return out
+
+
+def trending_counts(state: TimelineState, rows: np.ndarray) -> np.ndarray:
+    """Positive engagements of these posts in the `trending_count_hours` before the index build, plus the
+    live ones since (overlay). 24 h is the feed's velocity; a catalog (movies, artists) trends over weeks,
+    and a day of its events is a noisy sample of its popularity."""
+    ov, idx = state.overlay, state.index
+    hours = state.config.timeline.sources.trending_count_hours
+    if hours == 24:
+        return np.asarray(ov.counts_24h[rows])
+    live = ov.counts_24h[rows] - idx.counts_24h[rows]
+    return np.asarray(idx.positives_since(idx.as_of - int(hours * HOUR))[rows] + live)
 
 
 def lookup_per_query(probe: np.ndarray, segments: Segments, keys: Sequence[np.ndarray],

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from foryou.graph.related import SEEDS
 from foryou.mixer import QueryHydrator
 from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
@@ -33,6 +34,11 @@ class FollowsHydrator(_StateHydrator):
             top, weights = top[keep][:k], weights[keep][:k]
         else:
             top, weights = follows[:k], np.ones(min(k, len(follows)), dtype=np.float32)
+        fresh = np.setdiff1d(follows, s.index.following_rows(query.user_row), assume_unique=True)
+        fresh = fresh[~np.isin(fresh, top)]
+        if len(fresh):  # followed live: in-network at once, before RealGraph has any interaction to rank it by
+            w = s.realgraph.weights(query.user_row, fresh) if s.realgraph is not None else np.ones(len(fresh))
+            top, weights = np.r_[top, fresh], np.r_[weights, w]
         return {c.FOLLOWS: follows, c.TOP_FOLLOWS: np.asarray(top, np.int64),
                 c.TOP_FOLLOW_WEIGHTS: np.asarray(weights, np.float32)}
 
@@ -84,6 +90,23 @@ class SocialProofHydrator(_StateHydrator):
         score = np.bincount(p_idx, weights=weights[o_idx], minlength=len(uniq)).astype(np.float32)
         return {c.PROOF_POSTS: uniq, c.PROOF_COUNT: count, c.PROOF_SCORE: score,
                 c.PROOF_EDGES: (uniq[p_idx], follows[o_idx])}
+
+
+class RelatedPostsHydrator(_StateHydrator):
+    """cr-mixer's tweet-based retrieval walk: the neighbours (co-engagement similarity, precomputed in the
+    index) of the viewer's recent engagements — those at the build plus the live ones since."""
+
+    name = "related_posts"
+    provides = (c.RELATED_POSTS, c.RELATED_SCORES)
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        s = self.state
+        related = s.index.related
+        positives, _ = s.overlay.uteg_rows(np.array([query.user_row], np.int64))
+        live = positives[len(s.index.uteg.row(query.user_row)):]  # the overlay appends after the index's
+        seeds = np.r_[live, related.engaged_by(query.user_row)]
+        posts, scores = related.score(np.unique(seeds[:SEEDS]))
+        return {c.RELATED_POSTS: posts, c.RELATED_SCORES: scores}
 
 
 class InterestHydrator(_StateHydrator):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,15 +62,23 @@ class TrainedHeavyRanker:
         return out
 
 
-def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, object], dict[str, str]]:
+def load_models(root: Path, store: FeatureStore, versions: Mapping[str, int] | None = None,
+                vectors: str = "serving") -> tuple[dict[str, object], dict[str, str]]:
     """(models by name, status line by name). A missing, corrupt or mismatched model is left out —
     the timeline falls back to its heuristic — and its status says why ("corrupt: <reason>, serving the
     fallback (heuristic)"; see `ModelRegistry.load_or_fallback`); this never raises, and every model that is
-    there but cannot be served is logged as a warning."""
-    registry = ModelRegistry(Path(dataset_dir) / "models")
+    there but cannot be served is logged as a warning.
+
+    `versions` (registry name → version, e.g. {"heavy_ranker": 3}): those versions instead of the promoted
+    ones — candidates evaluated before promotion (foryou.eval.promotion); their status says "(candidate)".
+    `vectors="validation"`: the two-tower's vectors as of the validation window's start (stored by training
+    beside the serving ones, which see the whole history), for a point-in-time comparison there."""
+    registry = ModelRegistry(Path(root))
+    pick = dict(versions or {})
     models: dict[str, object] = {}
     status: dict[str, str] = {}
-    tensors, version, line = registry.load_or_fallback("heavy_ranker", schema=FEATURE_SCHEMA)
+    tensors, version, line = registry.load_or_fallback("heavy_ranker", schema=FEATURE_SCHEMA,
+                                                        version=pick.get("heavy_ranker"))
     if tensors is not None and version is not None:
         try:
             extra = version.extra or {}
@@ -87,18 +96,20 @@ def load_models(dataset_dir: Path, store: FeatureStore) -> tuple[dict[str, objec
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit
             line = _does_not_fit(version.label, exc)
     status["heavy_ranker"] = line
-    retriever, status["two_tower"] = _two_tower_retriever(registry, store)
+    retriever, status["two_tower"] = _two_tower_retriever(registry, store, pick.get("two_tower"), vectors)
     if retriever is not None:
         models["two_tower"] = retriever
     for name in ("light_ranker_in_network", "light_ranker_out_of_network"):
-        tensors, version, status[name] = registry.load_or_fallback(name, schema=FEATURE_SCHEMA)
+        tensors, version, status[name] = registry.load_or_fallback(name, schema=FEATURE_SCHEMA,
+                                                                   version=pick.get(name))
         if tensors is not None and version is not None:
             try:
                 models[name] = TrainedLightRanker(logistic_from_tensors(tensors), store,
                                                   tuple(version.config["features"]), version.label)
             except (KeyError, TypeError, RuntimeError, ValueError) as exc:
                 status[name] = _does_not_fit(version.label, exc)
-    tensors, version, status["realgraph"] = registry.load_or_fallback("realgraph", schema="realgraph-features-1")
+    tensors, version, status["realgraph"] = registry.load_or_fallback("realgraph", schema="realgraph-features-1",
+                                                                      version=pick.get("realgraph"))
     if tensors is not None and version is not None:
         try:
             models["realgraph"] = realgraph_coefficients(tensors)
@@ -162,16 +173,21 @@ def realgraph_coefficients(tensors: dict[str, torch.Tensor]) -> RealGraphCoeffic
     return RealGraphCoefficients(**c)
 
 
-def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore) -> tuple[EmbeddingRetriever | None, str]:
-    """The two-tower's stored serving vectors, re-aligned to this index's user and post rows."""
+def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore, pick: int | None = None,
+                         vectors: str = "serving") -> tuple[EmbeddingRetriever | None, str]:
+    """The two-tower's stored `vectors` ("serving", or "validation" where stored) of the promoted version
+    (or `pick`), re-aligned to this index's user and post rows."""
     from foryou.embeddings.retriever import EmbeddingRetriever
 
-    tensors, version, line = registry.load_or_fallback("two_tower", schema="two_tower-serving-vectors-1")
+    tensors, version, line = registry.load_or_fallback("two_tower", schema="two_tower-serving-vectors-1",
+                                                        version=pick)
     if tensors is None or version is None:
         return None, line
     try:
-        uid, pid = tensors["serving.user_ids"].numpy(), tensors["serving.post_ids"].numpy()
-        uv, pv = tensors["serving.user_vectors"].numpy(), tensors["serving.post_vectors"].numpy()
+        if f"{vectors}.user_ids" not in tensors:
+            vectors, line = "serving", f"{line} (serving vectors: they see the whole history)"
+        uid, pid = tensors[f"{vectors}.user_ids"].numpy(), tensors[f"{vectors}.post_ids"].numpy()
+        uv, pv = tensors[f"{vectors}.user_vectors"].numpy(), tensors[f"{vectors}.post_vectors"].numpy()
         users = np.zeros((len(store.user_ids), uv.shape[1]), np.float32)
         found = np.isin(store.user_ids, uid)
         users[found] = uv[np.searchsorted(uid, store.user_ids[found])]

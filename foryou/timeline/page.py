@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from foryou.data.ids import IdMap
 from foryou.mixer import BatchResult
 from foryou.timeline import columns as c
 from foryou.vocab import RANKER_HEADS
@@ -40,6 +42,19 @@ class TimelineResponse:
     errors: list[str]
     models: dict[str, str]
     trace: dict[str, Any] | None = None
+
+
+    def shown(self, ids: IdMap) -> TimelineResponse:
+        """A copy with the platform's own ids (for display: the CLI's table); itself for int ids. The
+        fields then hold strings: nothing downstream may compute with them."""
+        if ids.users.identity and ids.posts.identity:
+            return self
+        posts = ids.posts.json([it.post_id for it in self.items])
+        authors = ids.users.json([it.author_id for it in self.items])
+        items = [dataclasses.replace(it, post_id=cast(int, p), author_id=cast(int, a),
+                                     liked_by=cast(list[int], ids.users.json(it.liked_by)))
+                 for it, p, a in zip(self.items, posts, authors, strict=True)]
+        return dataclasses.replace(self, user_id=cast(int, ids.users.show(self.user_id)), items=items)
 
 
 @dataclass

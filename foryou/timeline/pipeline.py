@@ -19,6 +19,7 @@ from foryou.timeline.hydrators import (
     FollowsHydrator,
     InterestHydrator,
     NegativeFeedbackHydrator,
+    RelatedPostsHydrator,
     SeenHydrator,
     SocialProofHydrator,
 )
@@ -26,8 +27,8 @@ from foryou.timeline.query import TimelineQuery
 from foryou.timeline.selectors import DiversitySelector, MixSelector, NetworkCapSelector, TopKSelector
 from foryou.timeline.state import TimelineState
 
-SOURCES = (src.InNetworkSource, src.UtegSource, src.SimClustersSource, src.EmbeddingAnnSource,
-           src.FollowRecommendationSource, src.TopicTrendingSource, src.TrendingSource)
+SOURCES = (src.InNetworkSource, src.UtegSource, src.RelatedPostsSource, src.SimClustersSource,
+           src.EmbeddingAnnSource, src.FollowRecommendationSource, src.TopicTrendingSource, src.TrendingSource)
 
 ForYouPipeline = ProductPipeline[TimelineQuery]
 
@@ -48,7 +49,7 @@ def for_you_pipeline(state: TimelineState) -> ForYouPipeline:
         name="for_you",
         gates=(UserKnownGate(),),
         query_hydrators=(FollowsHydrator(state), SeenHydrator(state), NegativeFeedbackHydrator(state),
-                         SocialProofHydrator(state), InterestHydrator(state)),
+                         SocialProofHydrator(state), RelatedPostsHydrator(state), InterestHydrator(state)),
         candidate_pipelines=candidate_pipelines,
         dedup_column=c.POST_ID,
         filters=global_filters,

@@ -83,7 +83,8 @@ class HeavyRanker(_StateScorer):
 
     name = "heavy_ranker"
     reads = (c.POST_ROW, c.TOPIC_AFFINITY, c.POST_RATE, c.AUTHOR_RATE, c.REALGRAPH, c.SOCIAL_PROOF,
-             c.SIMCLUSTERS_SCORE, c.HAS_MEDIA, c.IN_NETWORK, c.AGE_H, c.IS_NSFW, c.IS_TOXIC, c.IS_SPAM, c.IS_MISINFO)
+             c.SIMCLUSTERS_SCORE, c.RELATED, c.TRENDING_COUNT, c.HAS_MEDIA, c.IN_NETWORK, c.AGE_H, c.IS_NSFW,
+             c.IS_TOXIC, c.IS_SPAM, c.IS_MISINFO)
     needs = (c.TOPIC_PROFILE,)
     writes = (*c.PREDICTIONS.values(), c.UTILITY, c.HEAVY_SCORE, c.SCORE)
 
@@ -100,29 +101,33 @@ class HeavyRanker(_StateScorer):
                segments: Segments) -> dict[str, np.ndarray]:
         model = self.state.heavy_ranker()
         if model is None:
-            probs = self.heuristic(len(queries[0].features[c.TOPIC_PROFILE]), batch)
+            probs = self.heuristic(len(queries[0].features[c.TOPIC_PROFILE]), batch, segments)
         elif len(segments) == 1:
             probs = model.predict(queries[0], batch)
         else:
             viewers = segments.per_row(np.fromiter((q.user_row for q in queries), np.int64, len(queries)))
             probs = model.predict_many(viewers, batch, int(queries[0].now))
-        utility, score = weighted_score(probs, self.state.config.weights)
+        utility, score = weighted_score(probs, self.state.weights())
         return {**{c.PREDICTIONS[h]: np.asarray(probs[h], np.float32) for h in RANKER_HEADS}, c.UTILITY: utility,
                 c.HEAVY_SCORE: score, c.SCORE: score}
 
-    def heuristic(self, n_topics: int, batch: CandidateBatch) -> dict[str, np.ndarray]:
+    def heuristic(self, n_topics: int, batch: CandidateBatch,
+                  segments: Segments | None = None) -> dict[str, np.ndarray]:
         base = self.state.index.base_rate
         w = self.state.config.timeline.heuristics.heavy_ranker
         r0 = max(base["like"] + base["repost"] + base["reply"], 1e-4)
-        z = (w.topic_affinity * np.log(n_topics * batch[c.TOPIC_AFFINITY])
-             + w.post_rate * np.log(batch[c.POST_RATE] / r0)
-             + w.author_rate * np.log(batch[c.AUTHOR_RATE] / r0)
-             + w.realgraph * batch[c.REALGRAPH]
-             + w.social_proof * np.log1p(batch[c.SOCIAL_PROOF])
-             + w.simclusters * batch[c.SIMCLUSTERS_SCORE]
-             + w.media * batch[c.HAS_MEDIA]
-             + w.in_network * batch[c.IN_NETWORK]
-             + w.age * np.log1p(np.maximum(batch[c.AGE_H], 0)))
+        if not self.state.index.has_impressions:
+            z = self.positives_only_logit(n_topics, batch, segments or Segments.single(len(batch)))
+        else:
+            z = (w.topic_affinity * np.log(n_topics * batch[c.TOPIC_AFFINITY])
+                 + w.post_rate * np.log(batch[c.POST_RATE] / r0)
+                 + w.author_rate * np.log(batch[c.AUTHOR_RATE] / r0)
+                 + w.realgraph * batch[c.REALGRAPH]
+                 + w.social_proof * np.log1p(batch[c.SOCIAL_PROOF])
+                 + w.simclusters * batch[c.SIMCLUSTERS_SCORE]
+                 + w.media * batch[c.HAS_MEDIA]
+                 + w.in_network * batch[c.IN_NETWORK]
+                 + w.age * np.log1p(np.maximum(batch[c.AGE_H], 0)))
         unsafe = sum(weight * batch[label] for label, weight in w.unsafe.items())
 
         def at(rate: float) -> float:
@@ -133,6 +138,29 @@ class HeavyRanker(_StateScorer):
         probs["negative_feedback"] = expit(at(negative) + w.negative_feedback[0] * z + w.negative_feedback[1] * unsafe)
         probs["report"] = expit(at(max(base["report"], 1e-6)) + w.report[0] * z + w.report[1] * unsafe)
         return {h: np.asarray(p, np.float32) for h, p in probs.items()}
+
+
+    def positives_only_logit(self, n_topics: int, batch: CandidateBatch, segments: Segments) -> np.ndarray:
+        """The interest logit where no impressions were logged: recent popularity (the trending count window),
+        co-engagement with the viewer's engagements (÷ their best candidate's: scale-free), topic affinity,
+        social proof, SimClusters and RealGraph. Terms are logs of counts or bounded, so the order does not
+        depend on the dataset's size."""
+        w = self.state.config.timeline.heuristics.heavy_ranker.positives_only
+        related = batch[c.RELATED]
+        best = np.zeros(len(segments), np.float32)
+        np.maximum.at(best, segments.ids, related)
+        z = np.asarray(w.trending * np.log1p(batch[c.TRENDING_COUNT])
+                       + w.related * related / np.maximum(segments.per_row(best), 1e-9)
+                       + w.topic_affinity * np.log(n_topics * batch[c.TOPIC_AFFINITY])
+                       + w.social_proof * np.log1p(batch[c.SOCIAL_PROOF])
+                       + w.simclusters * batch[c.SIMCLUSTERS_SCORE]
+                       + w.realgraph * batch[c.REALGRAPH]
+                       + w.in_network * batch[c.IN_NETWORK], np.float64)
+        # Relative to the viewer's best candidate: counts in the hundreds would saturate every head near 1
+        # and flatten the order the rescoring factors then act on.
+        top = np.full(len(segments), -np.inf)
+        np.maximum.at(top, segments.ids, z)
+        return np.asarray(z - segments.per_row(top))
 
 
 class Factor(_StateScorer):

@@ -7,6 +7,7 @@ import numpy as np
 from foryou.data.lookup import values_at
 from foryou.mixer import CandidateBatch, CandidateSource, Gate
 from foryou.timeline import columns as c
+from foryou.timeline.features import trending_counts
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 from foryou.vocab import HOUR
@@ -38,16 +39,7 @@ class _Source(CandidateSource[TimelineQuery]):
                                c.RETRIEVAL_SCORE: np.asarray(score, dtype=np.float32)})
 
     def trending_counts(self, rows: np.ndarray) -> np.ndarray:
-        """Positive engagements of these posts in the `trending_count_hours` before the index build,
-        plus the live ones since (overlay). 24 h is the feed's velocity; a catalog (movies, artists)
-        trends over weeks, and a day of its events is a noisy sample of its popularity."""
-        ov = self.state.overlay
-        hours = self.cfg.trending_count_hours
-        if hours == 24:
-            return np.asarray(ov.counts_24h[rows])
-        idx = self.state.index
-        live = ov.counts_24h[rows] - idx.counts_24h[rows]
-        return np.asarray(idx.positives_since(idx.as_of - int(hours * HOUR))[rows] + live)
+        return trending_counts(self.state, rows)
 
 
 class InNetworkSource(_Source):
@@ -59,9 +51,10 @@ class InNetworkSource(_Source):
     def fetch(self, query: TimelineQuery) -> CandidateBatch:
         follows = query.features[c.TOP_FOLLOWS]
         idx = self.state.index
-        rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours * HOUR), query.now)
+        until = query.now + 1  # a post made this very second (an agent's, at the engine's clock) is in-network now
+        rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours * HOUR), until)
         if len(rows) < query.n:  # light users: look back further (REFERENCE: 48 h)
-            rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours_light * HOUR), query.now)
+            rows = idx.recent_posts_by(follows, query.now - int(self.cfg.in_network_hours_light * HOUR), until)
         keep = top_k(idx.created_at[rows].astype(np.float64), self.cfg.in_network)
         rows = rows[keep]
         weight = values_at(follows, query.features[c.TOP_FOLLOW_WEIGHTS], idx.author_row[rows], 0.0)
@@ -79,6 +72,21 @@ class UtegSource(_Source):
         recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
         posts, score = posts[recent], score[recent]
         keep = top_k(score, self.cfg.uteg)
+        return self.batch(posts[keep], score[keep])
+
+
+class RelatedPostsSource(_Source):
+    """cr-mixer's tweet-based source: posts engaged by users who engaged the same posts as the viewer
+    (co-engagement neighbours of their recent engagements), scored by summed similarity."""
+
+    name = "related_posts"
+    needs = (c.RELATED_POSTS, c.RELATED_SCORES)
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        posts, score = query.features[c.RELATED_POSTS], query.features[c.RELATED_SCORES]
+        recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
+        posts, score = posts[recent], score[recent]
+        keep = top_k(score, self.cfg.related_posts)
         return self.batch(posts[keep], score[keep])
 
 

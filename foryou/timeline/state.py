@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
-from foryou.config import ForYouConfig
+from foryou.config import EngagementWeights, ForYouConfig
 from foryou.embeddings.simclusters import SimClusters
 from foryou.features import FeatureStore
 from foryou.graph.index import ServingIndex
 from foryou.graph.overlay import RealtimeOverlay
 from foryou.graph.realgraph import RealGraph
 from foryou.mixer import CandidateBatch
+from foryou.timeline.windows import head_weights
 
 if TYPE_CHECKING:
     from foryou.timeline.query import TimelineQuery
@@ -64,6 +65,14 @@ class TimelineState:
         if self.features is None:
             raise RuntimeError("this timeline state has no feature store")
         return self.features
+
+    def weights(self) -> EngagementWeights:
+        """The heavy ranker's utility weights for this data (foryou.timeline.windows.head_weights)."""
+        idx = self.index
+        kinds = idx.__dict__.get("kinds_present")
+        if kinds is None:  # once per index: which engagement kinds the data carries at all
+            kinds = idx.__dict__.setdefault("kinds_present", tuple(k for k, n in idx.counts.items() if n.any()))
+        return head_weights(self.config.weights, kinds, idx.has_impressions)
 
     def heavy_ranker(self) -> HeavyRankerModel | None:
         return cast("HeavyRankerModel | None", self.models.get("heavy_ranker"))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from foryou.data.ids import ExternalId, IdMap
 from foryou.data.lookup import member, row_of
 from foryou.timeline.state import TimelineState
 from foryou.vocab import POSITIVE, POST_KINDS, SAFETY_LABELS
@@ -30,6 +31,7 @@ class EngineViews:
 
     state: TimelineState
     _lock: threading.RLock
+    ids: IdMap  # external ids ↔ internal ids (identity for datasets with int ids)
 
     # -- ids --------------------------------------------------------------------------------------
     @property
@@ -58,33 +60,54 @@ class EngineViews:
         """Posts added live since the index build (a counter that only grows)."""
         return int(self.state.overlay.new_posts)
 
-    def user_row(self, user_id: int) -> int:
-        u = row_of(self.state.index.user_ids, int(user_id))
+    def post_id_at(self, row: int) -> int:
+        """The internal id of the post at a row (what `add_post` returns)."""
+        return int(self.state.index.post_id[row])
+
+    def user_id_of(self, user_id: ExternalId) -> int:
+        """The internal id of a user id (an int, or the platform's own id); UnknownUser."""
+        u = self.ids.users.one(user_id)
         if u is None:
             raise UnknownUser(user_id)
         return u
 
-    def post_row(self, post_id: int) -> int:
-        p = row_of(self.state.index.post_id, int(post_id))
+    def post_id_of(self, post_id: ExternalId) -> int:
+        p = self.ids.posts.one(post_id)
         if p is None:
             raise UnknownPost(post_id)
         return p
 
-    def user_exists(self, user_id: int) -> bool:
-        return row_of(self.state.index.user_ids, int(user_id)) is not None
+    def user_row(self, user_id: ExternalId) -> int:
+        u = row_of(self.state.index.user_ids, self.user_id_of(user_id))
+        if u is None:
+            raise UnknownUser(user_id)
+        return u
 
-    def post_exists(self, post_id: int) -> bool:
-        return row_of(self.state.index.post_id, int(post_id)) is not None
+    def post_row(self, post_id: ExternalId) -> int:
+        p = row_of(self.state.index.post_id, self.post_id_of(post_id))
+        if p is None:
+            raise UnknownPost(post_id)
+        return p
 
-    def known(self, user_ids: Sequence[int] | np.ndarray, post_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    def user_exists(self, user_id: ExternalId) -> bool:
+        u = self.ids.users.one(user_id)
+        return u is not None and row_of(self.state.index.user_ids, u) is not None
+
+    def post_exists(self, post_id: ExternalId) -> bool:
+        p = self.ids.posts.one(post_id)
+        return p is not None and row_of(self.state.index.post_id, p) is not None
+
+    def known(self, user_ids: Sequence[ExternalId] | np.ndarray, post_ids: Sequence[ExternalId] | np.ndarray
+              ) -> np.ndarray:
         """Bool per (user, post) pair: both exist (a batch of engagements checked in one pass)."""
         idx = self.state.index
-        users, _ = member(idx.user_ids, np.asarray(user_ids, np.int64))
-        posts, _ = member(idx.post_id, np.asarray(post_ids, np.int64))
-        return np.asarray(users & posts)
+        (uf, u), (pf, p) = self.ids.users.internal(user_ids), self.ids.posts.internal(post_ids)
+        users, _ = member(idx.user_ids, u)
+        posts, _ = member(idx.post_id, p)
+        return np.asarray(users & posts & uf & pf)
 
     # -- per-user and per-post numbers --------------------------------------------------------------
-    def followee_posted_since(self, user_id: int, new_posts_seen: int) -> bool:
+    def followee_posted_since(self, user_id: ExternalId, new_posts_seen: int) -> bool:
         """Has an account the user follows posted since `new_posts` was `new_posts_seen`?"""
         ov, idx = self.state.overlay, self.state.index
         if ov.new_posts <= new_posts_seen:
@@ -93,10 +116,11 @@ class EngineViews:
         rows = np.arange(total - ov.new_posts + new_posts_seen, total)
         return bool(np.isin(idx.author_row[rows], ov.following_rows(self.user_row(user_id))).any())
 
-    def post_stats(self, post_ids: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+    def post_stats(self, post_ids: Sequence[ExternalId] | np.ndarray) -> dict[str, np.ndarray]:
         """Live counters of these posts: one array per engagement kind, plus impressions,
         positives_24h and positives (Σ of the positive kinds). Raises UnknownPost."""
-        rows = np.array([self.post_row(p) for p in np.asarray(post_ids, np.int64).tolist()], np.int64)
+        rows = np.array([self.post_row(p) for p in (post_ids.tolist() if isinstance(post_ids, np.ndarray)
+                                                   else post_ids)], np.int64)
         ov = self.state.overlay
         with self._lock:
             out = {k: np.asarray(v[rows], np.int64) for k, v in ov.counts.items()}
@@ -105,19 +129,22 @@ class EngineViews:
         out["positives"] = sum((out[k] for k in POSITIVE), np.zeros(len(rows), np.int64))
         return out
 
-    def post_view(self, post_id: int) -> dict[str, Any]:
+    def post_view(self, post_id: ExternalId) -> dict[str, Any]:
         """A post as the HTTP API shows it (JSON-ready): its columns, labels and live counters."""
         p = self.post_row(post_id)
         idx = self.state.index
         parent = int(idx.parent_row[p])
         counters = {k: int(v[0]) for k, v in self.post_stats([post_id]).items()}
-        return {"post_id": int(post_id), "author_id": int(idx.user_ids[idx.author_row[p]]),
+        posts, users = self.ids.posts, self.ids.users
+        return {"post_id": posts.show(int(idx.post_id[p])),
+                "author_id": users.show(int(idx.user_ids[idx.author_row[p]])),
                 "created_at": int(idx.created_at[p]), "kind": POST_KINDS[int(idx.kind[p])],
-                "parent_id": int(idx.post_id[parent]) if parent >= 0 else None, "topic": int(idx.topic[p]),
+                "parent_id": posts.show(int(idx.post_id[parent])) if parent >= 0 else None,
+                "topic": int(idx.topic[p]),
                 "has_media": bool(idx.has_media[p]), "has_link": bool(idx.has_link[p]), "length": int(idx.length[p]),
                 "labels": {lb: bool(getattr(idx, lb)[p]) for lb in SAFETY_LABELS}, "counters": counters}
 
-    def user_view(self, user_id: int) -> dict[str, Any]:
+    def user_view(self, user_id: ExternalId) -> dict[str, Any]:
         """A user as the HTTP API shows it (JSON-ready): follows, followers now, posts, blocked or muted."""
         row = self.user_row(user_id)
         idx, ov = self.state.index, self.state.overlay
@@ -126,5 +153,6 @@ class EngineViews:
         with self._lock:
             followers = int(c["followers"].count_before(rows, at)[0] - c["unfollowers"].count_before(rows, at)[0])
             following, blocked = len(ov.following_rows(row)), len(ov.blocked_authors(row))
-        return {"user_id": int(user_id), "following": following, "followers": max(followers, 0),
+        return {"user_id": self.ids.users.show(int(idx.user_ids[row])), "following": following,
+                "followers": max(followers, 0),
                 "posts": int(np.count_nonzero(idx.author_row == row)), "blocked_or_muted": blocked}

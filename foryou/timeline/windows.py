@@ -1,4 +1,5 @@
-"""The engine's time windows, derived from the dataset's time scale unless the config sets them.
+"""The engine's time windows (and, for data without impressions, its utility weights), derived from the
+dataset unless the config sets them.
 
 The defaults (`timeline.sources.*_hours`, `simclusters.half_life_hours`) are tuned for a feed, where posts
 are engaged with for hours. A catalog (movies, artists: engaged with for months) gets windows scaled to its
@@ -10,11 +11,13 @@ defaults exactly. A window the config sets (`--set`, a config file) always wins,
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from pathlib import Path
 
-from foryou.config import HOURS_MAX, ForYouConfig
+from foryou.config import HOURS_MAX, EngagementWeights, ForYouConfig
 from foryou.data.manifest import Manifest, TimeScale, read_manifest
 from foryou.data.timescale import time_scale_of_dir
+from foryou.vocab import NEGATIVE_FEEDBACK, RANKER_HEADS
 
 # candidate windows (post age): every engaged post of a catalog must still be servable
 AGE_WINDOWS = ("max_age_hours", "in_network_hours", "in_network_hours_light", "trending_hours", "uteg_hours")
@@ -50,6 +53,20 @@ def resolve_windows(config: ForYouConfig, scale: TimeScale | None) -> ForYouConf
     timeline = config.timeline.model_copy(update={"sources": src.model_copy(update=sources)})
     return config.model_copy(update={"timeline": timeline,
                                      "simclusters": config.simclusters.model_copy(update=half_life)})
+
+
+def head_weights(weights: EngagementWeights, kinds: Collection[str], has_impressions: bool) -> EngagementWeights:
+    """The utility weights for a dataset: X's, unless it logs no impressions. An imported kind is not X's
+    head of that name (a MovieLens "click" is any rating, a "not_interested" a rating ≤ 2), so data without
+    an impression log weighs each head it carries equally — +1 a positive, −1 the pooled negative feedback
+    and report — and 0 a head no event feeds. Weights the config sets are kept as written."""
+    if has_impressions or weights.model_fields_set:
+        return weights
+    present = set(kinds)
+    pooled = {"negative_feedback": NEGATIVE_FEEDBACK}
+    derived = {head: (-1.0 if head in ("negative_feedback", "report") else 1.0)
+               if present & set(pooled.get(head, (head,))) else 0.0 for head in RANKER_HEADS}
+    return EngagementWeights(**derived)
 
 
 def scale_of(manifest: Manifest, path: Path | None) -> TimeScale | None:

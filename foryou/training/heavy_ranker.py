@@ -21,7 +21,7 @@ from foryou.logs import Progress
 from foryou.models.heavy_ranker import HeavyRankerNet
 from foryou.training.loop import fit, seeded
 from foryou.training.metrics import head_metrics
-from foryou.training.negatives import Sampling, sampled_rows
+from foryou.training.negatives import HardWindows, Sampling, sampled_rows
 from foryou.vocab import NEGATIVE_FEEDBACK, RANKER_HEADS
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ class Rows:
 
 
 def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: int | None = None,
-               negatives: int = 4, seed: int = 0, sampling: Sampling = "uniform") -> Rows:
+               negatives: int = 4, seed: int = 0, sampling: Sampling = "uniform",
+               hard: HardWindows | None = None) -> Rows:
     """Impressions in `window`, labelled by whether the viewer did each head's action on the post.
     Without impressions (positives-only imports): the window's engagements plus `negatives` sampled
     posts each (foryou.training.negatives), labelled the same way from engagements before the window's end."""
@@ -62,7 +63,7 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
         t = imp["created_at"].to_numpy()
     else:
         kinds = tuple(k for head in RANKER_HEADS for k in HEAD_KINDS.get(head, (head,)))
-        u, p, t = sampled_rows(dataset, store, window, kinds, negatives, seed, sampling)
+        u, p, t = sampled_rows(dataset, store, window, kinds, negatives, seed, sampling, hard)
         u, p, t = (a[-max_rows:] for a in (u, p, t)) if max_rows is not None else (u, p, t)  # the most recent
         if window.end is not None:  # a later engagement must not label (and leak into) an earlier window
             e = e.filter(pc.less(e["created_at"], window.end))

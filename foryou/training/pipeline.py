@@ -16,6 +16,7 @@ from foryou.config import ForYouConfig, HeavyRankerConfig
 from foryou.data.dataset import Dataset
 from foryou.data.lookup import rows_of
 from foryou.data.split import Window, history
+from foryou.data.state import models_dir, state_dir
 from foryou.embeddings.retriever import EmbeddingRetriever
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
 from foryou.logs import Progress
@@ -29,8 +30,9 @@ from foryou.training.heavy_ranker import (
     train_heavy_ranker,
 )
 from foryou.training.light_models import train_light_ranker, train_realgraph
+from foryou.training.negatives import HardWindows
 from foryou.training.two_tower import train_two_tower, two_tower_vectors
-from foryou.vocab import POSITIVE
+from foryou.vocab import HOUR, POSITIVE
 
 if TYPE_CHECKING:
     from foryou.data.world import GroundTruth
@@ -48,12 +50,13 @@ def dataset_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def registry_for(path: Path) -> ModelRegistry:
-    return ModelRegistry(Path(path) / "models")
+def registry_for(path: Path, state: Path | None = None) -> ModelRegistry:
+    """The dataset's model registry, in its state directory (`data.state`), never in the dataset."""
+    return ModelRegistry(models_dir(state_dir(path, state)))
 
 
 def train_all(path: Path, config: ForYouConfig | None = None, only: str | None = None, promote: bool | None = None,
-              progress: Progress | None = None, tune: int = 0) -> dict[str, Any]:
+              progress: Progress | None = None, tune: int = 0, state: Path | None = None) -> dict[str, Any]:
     """Train (and register, and by default promote) the models in dependency order; returns their
     metrics by name. Order: RealGraph classifier, light rankers, heavy ranker (all on the feature
     store's rows), two-tower (embedding ANN).
@@ -62,13 +65,13 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
     negatives (foryou.training.negatives), and their metrics say so; a model whose labels the data does
     not carry (RealGraph where no account is engaged with twice) is skipped: its result is {"skipped": why}.
 
-    `promote=None` (the default) promotes what trained on logged impressions and only registers what
-    trained against sampled negatives: on MovieLens, Last.fm and Higgs those models rank our pages below
-    the heuristic rankers they would replace (EVALUATION.md), so serving them is an explicit choice
-    (`promote=True`, or `foryou models promote`)."""
+    `foryou train` registers with `promote=False` and lets its gate decide (foryou.eval.promotion: a
+    model is promoted only if its validation-window pages beat what is served; training cannot measure
+    pages itself). Called directly, `promote=None` keeps the library's plain rule: promote what trained
+    on logged impressions, only register what trained against sampled negatives."""
     if only is not None and only not in MODELS:
         raise ValueError(f"unknown model {only!r}; one of {', '.join(MODELS)}")
-    run = _Run.open(Path(path), config or ForYouConfig(), promote, progress or (lambda stage, frac: None))
+    run = _Run.open(Path(path), config or ForYouConfig(), promote, progress or (lambda stage, frac: None), state)
     if only in (None, "realgraph"):
         _train_realgraph(run)
     if only in (None, "light_ranker"):
@@ -99,25 +102,32 @@ class _Run:
     _rows: list[Rows] | None = None
 
     @classmethod
-    def open(cls, path: Path, config: ForYouConfig, promote: bool | None, progress: Progress) -> _Run:
+    def open(cls, path: Path, config: ForYouConfig, promote: bool | None, progress: Progress,
+             state: Path | None = None) -> _Run:
         dataset = Dataset.load(path)
         cfg = config.training.heavy_ranker
+        src = config.timeline.sources
         sampled = None if has_impressions(dataset) else {
             "per_positive": cfg.negatives_per_positive, "sampling": cfg.negative_sampling,
+            **({"max_age_hours": src.max_age_hours, "trending_count_hours": src.trending_count_hours}
+               if cfg.negative_sampling == "hard" else {}),
             "note": "no impressions: rows = engagements + sampled negatives; AUC is positives vs sampled negatives"}
         progress("feature store", 0.0)
         store = FeatureStore(history(dataset, dataset.manifest.time_range[1] + 1))
         progress("feature store", 1.0)
-        return cls(path, dataset, config, store, split_windows(dataset), _truth(path, dataset), registry_for(path),
-                   dataset_fingerprint(path), sampled is None if promote is None else promote, sampled, progress)
+        return cls(path, dataset, config, store, split_windows(dataset), _truth(path, dataset),
+                   registry_for(path, state), dataset_fingerprint(path),
+                   sampled is None if promote is None else promote, sampled, progress)
 
     def rows(self) -> list[Rows]:
         """Train, validation and test rows of the rankers (built once)."""
         if self._rows is None:
             cfg = self.config.training.heavy_ranker
             self.progress("training rows", 0.0)
+            src = self.config.timeline.sources  # the engine's windows (the CLI derives them from the data)
+            hard = HardWindows(int(src.max_age_hours * HOUR), int(src.trending_count_hours * HOUR))
             self._rows = [build_rows(self.dataset, self.store, w, cfg.max_train_rows if w is self.windows[0] else None,
-                                     cfg.negatives_per_positive, cfg.seed, cfg.negative_sampling)
+                                     cfg.negatives_per_positive, cfg.seed, cfg.negative_sampling, hard)
                           for w in self.windows]
             self.progress("training rows", 1.0)
         return self._rows
@@ -217,15 +227,22 @@ def _train_two_tower(run: _Run) -> None:
     s = dataset.manifest.split
     model, fit = train_two_tower(history(dataset, s.valid_end), (s.train_end, s.valid_end),
                                  progress=lambda stage, f: run.progress("two-tower", f))
-    fit_h = history(dataset, dataset.manifest.time_range[1] + 1)
-    users, posts, created = two_tower_vectors(model, fit_h)
-    user_ids = np.sort(fit_h.users["user_id"].to_numpy())
-    post_ids = np.sort(fit_h.posts["post_id"].to_numpy())
-    recall = _retrieval_recall(EmbeddingRetriever(users, posts, created), dataset, user_ids, post_ids)
-    tensors = {**{k: v.detach().clone() for k, v in model.state_dict().items()},
-               "serving.user_ids": torch.from_numpy(user_ids), "serving.post_ids": torch.from_numpy(post_ids),
-               "serving.user_vectors": torch.from_numpy(users), "serving.post_vectors": torch.from_numpy(posts),
-               "serving.post_created": torch.from_numpy(np.array(created, dtype=np.int64))}
+    tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # serving vectors see the whole history; validation ones stop where the promotion gate serves its pages
+    for prefix, end in (("serving", dataset.manifest.time_range[1] + 1), ("validation", s.train_end)):
+        fit_h = history(dataset, end)
+        users, posts, created = two_tower_vectors(model, fit_h)
+        user_ids = np.sort(fit_h.users["user_id"].to_numpy())
+        post_ids = np.sort(fit_h.posts["post_id"].to_numpy())
+        tensors.update({f"{prefix}.user_ids": torch.from_numpy(user_ids),
+                        f"{prefix}.post_ids": torch.from_numpy(post_ids),
+                        f"{prefix}.user_vectors": torch.from_numpy(users),
+                        f"{prefix}.post_vectors": torch.from_numpy(posts),
+                        f"{prefix}.post_created": torch.from_numpy(np.array(created, dtype=np.int64))})
+    recall = _retrieval_recall(EmbeddingRetriever(tensors["serving.user_vectors"].numpy(),
+                                                  tensors["serving.post_vectors"].numpy(),
+                                                  tensors["serving.post_created"].numpy()),
+                               dataset, tensors["serving.user_ids"].numpy(), tensors["serving.post_ids"].numpy())
     run.register("two_tower", tensors, {"dim": model.dim}, {"fit": _plain(fit), "test": {"recall@200": recall}},
                  schema="two_tower-serving-vectors-1")
 

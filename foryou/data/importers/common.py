@@ -1,11 +1,11 @@
 """What every importer shares: reading a source, building the schema's tables, one path to a Dataset.
 
-An importer is a thin mapping from one source's files onto the schema (`foryou.data.schema`): it reads
-them (`require_dir`, `require_file`, `read_delimited`), maps columns with the builders below
-(`users_table`, `original_posts`, `engagements_from`, `dedupe_follows`, `catalog`, `map_kinds`),
-says what it dropped or assumed in notes, and returns `Mapped(...).build()`: the one generic path that
-writes the manifest (split by engagement-time quantiles) and conforms every table to the schema.
-A generic importer (a declared mapping instead of code) would produce the same `Mapped`.
+A native importer is a thin mapping from one source's files onto flat tables: it reads them
+(`require_dir`, `require_file`, `read_delimited`), maps columns with the helpers below (`map_kinds`,
+`names_or_handles`, `with_unlisted`, …), says what it dropped or assumed in notes, and hands the result to
+`importers.flat.build_flat`: the same DuckDB table builder as `foryou import interactions`
+(`importers.tables`), which ends in `Mapped(...).build()` — the one path that writes the manifest (split by
+engagement-time quantiles) and conforms every table to the schema.
 
 Everything is vectorised (pyarrow / numpy); nothing prints.
 """
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -188,26 +187,6 @@ def original_posts(
     )
 
 
-def catalog(
-    person_ids: np.ndarray,
-    person_created: np.ndarray,
-    item_ids: np.ndarray,
-    item_names: pa.Array,
-    item_created: np.ndarray,
-    topic: np.ndarray,
-) -> tuple[pa.Table, pa.Table, int]:
-    """Sources without authors (a movie, an artist): each item is one `catalog` account (id = item id +
-    `catalog_offset`) and one original post by it (`post_id` = item id). Returns (users, posts, offset)."""
-    offset = catalog_offset(int(person_ids.max(initial=0)))
-    users = pa.concat_tables(
-        [
-            persons(person_ids, person_created),
-            users_table(item_ids + offset, item_names, "catalog", item_created),
-        ]
-    )
-    return users, original_posts(item_ids, item_ids + offset, item_created, topic), offset
-
-
 def catalog_offset(max_person_id: int) -> int:
     """Catalog account ids = item id + this: the next power of ten above every person id."""
     return 10 ** max(1, math.ceil(math.log10(max(int(max_person_id), 0) + 1)))
@@ -363,108 +342,3 @@ class Mapped:
             "impressions": empty_table("impressions"),
         }
         return Dataset.build(tables, manifest)
-
-
-# -- reading any delimited / Parquet / JSON-lines file through DuckDB ----------------------------------
-
-# Time units of numeric timestamps, by the divisor to seconds (`time_sql` picks one by magnitude).
-TIME_UNITS: dict[str, int] = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-PARQUET_SUFFIXES = (".parquet", ".pq")
-JSON_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
-
-
-def duck(temp_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that spills to `temp_dir` beyond 1 GB and reads naive times as UTC."""
-    con = duckdb.connect(config={"temp_directory": str(temp_dir), "memory_limit": "1GB"})
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-def sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def sql_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_text(expr: str) -> str:
-    """`expr` as trimmed text, empty → NULL."""
-    return f"NULLIF(trim(CAST({expr} AS VARCHAR)), '')"
-
-
-def file_kind(path: Path) -> str:
-    """parquet | json | csv (by extension; everything else goes through the CSV sniffer)."""
-    name = path.name.lower()
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    return "json" if name.endswith(JSON_SUFFIXES) else "csv"
-
-
-def source_sql(path: Path, tag: str) -> str:
-    """A DuckDB table function reading `path`. CSV/TSV: the sniffer finds delimiter, quoting and line ends,
-    the first line is the header, every value is text, and malformed lines (wrong column count, bad quoting)
-    land in the tables `{tag}_rejects` / `{tag}_scans` with their line numbers instead of failing the read."""
-    p = sql_literal(str(path))
-    kind = file_kind(path)
-    if kind == "parquet":
-        return f"read_parquet({p})"
-    if kind == "json":
-        return f"read_json({p}, format='newline_delimited')"
-    return (f"read_csv({p}, header=true, all_varchar=true, store_rejects=true, "
-            f"rejects_table='{tag}_rejects', rejects_scan='{tag}_scans')")
-
-
-def file_columns(con: duckdb.DuckDBPyConnection, path: Path, tag: str) -> list[str]:
-    """The file's column names (DatasetError when it is missing or unreadable)."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    try:
-        return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source_sql(path, tag)}").fetchall()]
-    except duckdb.Error as exc:
-        raise DatasetError(f"{path}: cannot read: {first_line(exc)}") from exc
-
-
-def sql_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
-    """The first row of a query that returns one (an aggregate), every result fetched."""
-    rows = con.execute(sql).fetchall()
-    if not rows:
-        raise DatasetError(f"no row from: {sql}")
-    return tuple(rows[0])
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def resolve_column(columns: list[str], name: str, path: Path, what: str) -> str:
-    """The file's column called `name` (exactly, else the one equal ignoring case); DatasetError naming the
-    column and the columns the file has when there is none."""
-    if name in columns:
-        return name
-    folded = [c for c in columns if c.lower() == name.lower()]
-    if len(folded) == 1:
-        return folded[0]
-    shown = ", ".join(columns[:20]) + (f", … ({len(columns)} columns)" if len(columns) > 20 else "")
-    raise DatasetError(f"{path}: no column {name!r} ({what}); the file has: {shown}")
-
-
-def time_sql(col: str, time_format: str | None) -> str:
-    """SQL turning the text column `col` into Unix seconds (BIGINT; NULL when it does not parse).
-    `time_format`: None (a number is seconds below 1e11 (year 5138), else milliseconds below 1e14,
-    microseconds below 1e17, else nanoseconds; any other text is an ISO date / date-time, UTC unless it
-    names a zone), a unit of TIME_UNITS (numbers only), "iso" (text only) or a strptime pattern."""
-    x = f"TRY_CAST({col} AS DOUBLE)"
-    by_magnitude = f"CASE WHEN abs({x}) < 1e11 THEN 1 WHEN abs({x}) < 1e14 THEN 1e3 WHEN abs({x}) < 1e17 THEN 1e6 " \
-                   "ELSE 1e9 END"
-    scale = TIME_UNITS.get(time_format or "", by_magnitude)
-    number = f"TRY_CAST(floor({x} / {scale}) AS BIGINT)"
-    iso = f"TRY_CAST(floor(epoch(TRY_CAST({col} AS TIMESTAMPTZ))) AS BIGINT)"
-    if time_format is None:
-        return f"coalesce({number}, {iso})"
-    if time_format in TIME_UNITS:
-        return number
-    if time_format == "iso":
-        return iso
-    return f"TRY_CAST(floor(epoch(try_strptime({col}, {sql_literal(time_format)}))) AS BIGINT)"

@@ -27,19 +27,15 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
 from foryou.data.importers.common import (
-    Mapped,
     column,
-    count_self_engagements,
-    kind_events,
+    handles,
     map_kinds,
-    original_posts,
-    persons,
     plural,
     read_delimited,
     require_dir,
     require_file,
-    start_time,
 )
+from foryou.data.importers.flat import Flat, build_flat
 from foryou.vocab import DAY
 
 NAME = "higgs"
@@ -49,7 +45,8 @@ KIND_MAP: dict[str, str] = {"RT": "repost", "RE": "reply", "MT": "profile_click"
 
 
 def import_higgs(src: Path) -> Dataset:
-    """Import the Higgs Twitter activity file in `src` (see the module docstring for the mapping)."""
+    """Import the Higgs Twitter activity file in `src` (see the module docstring for the mapping): events,
+    synthetic posts and users as flat tables onto the generic path (`importers.flat`)."""
     src = require_dir(src, "Higgs Twitter")
     raw = read_delimited(
         require_file(src, FILE, "Higgs Twitter activity"),
@@ -65,24 +62,26 @@ def import_higgs(src: Path) -> Dataset:
     counts = {d["values"]: d["counts"] for d in pc.value_counts(raw["k"]).to_pylist()}
     notes.append("events: " + ", ".join(f"{k}→{v} ({counts.get(k, 0):,})" for k, v in KIND_MAP.items()))
     posts_key, joined = _synthetic_posts(ev)
-    eng = kind_events(joined, "a", "post_id", "t", notes)
-
-    post_ids, authors = column(posts_key, "post_id"), column(posts_key, "b")
-    posts = original_posts(post_ids, authors, column(posts_key, "t_min"))
     notes.append(
-        f"posts are synthetic: one per (author, UTC day) with activity ({posts.num_rows:,}); "
+        f"posts are synthetic: one per (author, UTC day) with activity ({posts_key.num_rows:,}); "
         "RT/RE/MT on userB that day all land on it"
     )
-    n_self = count_self_engagements(post_ids, authors, column(eng, "user_id"), column(eng, "post_id"))
+    distinct = joined.group_by(["a", "b", "post_id", "kind", "t"], use_threads=False).aggregate([])
+    n_self = int(pc.sum(pc.equal(distinct["a"], distinct["b"])).as_py() or 0)
     notes.append(f"{plural(n_self, 'self-action')} (userA = userB) kept")
-
-    user_ids = np.unique(np.concatenate([column(raw, "a"), column(raw, "b")]))
-    users = persons(user_ids, np.full(len(user_ids), start_time(eng)))
     notes.append(
         "no follows: the follower graph is not in this copy; build any graph (follows, co-engagement) "
         "from the training window only, to avoid leaking the future"
     )
-    return Mapped(NAME, VERSION, users, posts, eng, name="higgs-twitter", notes=notes).build()
+    events = pa.table({"user": joined["a"], "item": joined["post_id"], "kind": joined["kind"], "time": joined["t"],
+                       "value": pa.array(np.ones(joined.num_rows, dtype=np.float32))})
+    posts = pa.table({"item": posts_key["post_id"], "author": posts_key["b"], "created_at": posts_key["t_min"]})
+    user_ids = np.unique(np.concatenate([column(raw, "a"), column(raw, "b")]))
+    start = int(pc.min(joined["t"]).as_py() or 0)
+    users = pa.table({"user": user_ids, "handle": handles("user", user_ids),
+                      "created_at": np.full(len(user_ids), start, dtype=np.int64)})
+    return build_flat(Flat(events, posts, users=users, notes=notes), source=NAME, version=VERSION,
+                      name="higgs-twitter")
 
 
 def _synthetic_posts(ev: pa.Table) -> tuple[pa.Table, pa.Table]:

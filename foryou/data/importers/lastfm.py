@@ -14,7 +14,9 @@ Mapping:
   the dataset start (the friendships carry no time).
 - `user_taggedartists` rows → `like` engagements at 00:00 UTC of their day/month/year, one per (user,
   artist, date) however many tags were applied that day; value = the user's play count of the artist
-  from `user_artists` (1.0 when absent). Rows before 2005 (bogus years 1956/1957/1979) are dropped.
+  from `user_artists` (1.0 when absent). Rows before 2005 (bogus years 1956/1957/1979) or with an invalid
+  date are bad rows: counted and shown with their line numbers in the notes (as `import interactions`
+  does), never imported.
 - Play-count pairs with no tag event carry no date and are not imported as events (counted in notes).
 
 Positives only; no impressions. The dataset start is the first engagement time.
@@ -30,12 +32,11 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
 from foryou.data.importers.common import (
-    Mapped,
-    catalog,
+    catalog_offset,
     column,
     dedupe_follows,
     engagements_from,
-    first_times,
+    handles,
     names_or_handles,
     plural,
     read_delimited,
@@ -45,6 +46,8 @@ from foryou.data.importers.common import (
     topic_names_note,
     with_unlisted,
 )
+from foryou.data.importers.events import MAX_EXAMPLES, BadRow, BadRows
+from foryou.data.importers.flat import Flat, build_flat
 from foryou.data.lookup import member, rows_of
 
 NAME = "lastfm"
@@ -63,6 +66,7 @@ FILES: dict[str, dict[str, pa.DataType | None]] = {
     "tags.dat": {"tagID": I64, "tagValue": pa.string()},
 }
 LATIN1 = {"tags.dat"}
+TAGGED = "user_taggedartists.dat"
 
 
 def import_lastfm(src: Path) -> Dataset:
@@ -76,11 +80,10 @@ def import_lastfm(src: Path) -> Dataset:
     }
     plays, friends = raw["user_artists.dat"], raw["user_friends.dat"]
     notes: list[str] = []
-    tagged, ev_time = _dated_tag_events(raw["user_taggedartists.dat"], notes)
+    tagged, ev_time, dropped = _dated_tag_events(raw[TAGGED], notes)
     ev_artist = column(tagged, "artistID")
     tag_rank, topic_names = _top_tags(column(tagged, "tagID"), raw["tags.dat"])
-    eng, play_pairs = _likes(column(tagged, "userID"), ev_artist, ev_time, plays, notes)
-    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
+    eng, play_pairs = _likes(column(tagged, "userID"), ev_artist, ev_time, plays, dropped, notes)
     start = start_time(eng)
 
     follows, n_self, n_fdup = dedupe_follows(
@@ -91,39 +94,32 @@ def import_lastfm(src: Path) -> Dataset:
         "dropped; created at the dataset start (friendships carry no time)"
     )
 
-    # Users: listeners and one catalog account per artist.
+    # Listeners exist from their first event: a like, or a friendship (dated at the dataset start).
     pair_user, pair_artist = column(play_pairs, "user_id"), column(play_pairs, "post_id")
     listeners = np.unique(
         np.concatenate([pair_user, column(friends, "userID"), column(friends, "friendID"), column(tagged, "userID")])
     )
-    # A listener exists from their first event: a like, or a friendship (dated at the dataset start).
-    f_src, f_dst = column(follows, "src_id"), column(follows, "dst_id")
-    listener_created = first_times(
-        listeners,
-        np.concatenate([eng_user, f_src, f_dst]),
-        np.concatenate([eng_time, np.full(len(f_src) + len(f_dst), start, dtype=np.int64)]),
-        default=start,
-    )
+    befriended = np.isin(listeners, np.concatenate([column(follows, "src_id"), column(follows, "dst_id")]))
+    users = pa.table({"user": listeners, "handle": handles("user", listeners),
+                      "created_at": pa.array(np.where(befriended, start, -1), pa.int64(), mask=~befriended)})
+    # One catalog account and post per artist (the generic path: items without an author).
     artists = raw["artists.dat"]
-    artist_ids, n_unlisted = with_unlisted(column(artists, "id"), pair_artist, eng_post)
+    artist_ids, n_unlisted = with_unlisted(column(artists, "id"), pair_artist, column(eng, "post_id"))
     if n_unlisted:
         notes.append(
             f"{plural(n_unlisted, 'artist')} referenced but missing from artists.dat kept as 'artist<id>'"
         )
-    users, posts, offset = catalog(
-        listeners,
-        listener_created,
-        artist_ids,
-        names_or_handles(artist_ids, artists["id"], artists["name"], "artist"),
-        first_times(artist_ids, eng_post, eng_time, default=start),
-        _artist_topics(artist_ids, ev_artist, tag_rank),
-    )
+    names = names_or_handles(artist_ids, artists["id"], artists["name"], "artist")
+    items = pa.table({"item": artist_ids, "name": names,
+                      "topic": _artist_topics(artist_ids, ev_artist, tag_rank)})
+    offset = catalog_offset(int(listeners.max(initial=0)))
     notes.append(f"artist accounts: user_id = artist_id + {offset:,} (kind catalog); post_id = artist_id")
     notes.append(topic_names_note(topic_names))
-    config = {"topics": topic_names, "catalog_offset": offset}
-    return Mapped(
-        NAME, VERSION, users, posts, eng, follows, name="lastfm-hetrec2011-2k", notes=notes, config=config
-    ).build()
+    events = pa.table({"user": eng["user_id"], "item": eng["post_id"], "kind": eng["kind"],
+                       "time": eng["created_at"], "value": eng["value"]})
+    social = pa.table({"src": friends["userID"], "dst": friends["friendID"]})
+    return build_flat(Flat(events, items, social, users, notes), source=NAME, version=VERSION,
+                      name="lastfm-hetrec2011-2k", config={"topics": topic_names})
 
 
 def _dates_to_unix(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -133,17 +129,23 @@ def _dates_to_unix(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.n
     return days.astype("datetime64[s]").astype(np.int64)
 
 
-def _dated_tag_events(tagged: pa.Table, notes: list[str]) -> tuple[pa.Table, np.ndarray]:
-    """The tag events with a valid date from MIN_YEAR on, and each one's time (bogus dates dropped)."""
+def _dated_tag_events(tagged: pa.Table, notes: list[str]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The tag events with a valid date from MIN_YEAR on, and each one's time; the bad rows (bogus dates)
+    are counted and shown with their line numbers, like the generic importer's, and their (user, artist)
+    pairs returned so play counts are not blamed on a missing tag event."""
     year, month, day = column(tagged, "year"), column(tagged, "month"), column(tagged, "day")
     ok = (year >= MIN_YEAR) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)
-    n_bogus = int((~ok).sum())
-    bogus_years = sorted(set(year[~ok].tolist()))
-    notes.append(
-        f"{plural(n_bogus, 'tag event')} dated before {MIN_YEAR} (or with an invalid date) dropped"
-        + (f" (years {', '.join(map(str, bogus_years))})" if n_bogus else "")
-    )
-    return tagged.filter(pa.array(ok)), _dates_to_unix(year[ok], month[ok], day[ok])
+    bad_at = np.flatnonzero(~ok)
+    if len(bad_at):
+        examples = tuple(BadRow(int(i) + 2, "date before 2005 or invalid", f"{day[i]}/{month[i]}/{year[i]}")
+                         for i in bad_at[:MAX_EXAMPLES])  # line 1 is the header; one line per row
+        years = sorted(set(year[bad_at].tolist()))
+        notes.append(f"{TAGGED}: {BadRows(len(bad_at), examples)} skipped: a tag event dated before {MIN_YEAR} "
+                     f"(bogus years {', '.join(map(str, years))}) or on an invalid date")
+    else:
+        notes.append(f"{TAGGED}: 0 bad rows (every tag event is dated {MIN_YEAR} or later)")
+    dropped = np.stack([column(tagged, "userID")[bad_at], column(tagged, "artistID")[bad_at]], axis=1)
+    return tagged.filter(pa.array(ok)), _dates_to_unix(year[ok], month[ok], day[ok]), dropped
 
 
 def _top_tags(ev_tag: np.ndarray, tags: pa.Table) -> tuple[np.ndarray, list[str]]:
@@ -164,7 +166,8 @@ def _top_tags(ev_tag: np.ndarray, tags: pa.Table) -> tuple[np.ndarray, list[str]
 
 
 def _likes(
-    ev_user: np.ndarray, ev_artist: np.ndarray, ev_time: np.ndarray, plays: pa.Table, notes: list[str]
+    ev_user: np.ndarray, ev_artist: np.ndarray, ev_time: np.ndarray, plays: pa.Table, dropped: np.ndarray,
+    notes: list[str],
 ) -> tuple[pa.Table, pa.Table]:
     """One like per (user, artist, date), value = the play count (1 without one): (the engagements,
     the play-count pairs as user_id, post_id, weight)."""
@@ -190,12 +193,15 @@ def _likes(
     # Play-count pairs never tagged have no date: not imported as events.
     pair_user, pair_artist = column(play_pairs, "user_id"), column(play_pairs, "post_id")
     eng_user, eng_post = column(eng, "user_id"), column(eng, "post_id")
-    width = int(max(pair_artist.max(initial=0), eng_post.max(initial=0))) + 1
+    width = int(max(pair_artist.max(initial=0), eng_post.max(initial=0), dropped[:, 1].max(initial=0))) + 1
     tagged_keys = np.unique(eng_user * width + eng_post)
-    n_untagged = int((~np.isin(pair_user * width + pair_artist, tagged_keys)).sum())
+    pair_keys = pair_user * width + pair_artist
+    untagged = ~np.isin(pair_keys, tagged_keys)
+    only_bad = int((untagged & np.isin(pair_keys, dropped[:, 0] * width + dropped[:, 1])).sum())
     notes.append(
-        f"{plural(n_untagged, 'play-count pair')} (of {len(pair_user):,}) with no tag event have no date "
-        "and are not imported as events"
+        f"{plural(int(untagged.sum()), 'play-count pair')} (of {len(pair_user):,}) with no dated tag event "
+        f"have no date and are not imported as events ({only_bad:,} of them were tagged only on bad rows, "
+        f"see {TAGGED})"
     )
     if n_dup:
         notes.append(f"{plural(n_dup, 'exact duplicate engagement')} dropped")

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 
 from foryou.data.dataset import Dataset
 from foryou.data.importers.common import (
-    Mapped,
     column,
     count_self_engagements,
     dedupe_follows,
@@ -45,6 +44,8 @@ from foryou.data.importers.common import (
     require_file,
     topic_names_note,
 )
+from foryou.data.importers.flat import Flat, build_flat
+from foryou.data.importers.sidefiles import FLAGS
 from foryou.data.manifest import DatasetError
 from foryou.vocab import DAY, HOUR
 
@@ -142,8 +143,15 @@ def import_minirecsys(src: Path) -> Dataset:
     n_selfeng = count_self_engagements(column(tweets, "tweet_id"), column(tweets, "author_id"), eng_user, eng_post)
     if n_selfeng:
         notes.append(f"{plural(n_selfeng, 'engagement')} by authors on their own tweets kept")
-    config = {"topics": categories}
-    return Mapped(NAME, VERSION, users.sort_by("user_id"), posts, eng, follows, notes=notes, config=config).build()
+    # onto the generic path (`importers.flat`): every table as computed here, ids kept
+    events = pa.table({"user": eng["user_id"], "item": eng["post_id"], "kind": eng["kind"],
+                       "time": eng["created_at"], "value": eng["value"]})
+    items = posts.select(["post_id", "author_id", "created_at", "topic", "length", *FLAGS]).rename_columns(
+        ["item", "author", "created_at", "topic", "length", *FLAGS])
+    social = follows.select(["src_id", "dst_id"]).rename_columns(["src", "dst"])
+    flat_users = users.select(["user_id", "handle", "created_at"]).rename_columns(["user", "handle", "created_at"])
+    return build_flat(Flat(events, items, social, flat_users, notes), source=NAME, version=VERSION, name=NAME,
+                      config={"topics": categories})
 
 
 def _engagements(raw: pa.Table, known_users: pa.Array, tweets: pa.Table, notes: list[str]) -> pa.Table:

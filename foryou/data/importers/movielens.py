@@ -25,21 +25,18 @@ import pyarrow.compute as pc
 
 from foryou.data.dataset import Dataset
 from foryou.data.importers.common import (
-    Mapped,
-    catalog,
+    catalog_offset,
     column,
-    duplicates_note,
-    engagements_from,
-    first_times,
+    handles,
     names_or_handles,
     plural,
     read_delimited,
     require_dir,
     require_file,
-    start_time,
     topic_names_note,
     with_unlisted,
 )
+from foryou.data.importers.flat import Flat, build_flat
 from foryou.data.lookup import rows_of
 
 NAME = "movielens"
@@ -56,15 +53,11 @@ DISLIKE_MAX = 2  # rating <= 2 → not_interested
 
 
 def import_movielens(src: Path) -> Dataset:
-    """Import MovieLens 100K from `src` (see the module docstring for the mapping)."""
+    """Import MovieLens 100K from `src` (see the module docstring for the mapping): ratings and movies as
+    flat tables onto the generic path (`importers.flat`)."""
     ratings, items = _read(require_dir(src, WHAT))
     notes: list[str] = []
-    eng = _ratings(ratings, notes)
-    eng_user, eng_post, eng_time = column(eng, "user_id"), column(eng, "post_id"), column(eng, "created_at")
-    start = start_time(eng)
-
-    # Users: raters, then one catalog account (and post) per movie.
-    user_ids = np.unique(column(ratings, "user"))
+    events = _ratings(ratings, notes)
     listed = column(items, "item")
     item_ids, n_unlisted = with_unlisted(listed, column(ratings, "item"))
     if n_unlisted:
@@ -73,20 +66,15 @@ def import_movielens(src: Path) -> Dataset:
     flags = np.stack([pc.fill_null(items[f"g{i}"], 0).to_numpy() for i in range(len(GENRES))], axis=1) > 0
     topic = np.full(len(item_ids), -1, dtype=np.int64)
     topic[rows_of(item_ids, listed, "item")] = np.where(flags.any(axis=1), flags.argmax(axis=1), -1)
-    users, posts, offset = catalog(
-        user_ids,
-        first_times(user_ids, eng_user, eng_time, default=start),
-        item_ids,
-        names_or_handles(item_ids, items["item"], items["title"], "movie"),
-        first_times(item_ids, eng_post, eng_time, default=start),
-        topic,
-    )
-    notes.append(f"movie accounts: user_id = item_id + {offset:,} (kind catalog); post_id = item_id")
+    movies = pa.table({"item": item_ids, "topic": topic,
+                       "name": names_or_handles(item_ids, items["item"], items["title"], "movie")})
+    raters = np.unique(column(ratings, "user"))
+    users = pa.table({"user": raters, "handle": handles("user", raters)})
+    notes.append(f"movie accounts: user_id = item_id + {catalog_offset(int(raters.max(initial=0))):,} "
+                 "(kind catalog); post_id = item_id")
     notes.append(topic_names_note(GENRES))
-    config = {"topics": list(GENRES), "catalog_offset": offset}
-    return Mapped(
-        NAME, VERSION, users, posts, eng, name="movielens-100k", positives_only=False, notes=notes, config=config
-    ).build()
+    return build_flat(Flat(events, movies, users=users, notes=notes), source=NAME, version=VERSION,
+                      name="movielens-100k", config={"topics": list(GENRES)})
 
 
 def _read(src: Path) -> tuple[pa.Table, pa.Table]:
@@ -111,33 +99,16 @@ def _read(src: Path) -> tuple[pa.Table, pa.Table]:
 
 def _ratings(ratings: pa.Table, notes: list[str]) -> pa.Table:
     """Every rating → a click (value = rating), plus a like (rating ≥ LIKE_MIN) or a not_interested
-    (rating ≤ DISLIKE_MAX) at the same time and value."""
-    user, item = column(ratings, "user"), column(ratings, "item")
-    rating, time = column(ratings, "rating"), column(ratings, "time")
-    value = rating.astype(np.float32)
-    like = rating >= LIKE_MIN
-    dislike = rating <= DISLIKE_MAX
-    n = len(user)
-    kind = pa.array(
-        np.concatenate(
-            [
-                np.full(n, "click", dtype=object),
-                np.full(int(like.sum()), "like", dtype=object),
-                np.full(int(dislike.sum()), "not_interested", dtype=object),
-            ]
-        ),
-        pa.string(),
-    )
-    eng, n_dup = engagements_from(
-        np.concatenate([user, user[like], user[dislike]]),
-        np.concatenate([item, item[like], item[dislike]]),
-        kind,
-        np.concatenate([time, time[like], time[dislike]]),
-        np.concatenate([value, value[like], value[dislike]]),
-    )
+    (rating ≤ DISLIKE_MAX) at the same time and value: flat interactions."""
+    rating = column(ratings, "rating")
+    like, dislike = rating >= LIKE_MIN, rating <= DISLIKE_MAX
+    rows = np.concatenate([np.arange(len(rating)), np.flatnonzero(like), np.flatnonzero(dislike)])
+    kind = np.concatenate([np.full(len(rating), "click", dtype=object), np.full(int(like.sum()), "like", dtype=object),
+                           np.full(int(dislike.sum()), "not_interested", dtype=object)])
+    picked = ratings.take(pa.array(rows, pa.int64()))
     notes.append(
-        f"{plural(n, 'rating')} → {n:,} clicks (value = rating), {int(like.sum()):,} likes "
+        f"{plural(len(rating), 'rating')} → {len(rating):,} clicks (value = rating), {int(like.sum()):,} likes "
         f"(rating ≥ {LIKE_MIN}), {int(dislike.sum()):,} not_interested (rating ≤ {DISLIKE_MAX})"
     )
-    notes.append(duplicates_note(n_dup))
-    return eng
+    return pa.table({"user": picked["user"], "item": picked["item"], "kind": pa.array(kind, pa.string()),
+                     "time": picked["time"], "value": picked["rating"].cast(pa.float32())})

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 
+from foryou.data.ids import IdMap
 from foryou.experiments import create_experiment, get_experiment_results
 from foryou.experiments.definition import NAME_PATTERN, Experiment
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentError, ExperimentStore
 from foryou.service.routes.deps import ORJSONRoute, errors
-from foryou.service.schemas import ID_MAX, Assignments, ExperimentIn
+from foryou.service.schemas import ID_FORMAT, ID_PATTERN, Assignments, ExperimentIn
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], route_class=ORJSONRoute)
 Name = Annotated[str, PathParam(pattern=NAME_PATTERN, description="an experiment's name")]
@@ -39,40 +40,54 @@ def dataset_dir(request: Request) -> Path:
 Dataset = Annotated[Path, Depends(dataset_dir)]
 
 
+def state_override(request: Request) -> Path | None:
+    """The server's `--state-dir` (None: the dataset's default state directory)."""
+    return getattr(getattr(request.app.state, "service", None), "state_override", None)
+
+
+StateDir = Annotated[Path | None, Depends(state_override)]
+
+
 @router.post("", summary="Create an experiment", response_model=Experiment,
              responses=errors(401, 409, 413, 422))
-def create(body: ExperimentIn, dataset: Dataset) -> dict[str, Any]:
+def create(body: ExperimentIn, dataset: Dataset, state: StateDir) -> dict[str, Any]:
     try:
-        return create_experiment(dataset, body.experiment()).model_dump()
+        return create_experiment(dataset, body.experiment(), state=state).model_dump()
     except ExperimentError as exc:  # the name is taken, the layer is full, or a running experiment changes a key
         raise HTTPException(409, str(exc)) from None
 
 
 @router.get("", summary="List experiments", response_model=list[Experiment])
-def list_(dataset: Dataset) -> list[dict[str, Any]]:
-    return [e.model_dump() for e in ExperimentStore(dataset).list()]
+def list_(dataset: Dataset, state: StateDir) -> list[dict[str, Any]]:
+    return [e.model_dump() for e in ExperimentStore(dataset, state).list()]
 
 
 @router.get("/assignments/{user_id}", summary="A user's arms and merged overrides", response_model=None,
-            responses={200: {"model": Assignments}, **errors(422)})
-def assignments(user_id: Annotated[int, PathParam(ge=0, le=ID_MAX)], dataset: Dataset) -> dict[str, Any]:
-    overrides, chosen = ActiveExperiments(ExperimentStore(dataset).running()).overrides_for(user_id)
-    return {"user_id": user_id, "assignments": chosen, "overrides": overrides}
+            responses={200: {"model": Assignments}, **errors(404, 422)})
+def assignments(user_id: Annotated[str, PathParam(pattern=ID_PATTERN, json_schema_extra=ID_FORMAT)], dataset: Dataset,
+                state: StateDir, request: Request) -> dict[str, Any]:
+    svc = getattr(request.app.state, "service", None)
+    ids = svc.engine.ids if svc is not None else IdMap.load(dataset)
+    internal = ids.users.one(user_id)
+    if internal is None:
+        raise HTTPException(404, f"unknown user {user_id}")
+    overrides, chosen = ActiveExperiments(ExperimentStore(dataset, state).running()).overrides_for(internal)
+    return {"user_id": ids.users.show(internal), "assignments": chosen, "overrides": overrides}
 
 
 @router.get("/{name}/results", summary="Per-arm analysis with significance", responses=errors(404, 422))
-def results(name: Name, dataset: Dataset) -> dict[str, Any]:
+def results(name: Name, dataset: Dataset, state: StateDir) -> dict[str, Any]:
     try:
-        return _plain(get_experiment_results(dataset, name))
+        return _plain(get_experiment_results(dataset, name, state=state))
     except ExperimentError as exc:
         raise HTTPException(404, str(exc)) from None
 
 
 @router.post("/{name}/stop", summary="Stop assigning users", response_model=Experiment,
              responses=errors(401, 404, 422))
-def stop(name: Name, dataset: Dataset) -> dict[str, Any]:
+def stop(name: Name, dataset: Dataset, state: StateDir) -> dict[str, Any]:
     try:
-        return ExperimentStore(dataset).set_status(name, "stopped").model_dump()
+        return ExperimentStore(dataset, state).set_status(name, "stopped").model_dump()
     except ExperimentError as exc:
         raise HTTPException(404, str(exc)) from None
 

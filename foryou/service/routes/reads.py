@@ -11,12 +11,15 @@ from starlette.concurrency import run_in_threadpool
 from foryou.service.cursor import CURSOR_PATTERN, MAX_CURSOR_CHARS, BadCursor
 from foryou.service.ratelimit import limit_timeline_reads
 from foryou.service.routes.deps import ORJSONResponse, errors, request_id, service
-from foryou.service.schemas import ID_MAX, PostOut, TimelinePage, UserOut
+from foryou.service.schemas import ID_FORMAT, ID_PATTERN, PostOut, TimelinePage, UserOut
 from foryou.service.service import Service
 from foryou.timeline.engine import UnknownPost, UnknownUser
 
 router = APIRouter(prefix="/v1", tags=["reads"])
-UserId = Annotated[int, PathParam(ge=0, le=ID_MAX, description="user id")]
+UserId = Annotated[str, PathParam(pattern=ID_PATTERN, json_schema_extra=ID_FORMAT,
+                                  description="user id: the platform's own (an int on datasets with int ids)")]
+PostId = Annotated[str, PathParam(pattern=ID_PATTERN, json_schema_extra=ID_FORMAT,
+                                  description="post id: the platform's own (an int on datasets with int ids)")]
 NOT_FOUND = errors(404, 422)
 
 
@@ -51,7 +54,7 @@ async def timeline(user_id: UserId, svc: Annotated[Service, Depends(service)],
 
 @router.get("/posts/{post_id}", response_model=None, responses={200: {"model": PostOut}, **NOT_FOUND},
             summary="A post with its live counters")
-async def get_post(post_id: Annotated[int, PathParam(ge=0, le=ID_MAX)],
+async def get_post(post_id: PostId,
                    svc: Annotated[Service, Depends(service)]) -> ORJSONResponse:
     try:
         return ORJSONResponse(svc.post(post_id))

@@ -59,20 +59,28 @@ async def engagements(body: EngagementIn | EngagementBatch, svc: Annotated[Servi
     if len(items) > svc.config.service.max_batch:
         raise HTTPException(413, f"at most {svc.config.service.max_batch} events per request")
     t = svc.clock()  # one world time for the request
-    events = [svc.engagement(e.user_id, e.post_id, e.kind, e.value, e.event_id, t) for e in items]
+    try:
+        events = svc.engagements([e.user_id for e in items], [e.post_id for e in items], [e.kind for e in items],
+                                 [e.value for e in items], [e.event_id for e in items], t)
+    except InvalidEvent as exc:
+        raise HTTPException(exc.status, str(exc)) from None
     acks = await _commit(svc, events, rid, "engagements")
     return ORJSONResponse(_result(acks), headers={"x-request-id": rid})
 
 
-@router.post("/posts", response_model=None, responses={200: {"model": PostCreated}, **ERRORS},
+@router.post("/posts", response_model=None, responses={200: {"model": PostCreated}, **ERRORS, **errors(409)},
              summary="Create a post (id assigned here)")
 async def create_post(body: PostIn, svc: Annotated[Service, Depends(service)],
                       rid: Annotated[str, Depends(request_id)]) -> ORJSONResponse:
-    event = svc.post_event(body.author_id, body.kind, body.event_id, parent_id=getattr(body, "parent_id", None),
-                           topic=body.topic, has_media=body.has_media, has_link=body.has_link, length=body.length,
-                           **{lb: getattr(body, lb) for lb in SAFETY_LABELS})
+    try:
+        event = svc.post_event(body.author_id, body.kind, body.event_id, post_id=body.post_id,
+                               parent_id=getattr(body, "parent_id", None), topic=body.topic, has_media=body.has_media,
+                               has_link=body.has_link, length=body.length,
+                               **{lb: getattr(body, lb) for lb in SAFETY_LABELS})
+    except InvalidEvent as exc:
+        raise HTTPException(exc.status, str(exc)) from None
     (e, duplicate), = await _commit(svc, [event], rid, "posts")
-    return ORJSONResponse({"post_id": e.post_id, "created_at": e.t,
+    return ORJSONResponse({"post_id": svc.engine.ids.posts.show(int(e.post_id or 0)), "created_at": e.t,
                            "ack": {"event_id": e.event_id, "seq": e.seq, "duplicate": duplicate}},
                           headers={"x-request-id": rid})
 
@@ -81,8 +89,11 @@ async def create_post(body: PostIn, svc: Annotated[Service, Depends(service)],
              summary="Follow, unfollow, block, mute, unblock or unmute an account")
 async def follows(body: RelationIn, svc: Annotated[Service, Depends(service)],
                   rid: Annotated[str, Depends(request_id)]) -> ORJSONResponse:
-    if body.user_id == body.target_id:  # not expressible in the schema, so a conflict rather than a 422
+    try:
+        event = svc.relation(body.user_id, body.target_id, body.action, body.event_id)
+    except InvalidEvent as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    if event.user_id == event.target_id:  # not expressible in the schema, so a conflict rather than a 422
         raise HTTPException(409, "an account cannot follow, block or mute itself")
-    acks = await _commit(svc, [svc.relation(body.user_id, body.target_id, body.action, body.event_id)], rid,
-                         "follows")
+    acks = await _commit(svc, [event], rid, "follows")
     return ORJSONResponse(_result(acks), headers={"x-request-id": rid})

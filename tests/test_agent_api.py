@@ -108,6 +108,7 @@ def test_unknown_ids_and_duplicate_posts_are_clear_errors(platform):
 
 def test_train_models_reloads_what_it_trained(platform):
     before = platform.engine.model_versions()["realgraph"]
-    metrics = platform.train_models(only="realgraph")
+    metrics = platform.train_models(only="realgraph", promote=True)  # forced: the gate's verdict is still recorded
     assert "realgraph" in metrics and metrics["models"]["realgraph"] != before, (before, metrics)
+    assert len(metrics["verdicts"]) == 1 and metrics["verdicts"][0].startswith("realgraph v1"), metrics["verdicts"]
     assert platform.recommend(_agents(platform)[0]).items  # still serving

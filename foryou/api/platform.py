@@ -145,8 +145,9 @@ class AgentPlatform:
         return self.engine.ids.posts.show(self.engine.post_id_at(row))
 
     # -- models and experiments -----------------------------------------------------------------------
-    def train_models(self, only: str | None = None, promote: bool = True) -> dict[str, Any]:
-        """Train on the dataset into the state directory and serve the result (see api.training)."""
+    def train_models(self, only: str | None = None, promote: bool | None = None) -> dict[str, Any]:
+        """Train on the dataset into the state directory; serve what beats the served pages on validation
+        (`promote`: True always, False never; see api.training)."""
         return train_models(self.engine, self.dataset, self.state, only=only, promote=promote)
 
     def create_experiment(self, config: dict[str, Any] | Experiment) -> Experiment:
@@ -177,7 +178,7 @@ class AgentPlatform:
     async def aadd_content(self, content_id: ExternalId | None, author_id: ExternalId, **columns: Any) -> ExternalId:
         return await asyncio.to_thread(self.add_content, content_id, author_id, **columns)
 
-    async def atrain_models(self, only: str | None = None, promote: bool = True) -> dict[str, Any]:
+    async def atrain_models(self, only: str | None = None, promote: bool | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(self.train_models, only, promote)
 
     async def acreate_experiment(self, config: dict[str, Any] | Experiment) -> Experiment:

@@ -63,7 +63,7 @@ def eval_(
     from foryou.eval.report import write_report
     from foryou.timeline.windows import resolve_for, small_catalog_note
 
-    config = resolve_for(dataset, load_config(set_))  # the baselines' catalog uses the engine's windows
+    config = resolve_for(dataset, load_config(set_), state_dir)  # the baselines' catalog uses the engine's windows
 
     with progress_bars() as bar:
         result = evaluate(dataset, protocol, chosen, config, max_users=max_users, seed=seed, oracle=oracle,

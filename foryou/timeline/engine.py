@@ -44,7 +44,7 @@ from foryou.timeline.pipeline import ForYouPipeline, for_you_pipeline
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 from foryou.timeline.views import EngineViews, UnknownPost, UnknownUser
-from foryou.timeline.windows import resolve_windows, scale_of, small_catalog_note
+from foryou.timeline.windows import apply_learned, resolve_windows, scale_of, small_catalog_note, windows_status
 from foryou.vocab import HOUR, POST_KINDS, RELATIONS
 
 __all__ = ["IdConflict", "RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
@@ -63,13 +63,13 @@ class RecommendationEngine(EngineViews):
         as_of = dataset.manifest.time_range[1] + 1 if as_of is None else as_of
         scale = dataset.manifest.time_scale or time_scale(  # an older manifest: measured on the train side
             dataset.tables["posts"], dataset.tables["engagements"], until=dataset.manifest.split.train_end)
-        config = resolve_windows(config or ForYouConfig(), scale)
+        state = state_dir(dataset.path, state) if dataset.path is not None else None
+        config = resolve_windows(apply_learned(config or ForYouConfig(), state), scale)  # learned, then derived
         with Timer() as t:
             h = history(dataset, as_of)
             index = ServingIndex(h, uteg_window_s=int(config.timeline.sources.uteg_hours * HOUR))
             realgraph, simclusters = _graph_models(h, config)
             store = FeatureStore(h)
-        state = state_dir(dataset.path, state) if dataset.path is not None else None
         self._assemble(index, realgraph, simclusters, store, state, config, as_of, t.seconds)
         self.ids = IdMap.load(dataset.path)
         self.loaded_from: Path | None = None
@@ -83,6 +83,7 @@ class RecommendationEngine(EngineViews):
         self.state_dir = state
         if state is not None:
             self.state.models, self.model_status = load_models(models_dir(state), store)
+            self.model_status["heuristic_windows"] = windows_status(state)
             coefficients = self.state.models.pop("realgraph", None)
             if realgraph is not None:  # the learned RealGraph weighs follows from now on; else the decayed counts
                 # (reset: a snapshot may carry the coefficients of a RealGraph that was promoted when it was saved)
@@ -115,7 +116,7 @@ class RecommendationEngine(EngineViews):
         state = state_dir(path, state)
         manifest = read_manifest(path)
         as_of = manifest.time_range[1] + 1 if as_of is None else as_of
-        config = resolve_windows(config or ForYouConfig(), scale_of(manifest, path))
+        config = resolve_windows(apply_learned(config or ForYouConfig(), state), scale_of(manifest, path))
         snap, tag = serving_dir(state) / f"as_of-{as_of}", _fingerprint(path, as_of, config)
         if cache:
             try:
@@ -283,6 +284,7 @@ class RecommendationEngine(EngineViews):
         two_tower = status.get("two_tower", "missing")
         versions["embedding_ann"] = ("not trained: source skipped (fallback)" if two_tower.startswith("missing")
                                      else two_tower)
+        versions["heuristic_windows"] = status.get("heuristic_windows", "derived (not learned)")
         return versions
 
     def light_ranker_status(self, batches: dict[str, int] | None = None) -> str:

@@ -61,33 +61,32 @@ class InNetworkSource(_Source):
         return self.batch(rows, weight)
 
 
-class UtegSource(_Source):
+class _ProofPostsSource(_Source):
+    """Posts a query hydrator already found and scored (`needs` = posts column, scores column), kept while
+    younger than `max_age_hours`, the best `sources.<name>` of them."""
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        posts_col, score_col = self.needs
+        posts, score = query.features[posts_col], query.features[score_col]
+        recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
+        posts, score = posts[recent], score[recent]
+        keep = top_k(score, getattr(self.cfg, self.name))
+        return self.batch(posts[keep], score[keep])
+
+
+class UtegSource(_ProofPostsSource):
     """Posts the viewer's top follows engaged with (GraphJet's UTEG), scored by RealGraph weight."""
 
     name = "uteg"
     needs = (c.PROOF_POSTS, c.PROOF_SCORE)
 
-    def fetch(self, query: TimelineQuery) -> CandidateBatch:
-        posts, score = query.features[c.PROOF_POSTS], query.features[c.PROOF_SCORE]
-        recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
-        posts, score = posts[recent], score[recent]
-        keep = top_k(score, self.cfg.uteg)
-        return self.batch(posts[keep], score[keep])
 
-
-class RelatedPostsSource(_Source):
+class RelatedPostsSource(_ProofPostsSource):
     """cr-mixer's tweet-based source: posts engaged by users who engaged the same posts as the viewer
     (co-engagement neighbours of their recent engagements), scored by summed similarity."""
 
     name = "related_posts"
     needs = (c.RELATED_POSTS, c.RELATED_SCORES)
-
-    def fetch(self, query: TimelineQuery) -> CandidateBatch:
-        posts, score = query.features[c.RELATED_POSTS], query.features[c.RELATED_SCORES]
-        recent = self.state.index.created_at[posts] >= query.now - int(self.cfg.max_age_hours * HOUR)
-        posts, score = posts[recent], score[recent]
-        keep = top_k(score, self.cfg.related_posts)
-        return self.batch(posts[keep], score[keep])
 
 
 class SimClustersSource(_Source):

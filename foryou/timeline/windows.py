@@ -10,19 +10,27 @@ defaults exactly. A window the config sets (`--set`, a config file) always wins,
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection
 from pathlib import Path
 
 from foryou.config import HOURS_MAX, EngagementWeights, ForYouConfig
 from foryou.data.manifest import Manifest, TimeScale, read_manifest
+from foryou.data.state import models_dir, state_dir
 from foryou.data.timescale import time_scale_of_dir
+from foryou.registry import ModelRegistry, RegistryError
 from foryou.vocab import NEGATIVE_FEEDBACK, RANKER_HEADS
+
+log = logging.getLogger("foryou.timeline")
 
 # candidate windows (post age): every engaged post of a catalog must still be servable
 AGE_WINDOWS = ("max_age_hours", "in_network_hours", "in_network_hours_light", "trending_hours", "uteg_hours")
 AGE_MARGIN = 2.0  # × the p99 engagement age
 SMALL_CATALOG = 10  # pages: a servable catalog below this many pages is reported
+# the windows `foryou train` learns on the validation window (foryou.eval.promotion), kept in the registry
+LEARNED_WINDOWS = "heuristic_windows"
+LEARNABLE = ("trending_count_hours",)
 
 
 def _hours(value: float) -> float:
@@ -76,10 +84,66 @@ def scale_of(manifest: Manifest, path: Path | None) -> TimeScale | None:
     return time_scale_of_dir(path)
 
 
-def resolve_for(path: str | Path, config: ForYouConfig | None = None) -> ForYouConfig:
-    """`config` (default: the defaults) with the windows of the dataset at `path`."""
+def resolve_for(path: str | Path, config: ForYouConfig | None = None, state: str | Path | None = None,
+                learned: bool = True) -> ForYouConfig:
+    """`config` (default: the defaults) with the windows of the dataset at `path`: the ones `foryou train`
+    learned (promoted in the state directory's registry; `learned=False` skips them), then the derived ones."""
     path = Path(path)
-    return resolve_windows(config or ForYouConfig(), scale_of(read_manifest(path), path))
+    config = config or ForYouConfig()
+    if learned:
+        config = apply_learned(config, state_dir(path, state))
+    return resolve_windows(config, scale_of(read_manifest(path), path))
+
+
+def learned_windows(state: Path | None) -> dict[str, float]:
+    """The promoted learned windows of a state directory (field → hours); {} when none is promoted or the
+    entry cannot be read (logged: the derived windows serve)."""
+    if state is None or not (models_dir(state) / LEARNED_WINDOWS).is_dir():
+        return {}
+    try:
+        version = ModelRegistry(models_dir(state)).promoted(LEARNED_WINDOWS)
+    except RegistryError as exc:
+        log.warning("learned windows unreadable; deriving them", extra={"error": str(exc)})
+        return {}
+    cfg = version.config if version is not None else {}
+    return {k: float(cfg[k]) for k in LEARNABLE if isinstance(cfg.get(k), int | float)}
+
+
+def apply_learned(config: ForYouConfig, state: Path | None) -> ForYouConfig:
+    """`config` with the learned windows of `state` for the fields it does not set (a `--set` wins, and
+    `timeline.sources.windows=fixed` keeps the configured numbers)."""
+    src = config.timeline.sources
+    if src.windows == "fixed":
+        return config
+    update = {k: v for k, v in learned_windows(state).items() if k not in src.model_fields_set}
+    if not update:
+        return config
+    timeline = config.timeline.model_copy(update={"sources": src.model_copy(update=update)})
+    return config.model_copy(update={"timeline": timeline})
+
+
+def unresolved(config: ForYouConfig, path: str | Path, state: str | Path | None = None) -> ForYouConfig:
+    """A resolved config (an engine's) without the learnable windows that hold what resolution alone gives
+    them (learned or derived), so that they are learned again; a window set to another value stays set."""
+    src = config.timeline.sources
+    drop = [k for k in LEARNABLE if k in src.model_fields_set]
+    if not drop:
+        return config
+    tree = config.model_dump(exclude_unset=True)
+    for k in drop:
+        tree["timeline"]["sources"].pop(k)
+    bare = ForYouConfig.model_validate(tree)
+    again = resolve_for(path, bare, state).timeline.sources
+    return bare if all(getattr(again, k) == getattr(src, k) for k in drop) else config
+
+
+def windows_status(state: Path | None) -> str:
+    """What the learned windows serve, for the model status: "v1 (promoted): trending 720 h" or "derived"."""
+    learned = learned_windows(state)
+    if not learned or state is None:
+        return "derived (not learned)"
+    version = ModelRegistry(models_dir(state)).promoted(LEARNED_WINDOWS)
+    return f"v{version.version if version else '?'} (promoted): trending {learned['trending_count_hours']:g} h"
 
 
 def small_catalog_note(servable: int, page_size: int, max_age_hours: float) -> str | None:

@@ -116,6 +116,9 @@ class SourcesConfig(Strict):
     trending_count_hours: float = Field(24.0, gt=0, le=HOURS_MAX,
                                         description="trending / topic_trending rank posts by positive "
                                         "engagements in this window before the index build (catalogs: 720)")
+    trending_counts: Literal["positive", "engaged"] = Field(
+        "positive", description="what trending counts: positive engagements, or (data without impressions) every "
+        "non-negative one — a rating of any value is an engagement there")
     max_age_hours: float = Field(48.0, gt=0, le=HOURS_MAX, description="TooOldFilter: older posts are dropped")
     uteg_hours: float = Field(48.0, gt=0, le=HOURS_MAX, description="engagements UTEG walks (index build)")
     windows: Literal["auto", "fixed"] = Field(
@@ -190,6 +193,7 @@ class PositivesOnlyHeuristicConfig(Strict):
     simclusters: float = 1.0
     realgraph: float = 1.0
     in_network: float = 0.2
+    popularity: float = 0.0  # × log1p(positives before the build, all time): learned where it helps (off by default)
 
 
 class HeavyHeuristicConfig(Strict):

@@ -11,10 +11,11 @@ from scipy import sparse
 
 from foryou.data.dataset import Dataset
 from foryou.eval.baselines import build_catalog, make_baseline
-from foryou.eval.ease import choose_items, ease_weights
+from foryou.eval.ease import choose_items
 from foryou.eval.protocols import WARM_MIN, leave_last_out, make_split, random_split, temporal, validation_split
 from foryou.eval.system import serve_pages
 from foryou.eval.tuning import tune, validation_ndcg
+from foryou.graph.related import ease_weights
 from foryou.timeline.engine import RecommendationEngine
 from foryou.vocab import POSITIVE
 

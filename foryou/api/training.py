@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from foryou.config import ForYouConfig
-from foryou.eval.promotion import gate, tune_windows
+from foryou.eval.heuristic import tune_heuristic
+from foryou.eval.promotion import gate
 from foryou.timeline.engine import RecommendationEngine
 from foryou.timeline.windows import resolve_for, unresolved
 from foryou.training.pipeline import train_all
@@ -27,7 +28,7 @@ def train_models(engine: RecommendationEngine, dataset: Path, state: Path, confi
     before = unresolved(engine.config, dataset, state)  # what the engine learns, before this run's verdict
     base = before if config is None else unresolved(config, dataset, state)
     gating = base.training.promotion
-    windows = tune_windows(dataset, base, state, force=promote, min_gain=gating.min_gain,
+    heuristic = tune_heuristic(dataset, base, state, force=promote, min_gain=gating.min_gain,
                            max_users=gating.max_users, seed=gating.seed)
     config = resolve_for(dataset, base, state)  # the learned window, as the engine will serve it
     metrics = train_all(dataset, config, only=only, promote=False, state=state)
@@ -35,5 +36,5 @@ def train_models(engine: RecommendationEngine, dataset: Path, state: Path, confi
     verdicts = gate(dataset, candidates, config, state, force=promote, min_gain=gating.min_gain,
                     max_users=gating.max_users, seed=gating.seed)
     engine.config = engine.state.config = resolve_for(dataset, before, state)  # served from the reload on
-    lines = [v.line() for v in ([windows] if windows is not None else []) + verdicts]
+    lines = [v.line() for v in ([heuristic] if heuristic is not None else []) + verdicts]
     return {**metrics, "verdicts": lines, "models": engine.reload_models()}

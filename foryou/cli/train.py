@@ -45,14 +45,15 @@ def run_training(dataset: Path, config: ForYouConfig, only: str | None = None, p
                  tune: int = 0, state: Path | None = None) -> None:
     """Train, then promote each model only where the validation gate (or `promote`) says so; print the
     metrics and one verdict line per model. `foryou train` and `foryou quickstart` both run this."""
-    from foryou.eval.promotion import gate, tune_windows
+    from foryou.eval.heuristic import tune_heuristic
+    from foryou.eval.promotion import gate
     from foryou.timeline.windows import resolve_for
     from foryou.training.pipeline import train_all
 
     gating = config.training.promotion
     with progress_bars() as bar:
-        # the heuristics' learned windows first (any --only): the models then train and are gated under them
-        windows = tune_windows(dataset, config, state, force=promote, min_gain=gating.min_gain,
+        # the learned heuristic first (any --only): the models then train and are gated under it
+        heuristic = tune_heuristic(dataset, config, state, force=promote, min_gain=gating.min_gain,
                                max_users=gating.max_users, seed=gating.seed, progress=bar)
         config = resolve_for(dataset, config, state)  # the engine's windows: hard negatives and the gate use them
         results = train_all(dataset, config, only=only, promote=False, progress=bar, tune=tune, state=state)
@@ -64,6 +65,6 @@ def run_training(dataset: Path, config: ForYouConfig, only: str | None = None, p
         console.print(f"tuning: best of {len(tuning['trials'])} trials: {tuning['best']}", highlight=False)
     for name, r in results.items():
         print_model_metrics(name, r)
-    for verdict in [windows, *verdicts] if windows is not None else verdicts:
+    for verdict in [heuristic, *verdicts] if heuristic is not None else verdicts:
         console.print(verdict.line(), style="green" if verdict.promoted else "yellow", markup=False, highlight=False,
                       soft_wrap=True)

@@ -10,28 +10,12 @@ then the most engaged other items as inputs. Items outside get no score (they ar
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg, sparse
 
 from foryou.eval.baselines import Baseline, Catalog, train_matrix
 from foryou.eval.protocols import EvalSplit
+from foryou.graph.related import ease_weights
 
 MAX_ITEMS = 8_000
-
-
-def ease_weights(x: sparse.spmatrix, lam: float) -> np.ndarray:
-    """B (items × items, float32) for a binary users × items matrix X and L2 weight λ."""
-    g = np.asarray((x.T @ x).toarray(), dtype=np.float32)
-    g[np.diag_indices_from(g)] += np.float32(lam)
-    c, info = linalg.lapack.spotrf(g, lower=False, overwrite_a=True)  # G + λI is positive definite
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Cholesky of XᵀX + λI failed ({info})")
-    p, info = linalg.lapack.spotri(c, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"inverse of XᵀX + λI failed ({info})")
-    p = np.triu(p) + np.triu(p, 1).T  # potri fills one triangle
-    b = p / (-np.diag(p))[None, :]
-    b[np.diag_indices_from(b)] = 0.0
-    return b
 
 
 def choose_items(counts: np.ndarray, in_catalog: np.ndarray, max_items: int) -> np.ndarray:

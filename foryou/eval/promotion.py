@@ -32,20 +32,16 @@ from foryou.data.dataset import Dataset
 from foryou.data.state import models_dir, state_dir
 from foryou.eval.metrics import hits_matrix, ndcg_at_k
 from foryou.graph.realgraph import RealGraphCoefficients
-from foryou.registry import ModelRegistry, RegistryError
+from foryou.registry import ModelRegistry
 from foryou.timeline.engine import RecommendationEngine
 from foryou.timeline.loading import TrainedHeavyRanker, load_models
-from foryou.timeline.windows import LEARNED_WINDOWS, resolve_for
-from foryou.training.heavy_ranker import has_impressions
-from foryou.training.pipeline import dataset_fingerprint
-from foryou.vocab import HOUR, POSITIVE
+from foryou.vocab import POSITIVE
 
 log = logging.getLogger("foryou.eval")
 GATED = ("realgraph", "light_ranker_in_network", "light_ranker_out_of_network", "heavy_ranker", "two_tower")
 MAX_USERS = 500  # validation users sampled (seeded): the gate's cost stays a few engine passes
 K = 10
 USERS_PER_CALL = 200
-WINDOW_GRID = (24, 168, 720, 2160, 8760)  # hours: a day, a week, a month, a quarter, a year
 Progress = Callable[[str, float], None]
 
 
@@ -141,14 +137,14 @@ def gate(path: Path, candidates: dict[str, int], config: ForYouConfig | None = N
     progress("validation pages", 0.0)
     split = validation_split(Dataset.load(path), max_users, seed)
     if len(split.users) == 0:
-        return [_settle(registry, Verdict(name, candidates[name], None, None, "", 0, split.as_of, bool(force),
+        return [settle(registry, Verdict(name, candidates[name], None, None, "", 0, split.as_of, bool(force),
                                           "no validation-window engagement on a post that existed at its start"
                                           + (", forced by --promote" if force else "")))
                 for name in order]
     engine = RecommendationEngine.open(path, config, as_of=split.as_of, state=state)
     try:
         root = models_dir(engine.state_dir or state_dir(path, state))
-        _served_at_validation(engine, root)
+        served_at_validation(engine, root)
         loaded, status = load_models(root, engine.state.store, versions={name: candidates[name] for name in order},
                                      vectors="validation")
         served, won, verdicts = page_ndcg(engine, split), list[str](), list[Verdict]()
@@ -173,75 +169,12 @@ def gate(path: Path, candidates: dict[str, int], config: ForYouConfig | None = N
                     won.append(f"{name} v{candidates[name]}")
                 else:
                     _swap(engine, name, *before)
-            verdicts.append(_settle(registry, verdict))
+            verdicts.append(settle(registry, verdict))
             progress("validation pages", (i + 1) / len(order))
         return verdicts
     finally:
         engine.close()
         progress("validation pages", 1.0)
-
-
-def tune_windows(path: Path, config: ForYouConfig | None = None, state: Path | None = None,
-                 force: bool | None = None, min_gain: float = 0.0, max_users: int = MAX_USERS, seed: int = 0,
-                 progress: Progress | None = None) -> Verdict | None:
-    """For data without impressions (the cold-start order is the trending source), learn
-    `timeline.sources.trending_count_hours` as a model is learned: every point of a small grid (the derived
-    window, WINDOW_GRID, capped at the train side's span) serves the validation pages; the derived window is
-    kept unless another beats it by more than `min_gain`. The choice and every point's NDCG are registered as
-    a version of LEARNED_WINDOWS, promoted when it is not the derived window (or replaces a promoted one;
-    `force=False`: never). None where nothing is learned: impressions, the window set by the config
-    (`config` unresolved), `windows=fixed`, or no validation engagement."""
-    path, config = Path(path), config or ForYouConfig()
-    src = config.timeline.sources
-    if src.windows == "fixed" or "trending_count_hours" in src.model_fields_set:
-        return None
-    dataset = Dataset.load(path)
-    if has_impressions(dataset):
-        return None
-    split = validation_split(dataset, max_users, seed)
-    if len(split.users) == 0:
-        return None
-    resolved = resolve_for(path, config, state, learned=False)
-    derived = float(resolved.timeline.sources.trending_count_hours)
-    span = (split.as_of - int(dataset.manifest.time_range[0])) / HOUR
-    grid = sorted({derived, *(float(h) for h in WINDOW_GRID if h <= span)})
-    progress = progress or (lambda stage, frac: None)
-    engine = RecommendationEngine.open(path, resolved, as_of=split.as_of, state=state)
-    try:
-        _served_at_validation(engine, models_dir(engine.state_dir or state_dir(path, state)))
-        scores = {}
-        for i, h in enumerate(grid):
-            progress("validation windows", i / len(grid))
-            scores[h] = page_ndcg(engine, split, overrides={"timeline": {"sources": {"trending_count_hours": h}}})
-    finally:
-        engine.close()
-        progress("validation windows", 1.0)
-    best = max(grid, key=lambda h: (scores[h], h == derived))
-    chosen = best if scores[best] > scores[derived] + min_gain else derived
-    return _register_windows(path, state, derived, chosen, scores, split, force, min_gain)
-
-
-def _register_windows(path: Path, state: Path | None, derived: float, chosen: float, scores: dict[float, float],
-                      split: ValidationSplit, force: bool | None, min_gain: float) -> Verdict:
-    """Register the learned window as the next LEARNED_WINDOWS version, with its verdict; promote it."""
-    import torch
-
-    registry = ModelRegistry(models_dir(state_dir(path, state)))
-    try:
-        replaces = registry.promoted(LEARNED_WINDOWS) is not None
-    except RegistryError:
-        replaces = True  # a damaged promotion is repaired by promoting
-    grid = {f"{h:g}": round(v, 6) for h, v in scores.items()}
-    mv = registry.register(LEARNED_WINDOWS, {"trending_count_hours": torch.tensor([chosen])},
-                           config={"trending_count_hours": chosen}, metrics={"validation_ndcg": grid},
-                           dataset_fingerprint=dataset_fingerprint(path), schema=f"{LEARNED_WINDOWS}/1")
-    promote = (chosen != derived or replaces) if force is None else force
-    gained = scores[chosen] > scores[derived] + min_gain
-    reason = (f"trending_count_hours {chosen:g} h; grid " + ", ".join(f"{k} h {v:.4f}" for k, v in grid.items())
-              + ("" if gained or chosen != derived else "; none beats the derived window"))
-    verdict = Verdict(LEARNED_WINDOWS, mv.version, round(scores[chosen], 6), round(scores[derived], 6),
-                      f"derived {derived:g} h", len(split.users), split.as_of, promote, reason)
-    return _settle(registry, verdict)
 
 
 def _judge(verdict: Verdict, ndcg: float, served: float, force: bool | None, min_gain: float) -> Verdict:
@@ -252,7 +185,7 @@ def _judge(verdict: Verdict, ndcg: float, served: float, force: bool | None, min
     return replace(verdict, candidate_ndcg=round(ndcg, 6), promoted=wins if force is None else force, reason=reason)
 
 
-def _settle(registry: ModelRegistry, verdict: Verdict) -> Verdict:
+def settle(registry: ModelRegistry, verdict: Verdict) -> Verdict:
     """Record the verdict in the version's manifest, and promote it if it says so."""
     registry.annotate(verdict.model, verdict.version, "promotion", verdict.record())
     if verdict.promoted:
@@ -261,7 +194,7 @@ def _settle(registry: ModelRegistry, verdict: Verdict) -> Verdict:
     return verdict
 
 
-def _served_at_validation(engine: RecommendationEngine, root: Path) -> None:
+def served_at_validation(engine: RecommendationEngine, root: Path) -> None:
     """What serves now, as it would have at the validation window's start: without a promoted RealGraph the
     heuristic coefficients (a serving snapshot may carry the learned ones of an earlier promotion); a
     promoted two-tower with its validation vectors (its serving ones see the validation window)."""

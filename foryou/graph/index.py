@@ -32,8 +32,8 @@ POST_COLUMNS: tuple[str, ...] = ("post_id", "author_row", "created_at", "kind", 
                                  "has_link", "length", *SAFETY_LABELS, "impressions_count", "counts_24h")
 # Every other array of the index (what a snapshot stores besides the CSRs, counts and scalars).
 _ARRAYS: tuple[str, ...] = ("by_author", "author_keys", "by_time", "live_keys", "live_rows", "positive_time",
-                            "positive_post", "fatigue_user_times", "author_followers", "author_positive",
-                            "author_impressions", "user_topic")
+                            "positive_post", "engaged_time", "engaged_post", "fatigue_user_times",
+                            "author_followers", "author_positive", "author_impressions", "user_topic")
 _CSRS: tuple[str, ...] = ("uteg", "blocked_authors", "fatigue_authors", "seen")
 
 
@@ -119,7 +119,8 @@ class ServingIndex:
         # Positive engagements by time, for trending counts over a configurable window (`positives_since`).
         order = np.argsort(e_time[positive], kind="stable")
         self.positive_time, self.positive_post = e_time[positive][order], e_post[positive][order]
-        self._positives_since: tuple[tuple[int, int], np.ndarray] | None = None
+        self._since: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
+        self._positives_total: np.ndarray | None = None
         recent = positive & (e_time >= self.as_of - uteg_window_s)  # UTEG: user row → recent positive posts
         self.uteg = CSR.build(e_user[recent], e_post[recent], n_users)
         self.related = _related_posts(e_user, e_post, e_kind, e_time, self.as_of - uteg_window_s, n_users, n_posts)
@@ -140,6 +141,11 @@ class ServingIndex:
         i_user = rows_of(self.user_ids, i["user_id"].to_numpy(), "user")
         self.seen = CSR.build(np.r_[i_user, e_user], np.r_[i_post, e_post], n_users, unique=True)
         self.impressions_count = np.bincount(i_post, minlength=n_posts).astype(np.int32)
+        # Every non-negative engagement by time (a rating of any value, a tag), for trending on data without
+        # impressions (`timeline.sources.trending_counts = engaged`); a logged feed counts positives only.
+        engaged = ~np.isin(e_kind, [KIND_CODE[k] for k in NEGATIVE]) & (len(i_post) == 0)
+        order = np.argsort(e_time[engaged], kind="stable")
+        self.engaged_time, self.engaged_post = e_time[engaged][order], e_post[engaged][order]
         self.author_followers = self.follows.in_degree()
         # Author reputation: positive engagements and impressions summed over the author's posts.
         pos_per_post = np.sum([self.counts[k] for k in POSITIVE], axis=0, dtype=np.float64)
@@ -179,7 +185,7 @@ class ServingIndex:
         index.counts = {k: arrays[f"counts.{k}"] for k in ENGAGEMENT_KINDS}
         index.as_of, index.n_topics = int(arrays["as_of"]), int(arrays["n_topics"])
         index.base_rate = {k: float(v) for k, v in arrays["base_rate"].items()}
-        index._positives_since = None
+        index._since, index._positives_total = {}, None
         return index
 
     # -- lookups ----------------------------------------------------------------------------------
@@ -191,15 +197,26 @@ class ServingIndex:
             self._has_impressions = bool(self.impressions_count.any())
         return self._has_impressions
 
-    def positives_since(self, since: int) -> np.ndarray:
-        """Positive engagements per post row at or after `since` (before the build; live posts count 0).
-        Cached for the last `since`: trending asks with the same window on every request."""
+    def positives_total(self, rows: np.ndarray) -> np.ndarray:
+        """Positive engagements per post row before the build (posts created since count 0)."""
+        if self._positives_total is None:
+            self._positives_total = np.sum([self.counts[k] for k in POSITIVE], axis=0).astype(np.int32)
+        total = self._positives_total
+        rows = np.asarray(rows)
+        return np.where(rows < len(total), total[np.minimum(rows, len(total) - 1)], 0)
+
+    def positives_since(self, since: int, counted: str = "positive") -> np.ndarray:
+        """Positive engagements per post row at or after `since` (before the build; live posts count 0);
+        `counted="engaged"`: every non-negative one (data without impressions; else positives). Cached for the
+        last `since` of each: trending asks with the same window on every request."""
         n = len(self.post_id)
-        if self._positives_since is None or self._positives_since[0] != (since, n):
-            lo = int(np.searchsorted(self.positive_time, since))
-            counts = np.bincount(self.positive_post[lo:], minlength=n).astype(np.int32)
-            self._positives_since = ((since, n), counts)
-        return self._positives_since[1]
+        times, posts = ((self.engaged_time, self.engaged_post) if counted == "engaged" and len(self.engaged_time)
+                        else (self.positive_time, self.positive_post))
+        cached = self._since.get(counted)
+        if cached is None or cached[0] != (since, n):
+            lo = int(np.searchsorted(times, since))
+            cached = self._since[counted] = ((since, n), np.bincount(posts[lo:], minlength=n).astype(np.int32))
+        return cached[1]
 
     def user_row(self, user_id: int) -> int | None:
         return row_of(self.user_ids, user_id)

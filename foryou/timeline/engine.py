@@ -44,7 +44,7 @@ from foryou.timeline.pipeline import ForYouPipeline, for_you_pipeline
 from foryou.timeline.query import TimelineQuery
 from foryou.timeline.state import TimelineState
 from foryou.timeline.views import EngineViews, UnknownPost, UnknownUser
-from foryou.timeline.windows import apply_learned, resolve_windows, scale_of, small_catalog_note, windows_status
+from foryou.timeline.windows import apply_learned, heuristic_status, resolve_windows, scale_of, small_catalog_note
 from foryou.vocab import HOUR, POST_KINDS, RELATIONS
 
 __all__ = ["IdConflict", "RecommendationEngine", "TimelineItem", "TimelineResponse", "UnknownPost", "UnknownUser"]
@@ -83,7 +83,7 @@ class RecommendationEngine(EngineViews):
         self.state_dir = state
         if state is not None:
             self.state.models, self.model_status = load_models(models_dir(state), store)
-            self.model_status["heuristic_windows"] = windows_status(state)
+            self.model_status["heuristic"] = heuristic_status(state)
             coefficients = self.state.models.pop("realgraph", None)
             if realgraph is not None:  # the learned RealGraph weighs follows from now on; else the decayed counts
                 # (reset: a snapshot may carry the coefficients of a RealGraph that was promoted when it was saved)
@@ -284,7 +284,7 @@ class RecommendationEngine(EngineViews):
         two_tower = status.get("two_tower", "missing")
         versions["embedding_ann"] = ("not trained: source skipped (fallback)" if two_tower.startswith("missing")
                                      else two_tower)
-        versions["heuristic_windows"] = status.get("heuristic_windows", "derived (not learned)")
+        versions["heuristic"] = status.get("heuristic", "derived (not learned)")
         return versions
 
     def light_ranker_status(self, batches: dict[str, int] | None = None) -> str:

@@ -92,15 +92,16 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
 
 
 def trending_counts(state: TimelineState, rows: np.ndarray) -> np.ndarray:
-    """Positive engagements of these posts in the `trending_count_hours` before the index build, plus the
-    live ones since (overlay). 24 h is the feed's velocity; a catalog (movies, artists) trends over weeks,
-    and a day of its events is a noisy sample of its popularity."""
+    """Positive engagements (`trending_counts`) of these posts in the `trending_count_hours` before the index
+    build, plus the live ones since (overlay). 24 h is the feed's velocity; a catalog (movies, artists) trends
+    over weeks, and a day of its events is a noisy sample of its popularity."""
     ov, idx = state.overlay, state.index
-    hours = state.config.timeline.sources.trending_count_hours
-    if hours == 24:
+    src = state.config.timeline.sources
+    if src.trending_count_hours == 24 and src.trending_counts == "positive":
         return np.asarray(ov.counts_24h[rows])
-    live = ov.counts_24h[rows] - idx.counts_24h[rows]
-    return np.asarray(idx.positives_since(idx.as_of - int(hours * HOUR))[rows] + live)
+    live = ov.counts_24h[rows] - idx.counts_24h[rows]  # live positives since the build
+    since = idx.as_of - int(src.trending_count_hours * HOUR)
+    return np.asarray(idx.positives_since(since, src.trending_counts)[rows] + live)
 
 
 def lookup_per_query(probe: np.ndarray, segments: Segments, keys: Sequence[np.ndarray],

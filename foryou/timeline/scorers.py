@@ -17,16 +17,20 @@ from foryou.timeline.selectors import rank_within
 from foryou.timeline.state import TimelineState, UsesState
 from foryou.vocab import DAY, NEGATIVE_FEEDBACK, RANKER_HEADS
 
+Z_RANGE = 20.0  # the positives-only interest logit's span per viewer (heads stay distinct in float64)
+
 
 def weighted_score(probs: dict[str, np.ndarray], weights: EngagementWeights) -> tuple[np.ndarray, np.ndarray]:
     """(utility Σ wᵢ·pᵢ, score) with X's negative-offset rule: a negative sum becomes
     (sum + Σ|negative w|) / Σ|w| × 0.001, a positive one sum + 0.001 — positive, order-preserving."""
     w = weights.as_dict()
-    utility = np.asarray(sum(w[h] * probs[h] for h in RANKER_HEADS), dtype=np.float32)
+    # float64 until the score: where the negative heads near 1 (a far-below-the-best candidate), utility + Σ|neg|
+    # is a small difference of numbers near 1, and float32 would tie whole stretches of the order
+    utility = np.asarray(sum(w[h] * np.asarray(probs[h], np.float64) for h in RANKER_HEADS), dtype=np.float64)
     neg = sum(abs(v) for v in w.values() if v < 0)
     total = sum(abs(v) for v in w.values())
     score = np.where(utility < 0, (utility + neg) / total * 0.001, utility + 0.001)
-    return utility, score.astype(np.float32)
+    return utility.astype(np.float32), score.astype(np.float32)
 
 
 class _StateScorer(UsesState, Scorer[TimelineQuery]):
@@ -137,14 +141,13 @@ class HeavyRanker(_StateScorer):
         negative = max(sum(base[k] for k in NEGATIVE_FEEDBACK), 1e-5)
         probs["negative_feedback"] = expit(at(negative) + w.negative_feedback[0] * z + w.negative_feedback[1] * unsafe)
         probs["report"] = expit(at(max(base["report"], 1e-6)) + w.report[0] * z + w.report[1] * unsafe)
-        return {h: np.asarray(p, np.float32) for h, p in probs.items()}
-
+        return {h: np.asarray(p, np.float64) for h, p in probs.items()}  # float32 once scored (weighted_score)
 
     def positives_only_logit(self, n_topics: int, batch: CandidateBatch, segments: Segments) -> np.ndarray:
         """The interest logit where no impressions were logged: recent popularity (the trending count window),
-        co-engagement with the viewer's engagements (÷ their best candidate's: scale-free), topic affinity,
-        social proof, SimClusters and RealGraph. Terms are logs of counts or bounded, so the order does not
-        depend on the dataset's size."""
+        all-time popularity, co-engagement with the viewer's engagements (÷ their best candidate's: scale-free),
+        topic affinity, social proof, SimClusters and RealGraph. Terms are logs of counts or bounded, so the
+        order does not depend on the dataset's size."""
         w = self.state.config.timeline.heuristics.heavy_ranker.positives_only
         related = batch[c.RELATED]
         best = np.zeros(len(segments), np.float32)
@@ -156,11 +159,18 @@ class HeavyRanker(_StateScorer):
                        + w.simclusters * batch[c.SIMCLUSTERS_SCORE]
                        + w.realgraph * batch[c.REALGRAPH]
                        + w.in_network * batch[c.IN_NETWORK], np.float64)
+        if w.popularity:
+            z += w.popularity * np.log1p(self.state.index.positives_total(batch[c.POST_ROW]))
         # Relative to the viewer's best candidate: counts in the hundreds would saturate every head near 1
         # and flatten the order the rescoring factors then act on.
         top = np.full(len(segments), -np.inf)
         np.maximum.at(top, segments.ids, z)
-        return np.asarray(z - segments.per_row(top))
+        z = np.asarray(z - segments.per_row(top))
+        # A viewer's logits compressed into [−Z_RANGE, 0] (order kept): with large learned weights the worst
+        # candidates would sit so far below that the negative heads round to 1 and the scores above them tie.
+        low = np.zeros(len(segments))
+        np.minimum.at(low, segments.ids, z)
+        return z * segments.per_row(np.minimum(1.0, Z_RANGE / np.maximum(-low, 1e-12)))
 
 
 class Factor(_StateScorer):

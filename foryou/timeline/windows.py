@@ -1,5 +1,5 @@
 """The engine's time windows (and, for data without impressions, its utility weights), derived from the
-dataset unless the config sets them.
+dataset unless the config sets them, and what `foryou train` learned for the heuristics.
 
 The defaults (`timeline.sources.*_hours`, `simclusters.half_life_hours`) are tuned for a feed, where posts
 are engaged with for hours. A catalog (movies, artists: engaged with for months) gets windows scaled to its
@@ -14,8 +14,9 @@ import logging
 import math
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
-from foryou.config import HOURS_MAX, EngagementWeights, ForYouConfig
+from foryou.config import HOURS_MAX, EngagementWeights, ForYouConfig, PositivesOnlyHeuristicConfig
 from foryou.data.manifest import Manifest, TimeScale, read_manifest
 from foryou.data.state import models_dir, state_dir
 from foryou.data.timescale import time_scale_of_dir
@@ -28,9 +29,11 @@ log = logging.getLogger("foryou.timeline")
 AGE_WINDOWS = ("max_age_hours", "in_network_hours", "in_network_hours_light", "trending_hours", "uteg_hours")
 AGE_MARGIN = 2.0  # × the p99 engagement age
 SMALL_CATALOG = 10  # pages: a servable catalog below this many pages is reported
-# the windows `foryou train` learns on the validation window (foryou.eval.promotion), kept in the registry
-LEARNED_WINDOWS = "heuristic_windows"
-LEARNABLE = ("trending_count_hours",)
+# what `foryou train` learns for the heuristics on the validation window (foryou.eval.heuristic), kept in the
+# registry: the trending window and the positives-only interest logit's weights
+LEARNED_HEURISTIC = "heuristic"
+LEARNABLE = ("trending_count_hours", "trending_counts")
+WEIGHTS = tuple(PositivesOnlyHeuristicConfig.model_fields)
 
 
 def _hours(value: float) -> float:
@@ -95,55 +98,80 @@ def resolve_for(path: str | Path, config: ForYouConfig | None = None, state: str
     return resolve_windows(config, scale_of(read_manifest(path), path))
 
 
-def learned_windows(state: Path | None) -> dict[str, float]:
-    """The promoted learned windows of a state directory (field → hours); {} when none is promoted or the
-    entry cannot be read (logged: the derived windows serve)."""
-    if state is None or not (models_dir(state) / LEARNED_WINDOWS).is_dir():
+def learned_heuristic(state: Path | None) -> dict[str, Any]:
+    """What `foryou train` learned for the heuristics and promoted in a state directory: the trending window
+    and what it counts (LEARNABLE) and, for data without impressions, `positives_only` (the interest logit's
+    weights); {} when nothing is promoted or the entry cannot be read (logged: the derived windows serve)."""
+    if state is None or not (models_dir(state) / LEARNED_HEURISTIC).is_dir():
         return {}
     try:
-        version = ModelRegistry(models_dir(state)).promoted(LEARNED_WINDOWS)
+        version = ModelRegistry(models_dir(state)).promoted(LEARNED_HEURISTIC)
     except RegistryError as exc:
-        log.warning("learned windows unreadable; deriving them", extra={"error": str(exc)})
+        log.warning("learned heuristic unreadable; deriving its windows", extra={"error": str(exc)})
         return {}
     cfg = version.config if version is not None else {}
-    return {k: float(cfg[k]) for k in LEARNABLE if isinstance(cfg.get(k), int | float)}
+    learned: dict[str, Any] = {}
+    if isinstance(cfg.get("trending_count_hours"), int | float):
+        learned["trending_count_hours"] = float(cfg["trending_count_hours"])
+    if cfg.get("trending_counts") in ("positive", "engaged"):
+        learned["trending_counts"] = cfg["trending_counts"]
+    weights = cfg.get("positives_only")
+    if isinstance(weights, dict):
+        learned["positives_only"] = {k: float(v) for k, v in weights.items()
+                                     if k in WEIGHTS and isinstance(v, int | float)}
+    return learned
 
 
 def apply_learned(config: ForYouConfig, state: Path | None) -> ForYouConfig:
-    """`config` with the learned windows of `state` for the fields it does not set (a `--set` wins, and
-    `timeline.sources.windows=fixed` keeps the configured numbers)."""
-    src = config.timeline.sources
-    if src.windows == "fixed":
+    """`config` with the learned heuristic of `state` for the fields it does not set (a `--set` wins, and
+    `timeline.sources.windows=fixed` keeps the configured windows)."""
+    learned = learned_heuristic(state)
+    src, heavy = config.timeline.sources, config.timeline.heuristics.heavy_ranker
+    windows = {} if src.windows == "fixed" else \
+        {k: v for k, v in learned.items() if k in LEARNABLE and k not in src.model_fields_set}
+    weights = {k: v for k, v in learned.get("positives_only", {}).items()
+               if k not in heavy.positives_only.model_fields_set}
+    if not windows and not weights:
         return config
-    update = {k: v for k, v in learned_windows(state).items() if k not in src.model_fields_set}
-    if not update:
-        return config
-    timeline = config.timeline.model_copy(update={"sources": src.model_copy(update=update)})
+    heavy = heavy.model_copy(update={"positives_only": heavy.positives_only.model_copy(update=weights)})
+    heuristics = config.timeline.heuristics.model_copy(update={"heavy_ranker": heavy})
+    timeline = config.timeline.model_copy(update={"sources": src.model_copy(update=windows),
+                                                  "heuristics": heuristics})
     return config.model_copy(update={"timeline": timeline})
 
 
 def unresolved(config: ForYouConfig, path: str | Path, state: str | Path | None = None) -> ForYouConfig:
-    """A resolved config (an engine's) without the learnable windows that hold what resolution alone gives
-    them (learned or derived), so that they are learned again; a window set to another value stays set."""
-    src = config.timeline.sources
-    drop = [k for k in LEARNABLE if k in src.model_fields_set]
+    """A resolved config (an engine's) without the learnable fields that hold what resolution alone gives
+    them (learned or derived), so that they are learned again; a field set to another value stays set."""
+    tree = config.model_dump(exclude_unset=True)
+    sources = tree.get("timeline", {}).get("sources", {})
+    weights = tree.get("timeline", {}).get("heuristics", {}).get("heavy_ranker", {}).get("positives_only", {})
+    drop = [(sources, k) for k in LEARNABLE if k in sources] + [(weights, k) for k in WEIGHTS if k in weights]
     if not drop:
         return config
-    tree = config.model_dump(exclude_unset=True)
-    for k in drop:
-        tree["timeline"]["sources"].pop(k)
+    for section, k in drop:
+        section.pop(k)
     bare = ForYouConfig.model_validate(tree)
-    again = resolve_for(path, bare, state).timeline.sources
-    return bare if all(getattr(again, k) == getattr(src, k) for k in drop) else config
+    again = resolve_for(path, bare, state)
+    same = (all(getattr(again.timeline.sources, k) == getattr(config.timeline.sources, k) for k in LEARNABLE)
+            and again.timeline.heuristics.heavy_ranker.positives_only
+            == config.timeline.heuristics.heavy_ranker.positives_only)
+    return bare if same else config
 
 
-def windows_status(state: Path | None) -> str:
-    """What the learned windows serve, for the model status: "v1 (promoted): trending 720 h" or "derived"."""
-    learned = learned_windows(state)
+def heuristic_status(state: Path | None) -> str:
+    """What the learned heuristic serves, for the model status: "v1 (promoted): trending 720 h; related 8"
+    (the weights that moved from the defaults), or "derived (not learned)"."""
+    learned = learned_heuristic(state)
     if not learned or state is None:
         return "derived (not learned)"
-    version = ModelRegistry(models_dir(state)).promoted(LEARNED_WINDOWS)
-    return f"v{version.version if version else '?'} (promoted): trending {learned['trending_count_hours']:g} h"
+    version = ModelRegistry(models_dir(state)).promoted(LEARNED_HEURISTIC)
+    default = PositivesOnlyHeuristicConfig()
+    moved = [f"{k} {v:g}" for k, v in learned.get("positives_only", {}).items() if getattr(default, k) != v]
+    window, counted = learned.get("trending_count_hours"), learned.get("trending_counts", "positive")
+    parts = ([f"trending {window:g} h" + (" (every engagement)" if counted == "engaged" else "")]
+             if window is not None else []) + moved
+    return f"v{version.version if version else '?'} (promoted): {'; '.join(parts) or 'the defaults'}"
 
 
 def small_catalog_note(servable: int, page_size: int, max_age_hours: float) -> str | None:

@@ -74,6 +74,15 @@ class CSR:
 
 
 class ServingIndex:
+    # post columns read as they are (flags and lengths by post row)
+    has_media: np.ndarray
+    has_link: np.ndarray
+    length: np.ndarray
+    is_nsfw: np.ndarray
+    is_toxic: np.ndarray
+    is_spam: np.ndarray
+    is_misinfo: np.ndarray
+
     def __init__(self, h: History, uteg_window_s: int = 48 * HOUR):
         self.as_of = h.as_of
         self.follows = follow_graph(h)
@@ -90,13 +99,8 @@ class ServingIndex:
         self.parent_row = np.full(len(parent), -1, dtype=np.int64)
         self.parent_row[parent >= 0] = self.post_rows(parent[parent >= 0])
         self.topic = p["topic"].to_numpy().astype(np.int16)
-        self.has_media = p["has_media"].to_numpy(zero_copy_only=False)
-        self.has_link = p["has_link"].to_numpy(zero_copy_only=False)
-        self.length = p["length"].to_numpy()
-        self.is_nsfw = p["is_nsfw"].to_numpy(zero_copy_only=False)
-        self.is_toxic = p["is_toxic"].to_numpy(zero_copy_only=False)
-        self.is_spam = p["is_spam"].to_numpy(zero_copy_only=False)
-        self.is_misinfo = p["is_misinfo"].to_numpy(zero_copy_only=False)
+        for name in ("has_media", "has_link", "length", "is_nsfw", "is_toxic", "is_spam", "is_misinfo"):
+            setattr(self, name, p[name].to_numpy(zero_copy_only=False))
         # Per-author time-sorted store: keys author·2⁴⁰ + created_at, sorted.
         self.by_author = np.lexsort((self.created_at, self.author_row))
         self.author_keys = self.author_row[self.by_author].astype(np.int64) * _BIG + self.created_at[self.by_author]
@@ -117,8 +121,7 @@ class ServingIndex:
         positive = np.isin(e_kind, [KIND_CODE[k] for k in POSITIVE])
         self.counts_24h = np.bincount(e_post[positive & day], minlength=n_posts).astype(np.int32)
         # Positive engagements by time, for trending counts over a configurable window (`positives_since`).
-        order = np.argsort(e_time[positive], kind="stable")
-        self.positive_time, self.positive_post = e_time[positive][order], e_post[positive][order]
+        self.positive_time, self.positive_post = _by_time(e_time, e_post, positive)
         self._since: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
         self._positives_total: np.ndarray | None = None
         recent = positive & (e_time >= self.as_of - uteg_window_s)  # UTEG: user row → recent positive posts
@@ -144,8 +147,7 @@ class ServingIndex:
         # Every non-negative engagement by time (a rating of any value, a tag), for trending on data without
         # impressions (`timeline.sources.trending_counts = engaged`); a logged feed counts positives only.
         engaged = ~np.isin(e_kind, [KIND_CODE[k] for k in NEGATIVE]) & (len(i_post) == 0)
-        order = np.argsort(e_time[engaged], kind="stable")
-        self.engaged_time, self.engaged_post = e_time[engaged][order], e_post[engaged][order]
+        self.engaged_time, self.engaged_post = _by_time(e_time, e_post, engaged)
         self.author_followers = self.follows.in_degree()
         # Author reputation: positive engagements and impressions summed over the author's posts.
         pos_per_post = np.sum([self.counts[k] for k in POSITIVE], axis=0, dtype=np.float64)
@@ -251,6 +253,12 @@ class ServingIndex:
         at = int(np.searchsorted(self.live_keys, key, side="right"))
         self.live_keys = np.insert(self.live_keys, at, key)
         self.live_rows = np.insert(self.live_rows, at, row)
+
+
+def _by_time(time: np.ndarray, post: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(times, post rows) of the kept events, oldest first."""
+    order = np.argsort(time[keep], kind="stable")
+    return time[keep][order], post[keep][order]
 
 
 def _related_posts(user: np.ndarray, post: np.ndarray, kind: np.ndarray, time: np.ndarray, since: int,

@@ -170,7 +170,7 @@ class HeavyRanker(_StateScorer):
         # candidates would sit so far below that the negative heads round to 1 and the scores above them tie.
         low = np.zeros(len(segments))
         np.minimum.at(low, segments.ids, z)
-        return z * segments.per_row(np.minimum(1.0, Z_RANGE / np.maximum(-low, 1e-12)))
+        return np.asarray(z * segments.per_row(np.minimum(1.0, Z_RANGE / np.maximum(-low, 1e-12))))
 
 
 class Factor(_StateScorer):

@@ -103,6 +103,9 @@ class SourcesConfig(Strict):
     related_posts: int = Field(200, ge=0, le=FETCH_MAX, description="co-engagement neighbours of the viewer's "
                                "recent engagements (cr-mixer's tweet-based source)")
     uteg_follows: int = Field(100, ge=1, le=FETCH_MAX, description="RealGraph-top follows whose engagements UTEG walks")
+    engaged_authors: int = Field(100, ge=0, le=FETCH_MAX, description="recent posts of accounts the viewer engages "
+                                 "with but does not follow")
+    engaged_authors_top: int = Field(20, ge=1, le=FETCH_MAX, description="those accounts, most engaged first")
     uteg_max_proof: int = Field(10, ge=1, le=1000, description="'liked by' users kept per post")
     simclusters: int = Field(200, ge=0, le=FETCH_MAX,
                              description="REFERENCE: keep the top 200 by dot product")
@@ -194,6 +197,7 @@ class PositivesOnlyHeuristicConfig(Strict):
     realgraph: float = 1.0
     in_network: float = 0.2
     popularity: float = 0.0  # × log1p(positives before the build, all time): learned where it helps (off by default)
+    author_affinity: float = 0.5  # × log1p(the viewer's recent engagements with the author)
 
 
 class HeavyHeuristicConfig(Strict):

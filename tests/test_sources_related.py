@@ -142,3 +142,29 @@ def test_exploration_waits_for_an_impression_log(two_taste_catalog: Tastes) -> N
         assert (scorer.factor(query, batch) != 1.0).any()  # once something was shown, it explores again
     finally:
         engine.close()
+
+
+def test_engaged_authors_source_serves_accounts_the_viewer_reads_without_following(tmp_path: Path) -> None:
+    """No follow graph: u0 engaged three posts of a1, whose new post then appears through `engaged_authors`
+    with the affinity hydrated; a2's new post (popular with others, never read by u0) comes from elsewhere."""
+    items = ["item,created,author"] + [f"{a}p{i},{T0 + i * 3600},{a}" for a in ("a1", "a2") for i in range(5)]
+    end = T0 + 3 * DAY
+    items += [f"a1new,{end - 3600},a1", f"a2new,{end - 3600},a2"]
+    events = ["user,item,time"] + [f"u0,a1p{i},{T0 + DAY + i * 60}" for i in range(3)]
+    events += [f"u{u},a2p{i},{T0 + DAY + u * 60 + i}" for u in range(1, 9) for i in range(5)]
+    events += [f"u{u},a2new,{end - 1800 + u}" for u in range(1, 6)]
+    (tmp_path / "items.csv").write_text("\n".join(items) + "\n")
+    (tmp_path / "events.csv").write_text("\n".join(events) + "\n")
+    import_interactions(tmp_path / "events.csv", tmp_path / "ds", user="user", item="item", time="time",
+                        items=tmp_path / "items.csv")
+    engine = RecommendationEngine.open(tmp_path / "ds", cache=False, state=tmp_path / "state")
+    try:
+        out = engine.funnel(np.array([engine.user_id_of("u0")]), until="post_filters")
+        b = out.batch
+        found = {int(p): (str(s), float(a)) for p, s, a in zip(b[c.POST_ROW], b[c.SOURCE], b[c.AUTHOR_AFFINITY],
+                                                              strict=True)}
+        a1new, a2new = engine.post_row("a1new"), engine.post_row("a2new")
+        assert found[a1new] == ("engaged_authors", 3.0), found  # u0's three engagements with a1
+        assert a2new not in found or found[a2new][0] != "engaged_authors"
+    finally:
+        engine.close()

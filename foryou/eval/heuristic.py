@@ -7,11 +7,11 @@ on the data: what users engage with next is mostly new and popular on MovieLens,
 predicts on Last.fm. So both are learned here, by the metric the promotion gate uses (validation page NDCG@10
 through the real funnel, foryou.eval.promotion): the trending window over a small grid (and whether it counts
 positives or every engagement — a MovieLens rating of 3 is engaged but not positive), then the weights by
-coordinate ascent (each weight × 0, ¼, 4 or 16 in turn; a move is kept when it beats the best so far by more
-than TOLERANCE; passes repeat until none moves). A term that changes no page (×0 scores the same: no follow
-graph, say) is left alone. The result is registered as a version of LEARNED_HEURISTIC with every point
-measured, and promoted when it differs from the derived windows and default weights — served by every
-engine of the dataset unless the config sets the field (`--set` always wins).
+coordinate ascent (each weight × 0, ¼, 4 or 16 in turn — a zero one 1/64, ¼, 1 or 4; a move is kept when it
+beats the best so far by more than TOLERANCE; passes repeat until none moves). A term that changes no page
+(×0 scores the same: no follow graph, say) is left alone. The result is registered as a version of
+LEARNED_HEURISTIC with every point measured, and promoted when it differs from the derived windows and
+default weights — served by every engine of the dataset unless the config sets the field (`--set` wins).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from foryou.training.pipeline import dataset_fingerprint
 from foryou.vocab import HOUR
 
 WINDOW_GRID = (24, 168, 720, 2160, 8760)  # hours: a day, a week, a month, a quarter, a year
-STEPS = (0.0, 0.25, 4.0, 16.0)  # × the current weight (a zero weight tries the default × ¼, 1, 4 instead)
+STEPS = (0.0, 0.25, 4.0, 16.0)  # × the current weight
+FROM_ZERO = (1 / 64, 0.25, 1.0, 4.0)  # a zero weight's trials: the smallest acts as a tie-break
 TOLERANCE = 1e-3  # relative NDCG gain a move needs: sampling noise on a few hundred users is not a win
 MAX_PASSES = 3
 
@@ -119,7 +120,7 @@ def _ascend(weights: dict[str, float], names: list[str], score: Any, progress: P
             if name in inert:
                 continue
             v = weights[name]
-            steps = [v * s for s in STEPS] if v else [0.25, 1.0, 4.0]
+            steps = [v * s for s in STEPS] if v else list(FROM_ZERO)
             for value in steps:
                 trial = {**weights, name: float(value)}
                 got = score(trial)

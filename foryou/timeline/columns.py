@@ -32,6 +32,8 @@ SIMCLUSTERS_SCORE = Column("simclusters_score", "float32", "cosine of Interested
                            "post_features")
 RELATED = Column("related", "float32", "Σ co-engagement similarity to the viewer's recent engagements",
                  "post_features")
+AUTHOR_AFFINITY = Column("author_affinity", "float32", "the viewer's recent engagements with the author",
+                         "post_features")
 TRENDING_COUNT = Column("trending_count", "float32", "positive engagements in the trending count window",
                         "post_features")
 POST_RATE = Column("post_rate", "float32", "the post's smoothed positive-engagement rate", "post_features")
@@ -65,8 +67,8 @@ NETWORK_REASON = Column("network_reason", "object", "in- or out-of-network, why,
 EXPLANATION = Column("explanation", "object", "why the post is here (explain=True)", "explanation")
 
 CANDIDATE_COLUMNS = (POST_ROW, POST_ID, AUTHOR_ROW, RETRIEVAL_SCORE, SOURCE, LIGHT_SCORE, FEATURES, AGE_H,
-                     IN_NETWORK, REALGRAPH, SOCIAL_PROOF, TOPIC_AFFINITY, SIMCLUSTERS_SCORE, RELATED, TRENDING_COUNT,
-                     POST_RATE, AUTHOR_RATE,
+                     IN_NETWORK, REALGRAPH, SOCIAL_PROOF, TOPIC_AFFINITY, SIMCLUSTERS_SCORE, RELATED, AUTHOR_AFFINITY,
+                     TRENDING_COUNT, POST_RATE, AUTHOR_RATE,
                      *FLAGS, *PREDICTIONS.values(), UTILITY, HEAVY_SCORE, SCORE, LIKED_BY, NETWORK_REASON, EXPLANATION)
 
 # -- query features --------------------------------------------------------------------------------
@@ -85,9 +87,13 @@ PROOF_EDGES = Feature("proof_edges", "(post rows, user rows) of every engagement
 RELATED_POSTS = Feature("related_posts", "post rows co-engaged with the viewer's recent engagements (sorted)",
                         "related_posts")
 RELATED_SCORES = Feature("related_scores", "their summed similarity (float32, aligned)", "related_posts")
+ENGAGED_AUTHORS = Feature("engaged_authors", "user rows whose posts the viewer engaged with recently (sorted)",
+                          "engaged_authors")
+ENGAGED_AUTHOR_COUNTS = Feature("engaged_author_counts", "the viewer's engagements with each (aligned)",
+                                "engaged_authors")
 TOPIC_PROFILE = Feature("topic_profile", "smoothed share of the viewer's positives per topic", "interests")
 TOPIC_ENGAGEMENTS = Feature("topic_engagements", "the viewer's positive engagements with a topic", "interests")
 
 QUERY_FEATURES = (FOLLOWS, TOP_FOLLOWS, TOP_FOLLOW_WEIGHTS, SEEN, BLOCKED_AUTHORS, FATIGUE_AUTHORS, FATIGUE_TIMES,
-                  PROOF_POSTS, PROOF_COUNT, PROOF_SCORE, PROOF_EDGES, RELATED_POSTS, RELATED_SCORES, TOPIC_PROFILE,
-                  TOPIC_ENGAGEMENTS)
+                  PROOF_POSTS, PROOF_COUNT, PROOF_SCORE, PROOF_EDGES, RELATED_POSTS, RELATED_SCORES, ENGAGED_AUTHORS,
+                  ENGAGED_AUTHOR_COUNTS, TOPIC_PROFILE, TOPIC_ENGAGEMENTS)

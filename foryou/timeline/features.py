@@ -27,9 +27,9 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
     name = "post_features"
     reads = (c.POST_ROW, c.AUTHOR_ROW)
     needs = (c.FOLLOWS, c.TOP_FOLLOWS, c.TOP_FOLLOW_WEIGHTS, c.PROOF_POSTS, c.PROOF_COUNT, c.TOPIC_PROFILE,
-             c.RELATED_POSTS, c.RELATED_SCORES)
+             c.RELATED_POSTS, c.RELATED_SCORES, c.ENGAGED_AUTHORS, c.ENGAGED_AUTHOR_COUNTS)
     writes = (c.FEATURES, c.AGE_H, c.IN_NETWORK, c.REALGRAPH, c.SOCIAL_PROOF, c.TOPIC_AFFINITY, c.SIMCLUSTERS_SCORE,
-              c.RELATED, c.TRENDING_COUNT, c.POST_RATE, c.AUTHOR_RATE, *c.FLAGS)
+              c.RELATED, c.AUTHOR_AFFINITY, c.TRENDING_COUNT, c.POST_RATE, c.AUTHOR_RATE, *c.FLAGS)
 
     def __init__(self, state: TimelineState):
         self.state = state
@@ -64,6 +64,8 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
         realgraph = lookup_per_query(authors, segments, feature(c.TOP_FOLLOWS), feature(c.TOP_FOLLOW_WEIGHTS), 0.0)
         social = lookup_per_query(rows, segments, feature(c.PROOF_POSTS), feature(c.PROOF_COUNT), 0)
         related = lookup_per_query(rows, segments, feature(c.RELATED_POSTS), feature(c.RELATED_SCORES), 0.0)
+        affinity = lookup_per_query(authors, segments, feature(c.ENGAGED_AUTHORS), feature(c.ENGAGED_AUTHOR_COUNTS),
+                                    0.0)
         profiles = np.stack(feature(c.TOPIC_PROFILE))  # queries × topics
         topic = idx.topic[rows].astype(np.int64)
         topic_affinity = np.where(topic >= 0, profiles[seg, np.maximum(topic, 0)], 1.0 / profiles.shape[1])
@@ -76,6 +78,7 @@ class PostFeatureHydrator(FeatureHydrator[TimelineQuery]):
             c.TOPIC_AFFINITY: topic_affinity.astype(np.float32),
             c.SIMCLUSTERS_SCORE: self._simclusters(queries, rows, segments),
             c.RELATED: np.asarray(related, dtype=np.float32),
+            c.AUTHOR_AFFINITY: np.asarray(affinity, dtype=np.float32),
             c.TRENDING_COUNT: trending_counts(s, rows).astype(np.float32),
             c.POST_RATE: col("post_rate"),
             c.AUTHOR_RATE: col("author_rate"),

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from foryou.graph.related import SEEDS
+from foryou.graph.related import PER_USER, SEEDS
 from foryou.mixer import QueryHydrator
 from foryou.timeline import columns as c
 from foryou.timeline.query import TimelineQuery
-from foryou.timeline.state import UsesState
+from foryou.timeline.state import TimelineState, UsesState
 
 
 class _StateHydrator(UsesState, QueryHydrator[TimelineQuery]):
@@ -100,13 +100,30 @@ class RelatedPostsHydrator(_StateHydrator):
     provides = (c.RELATED_POSTS, c.RELATED_SCORES)
 
     def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
-        s = self.state
-        related = s.index.related
-        positives, _ = s.overlay.uteg_rows(np.array([query.user_row], np.int64))
-        live = positives[len(s.index.uteg.row(query.user_row)):]  # the overlay appends after the index's
-        seeds = np.r_[live, related.engaged_by(query.user_row)]
-        posts, scores = related.score(np.unique(seeds[:SEEDS]))
+        posts, scores = self.state.index.related.score(np.unique(recent_engagements(self.state, query.user_row, SEEDS)))
         return {c.RELATED_POSTS: posts, c.RELATED_SCORES: scores}
+
+
+class EngagedAuthorsHydrator(_StateHydrator):
+    """The accounts whose posts the viewer engaged with recently (RealGraph's interaction edges, followed or
+    not), with how often: where no follow graph exists, the strongest sign of whom a viewer reads."""
+
+    name = "engaged_authors"
+    provides = (c.ENGAGED_AUTHORS, c.ENGAGED_AUTHOR_COUNTS)
+
+    def hydrate(self, query: TimelineQuery) -> dict[str, Any]:
+        posts = recent_engagements(self.state, query.user_row, PER_USER)
+        authors, counts = np.unique(self.state.index.author_row[posts], return_counts=True)
+        mine = authors != query.user_row
+        return {c.ENGAGED_AUTHORS: authors[mine], c.ENGAGED_AUTHOR_COUNTS: counts[mine].astype(np.float32)}
+
+
+def recent_engagements(state: TimelineState, user_row: int, n: int) -> np.ndarray:
+    """The viewer's most recent non-negative engagements (post rows, newest first, at most `n`): the live ones
+    since the build, then the index's."""
+    positives, _ = state.overlay.uteg_rows(np.array([user_row], np.int64))
+    live = positives[len(state.index.uteg.row(user_row)):][::-1]  # the overlay appends after the index's
+    return np.asarray(np.r_[live, state.index.related.engaged_by(user_row, n)][:n], np.int64)
 
 
 class InterestHydrator(_StateHydrator):

@@ -16,6 +16,7 @@ from foryou.timeline.exploration import ExplorationScorer
 from foryou.timeline.features import PostFeatureHydrator
 from foryou.timeline.gates import UserKnownGate
 from foryou.timeline.hydrators import (
+    EngagedAuthorsHydrator,
     FollowsHydrator,
     InterestHydrator,
     NegativeFeedbackHydrator,
@@ -27,8 +28,9 @@ from foryou.timeline.query import TimelineQuery
 from foryou.timeline.selectors import DiversitySelector, MixSelector, NetworkCapSelector, TopKSelector
 from foryou.timeline.state import TimelineState
 
-SOURCES = (src.InNetworkSource, src.UtegSource, src.RelatedPostsSource, src.SimClustersSource,
-           src.EmbeddingAnnSource, src.FollowRecommendationSource, src.TopicTrendingSource, src.TrendingSource)
+SOURCES = (src.InNetworkSource, src.UtegSource, src.RelatedPostsSource, src.EngagedAuthorsSource,
+           src.SimClustersSource, src.EmbeddingAnnSource, src.FollowRecommendationSource, src.TopicTrendingSource,
+           src.TrendingSource)
 
 ForYouPipeline = ProductPipeline[TimelineQuery]
 
@@ -49,7 +51,8 @@ def for_you_pipeline(state: TimelineState) -> ForYouPipeline:
         name="for_you",
         gates=(UserKnownGate(),),
         query_hydrators=(FollowsHydrator(state), SeenHydrator(state), NegativeFeedbackHydrator(state),
-                         SocialProofHydrator(state), RelatedPostsHydrator(state), InterestHydrator(state)),
+                         SocialProofHydrator(state), RelatedPostsHydrator(state), EngagedAuthorsHydrator(state),
+                         InterestHydrator(state)),
         candidate_pipelines=candidate_pipelines,
         dedup_column=c.POST_ID,
         filters=global_filters,

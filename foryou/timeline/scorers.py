@@ -87,8 +87,8 @@ class HeavyRanker(_StateScorer):
 
     name = "heavy_ranker"
     reads = (c.POST_ROW, c.TOPIC_AFFINITY, c.POST_RATE, c.AUTHOR_RATE, c.REALGRAPH, c.SOCIAL_PROOF,
-             c.SIMCLUSTERS_SCORE, c.RELATED, c.TRENDING_COUNT, c.HAS_MEDIA, c.IN_NETWORK, c.AGE_H, c.IS_NSFW,
-             c.IS_TOXIC, c.IS_SPAM, c.IS_MISINFO)
+             c.SIMCLUSTERS_SCORE, c.RELATED, c.AUTHOR_AFFINITY, c.TRENDING_COUNT, c.HAS_MEDIA, c.IN_NETWORK,
+             c.AGE_H, c.IS_NSFW, c.IS_TOXIC, c.IS_SPAM, c.IS_MISINFO)
     needs = (c.TOPIC_PROFILE,)
     writes = (*c.PREDICTIONS.values(), c.UTILITY, c.HEAVY_SCORE, c.SCORE)
 
@@ -146,8 +146,8 @@ class HeavyRanker(_StateScorer):
     def positives_only_logit(self, n_topics: int, batch: CandidateBatch, segments: Segments) -> np.ndarray:
         """The interest logit where no impressions were logged: recent popularity (the trending count window),
         all-time popularity, co-engagement with the viewer's engagements (÷ their best candidate's: scale-free),
-        topic affinity, social proof, SimClusters and RealGraph. Terms are logs of counts or bounded, so the
-        order does not depend on the dataset's size."""
+        engagements with the author, topic affinity, social proof, SimClusters and RealGraph. Terms are logs of
+        counts or bounded, so the order does not depend on the dataset's size."""
         w = self.state.config.timeline.heuristics.heavy_ranker.positives_only
         related = batch[c.RELATED]
         best = np.zeros(len(segments), np.float32)
@@ -158,7 +158,8 @@ class HeavyRanker(_StateScorer):
                        + w.social_proof * np.log1p(batch[c.SOCIAL_PROOF])
                        + w.simclusters * batch[c.SIMCLUSTERS_SCORE]
                        + w.realgraph * batch[c.REALGRAPH]
-                       + w.in_network * batch[c.IN_NETWORK], np.float64)
+                       + w.in_network * batch[c.IN_NETWORK]
+                       + w.author_affinity * np.log1p(batch[c.AUTHOR_AFFINITY]), np.float64)
         if w.popularity:
             z += w.popularity * np.log1p(self.state.index.positives_total(batch[c.POST_ROW]))
         # Relative to the viewer's best candidate: counts in the hundreds would saturate every head near 1

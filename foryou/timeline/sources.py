@@ -89,6 +89,27 @@ class RelatedPostsSource(_ProofPostsSource):
     needs = (c.RELATED_POSTS, c.RELATED_SCORES)
 
 
+class EngagedAuthorsSource(_Source):
+    """Recent posts of the accounts the viewer engages with most but does not follow (the in-network source
+    covers follows), scored by those engagements, newest first among equals."""
+
+    name = "engaged_authors"
+    needs = (c.ENGAGED_AUTHORS, c.ENGAGED_AUTHOR_COUNTS, c.FOLLOWS)
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        authors, counts = query.features[c.ENGAGED_AUTHORS], query.features[c.ENGAGED_AUTHOR_COUNTS]
+        fresh = ~np.isin(authors, query.features[c.FOLLOWS])
+        authors, counts = authors[fresh], counts[fresh]
+        best = top_k(counts.astype(np.float64), self.cfg.engaged_authors_top)
+        authors, counts = authors[best], counts[best]
+        idx = self.state.index
+        rows = idx.recent_posts_by(authors, query.now - int(self.cfg.max_age_hours * HOUR), query.now + 1)
+        order = np.argsort(authors)
+        score = counts[order][np.searchsorted(authors[order], idx.author_row[rows])]
+        keep = top_k(score + 1e-9 * (idx.created_at[rows] - query.now), self.cfg.engaged_authors)
+        return self.batch(rows[keep], score[keep])
+
+
 class SimClustersSource(_Source):
     """SimClusters ANN: the viewer's InterestedIn communities → their top recent posts."""
 

@@ -165,3 +165,9 @@ def test_trending_can_count_every_engagement_of_rated_data(tmp_path: Path) -> No
         assert idx.positives_total(np.array([m1, m2, len(idx.post_id) + 5])).tolist() == [1, 2, 0]
     finally:
         engine.close()
+
+
+def test_nothing_is_learned_from_too_little_validation_signal(taste_catalog: Path, tmp_path: Path) -> None:
+    verdict = tune_heuristic(taste_catalog, ForYouConfig(), tmp_path, max_users=12)  # 12 users: < 20 can hit
+    assert verdict is not None and not verdict.promoted and "too little signal" in verdict.line(), verdict
+    assert ModelRegistry(models_dir(tmp_path)).promoted(LEARNED_HEURISTIC) is None

@@ -112,13 +112,20 @@ def page_ndcg(engine: RecommendationEngine, split: ValidationSplit, k: int = K,
               overrides: dict[str, Any] | None = None) -> float:
     """Mean NDCG@k of the pages the engine serves the split's users at its start (`overrides`: a config
     override tree, served by its own pipeline)."""
+    per_user = page_ndcgs(engine, split, k, overrides)
+    return float(per_user.mean()) if len(per_user) else 0.0
+
+
+def page_ndcgs(engine: RecommendationEngine, split: ValidationSplit, k: int = K,
+               overrides: dict[str, Any] | None = None) -> np.ndarray:
+    """NDCG@k per user of the split (in its order): what `page_ndcg` averages, for paired comparisons."""
     n = max(int(engine.config.timeline.mixing.page_size), k)
     pages = [engine.recommend_many(split.users[lo:lo + USERS_PER_CALL], n=n, now=split.as_of,
                                    overrides=overrides).post_id
              for lo in range(0, len(split.users), USERS_PER_CALL)]
     recs = np.concatenate([p[:, :k] for p in pages]) if pages else np.empty((0, k), np.int64)
     hits = hits_matrix(recs, split.truth_user, split.truth_post)
-    return float(ndcg_at_k(hits, split.n_relevant, k).mean()) if len(recs) else 0.0
+    return np.asarray(ndcg_at_k(hits, split.n_relevant, k), np.float64) if len(recs) else np.zeros(0)
 
 
 def gate(path: Path, candidates: dict[str, int], config: ForYouConfig | None = None, state: Path | None = None,

@@ -12,6 +12,16 @@ class Strict(BaseModel):
     # nan: floats must be finite; ranges are checked per field below.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: Any) -> Any:
+        """pydantic reads `false` as 0.0 for a number: an experiment arm's `"age": false` is a mistake."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(data.get(name), bool) and field.annotation in (int, float):
+                    raise ValueError(f"{name} is a number, not {str(data[name]).lower()}")
+        return data
+
 
 WEIGHT_BOUND = 10_000.0  # |weight|: X's largest is 369 (report); a bigger one is a typo or an attack
 # ~114 years: "all of history" for any dataset (catalogs use 8,760 h), bounded so time maths stays finite

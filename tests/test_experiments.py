@@ -126,9 +126,13 @@ def test_store_rules(tmp_path):
         store.create(_exp("d", layer="other"))  # overlapping experiments may not change the same key
     with pytest.raises(ValueError, match="extra"):
         _exp("e", arms=[{"name": "x"}, {"name": "y", "overrides": {"timeline": {"nope": 1}}}])
+    age = {"timeline": {"heuristics": {"light_ranker": {"age": False}}}}  # a number written as a boolean (the fuzzer)
+    with pytest.raises(ValueError, match="age is a number, not false"):
+        _exp("f", arms=[{"name": "x"}, {"name": "y", "overrides": age}])
     assert [e.name for e in ExperimentStore(tmp_path).list()] == ["a", "b"]
     store.set_status("a", "stopped")
-    assert [e.name for e in store.running()] == ["b"]
+    assert [e.name for e in store.running()] == ["b"]  # the parsed list follows the file: a write is seen at once
+    assert [e.status for e in ExperimentStore(tmp_path).list()] == ["stopped", "running"]
 
 
 class _FakeEngine:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup  # a BaseExceptionGroup: `except Exception` misses it
 
 from foryou.service import cursor as cursors
 from foryou.service.app import ServeSettings, create_app
@@ -56,7 +57,7 @@ def _fuzz(app, headers: dict[str, str] | None) -> tuple[dict[str, int], dict[int
                     call()
                 except Unsatisfiable:  # nothing to make invalid (/healthz, ...)
                     assert mode == GenerationMode.NEGATIVE
-                except Exception as exc:  # collect every operation's failures, then fail once
+                except (Exception, FailureGroup) as exc:  # collect every operation's failures, then fail once
                     failures.append(f"{op.label} [{mode.value}]: {exc}"[:3000])
     return cases, statuses, failures
 

@@ -28,6 +28,7 @@ class ExperimentStore:
     def __init__(self, dataset_dir: str | Path, state: str | Path | None = None):
         self.root = state_dir(dataset_dir, state) / EXPERIMENTS_DIR
         self._lock = threading.Lock()
+        self._parsed: tuple[tuple[int, int, int], list[Experiment]] | None = None
 
     @property
     def definitions_path(self) -> Path:
@@ -38,10 +39,17 @@ class ExperimentStore:
         return self.root / LOG
 
     def list(self) -> list[Experiment]:
-        if not self.definitions_path.exists():
+        """The stored experiments, parsed again only when the file changed (validating every arm's overrides
+        costs milliseconds per experiment, and every experiment request lists them)."""
+        try:
+            st = os.stat(self.definitions_path)
+        except FileNotFoundError:
             return []
-        raw = json.loads(self.definitions_path.read_text())
-        return [Experiment.model_validate(e) for e in raw["experiments"]]
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)  # written atomically: a new file, a new inode
+        if self._parsed is None or self._parsed[0] != key:
+            raw = json.loads(self.definitions_path.read_text())
+            self._parsed = (key, [Experiment.model_validate(e) for e in raw["experiments"]])
+        return builtins.list(self._parsed[1])
 
     def get(self, name: str) -> Experiment:
         for e in self.list():

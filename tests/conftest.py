@@ -5,6 +5,8 @@ and the library's JSON-lines log goes to a tmp file (`FORYOU_LOG`, read when `fo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,3 +36,23 @@ def tiny_world_dir(tiny_world: World, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("worlds") / "tiny"
     tiny_world.write(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def foryou_cli(tmp_path_factory):
+    """Runs the CLI in a pytest tmp dir only: its cwd and its log (FORYOU_LOG) are written there."""
+    base = tmp_path_factory.getbasetemp().resolve()
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        assert Path(cwd).resolve().is_relative_to(base), f"{cwd}: tests write only under {base}"
+        return _foryou(*args, cwd=Path(cwd))
+
+    return run
+
+
+def _foryou(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Use the `foryou_cli` fixture, which keeps cwd (and so the log) inside pytest's tmp dir."""
+    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": "160", "PATH": "/usr/bin:/bin",
+                               "FORYOU_STATE_DIR": os.environ["FORYOU_STATE_DIR"]},
+                          timeout=600)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -183,18 +180,6 @@ def test_blind_oracles_lose_only_what_their_latent_decides(ds, tiny_world_dir):
     np.testing.assert_allclose(u["oracle_blind_to_taste"]["served"], u["oracle_blind_to_taste"]["oracle"], rtol=1e-5)
 
 
-@pytest.fixture(scope="session")
-def foryou_cli(tmp_path_factory):
-    """Runs the CLI in a pytest tmp dir only: its cwd and its log (FORYOU_LOG) are written there."""
-    base = tmp_path_factory.getbasetemp().resolve()
-
-    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-        assert Path(cwd).resolve().is_relative_to(base), f"{cwd}: tests write only under {base}"
-        return _foryou(*args, cwd=Path(cwd))
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def eval_report(tiny_world_dir, tmp_path_factory, foryou_cli):
     """`foryou eval` on the tiny world once: (report directory, the finished process)."""
@@ -295,11 +280,3 @@ def test_eval_user_mistakes_are_one_line(tiny_world_dir, tmp_path, foryou_cli):
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert r.returncode == code and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
         assert what in lines[0] and "Traceback" not in r.stderr
-
-
-def _foryou(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Use the `foryou_cli` fixture, which keeps cwd (and so the log) inside pytest's tmp dir."""
-    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"FORYOU_LOG": str(cwd / "log.jsonl"), "COLUMNS": "160", "PATH": "/usr/bin:/bin",
-                               "FORYOU_STATE_DIR": os.environ["FORYOU_STATE_DIR"]},
-                          timeout=600)

@@ -3,6 +3,7 @@ window and the positives-only weights — and the engine serves it unless the co
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,18 @@ def test_nothing_is_learned_from_too_little_validation_signal(taste_catalog: Pat
     verdict = tune_heuristic(taste_catalog, ForYouConfig(), tmp_path, max_users=12)  # 12 users: < 20 can hit
     assert verdict is not None and not verdict.promoted and "too little signal" in verdict.line(), verdict
     assert ModelRegistry(models_dir(tmp_path)).promoted(LEARNED_HEURISTIC) is None
+
+
+def test_eval_learns_the_heuristic_once_where_train_did_not(taste_catalog: Path, tmp_path: Path, foryou_cli) -> None:
+    """`foryou eval` tunes the baselines on validation, and our heuristic there too — once."""
+    state = tmp_path / "state"
+    args = ("eval", str(taste_catalog), "--report", str(tmp_path / "r"), "--baselines", "popularity",
+            "--state-dir", str(state))
+    first = foryou_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "heuristic v1: validation page NDCG@10" in first.stdout and "→ promoted" in first.stdout, first.stdout
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["learned_heuristic"]["promoted"] and metrics["models"]["heuristic"].startswith("v1 (promoted)")
+    again = foryou_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "heuristic v" not in again.stdout, again.stdout  # learned already
+    assert ModelRegistry(models_dir(state)).promoted(LEARNED_HEURISTIC).version == 1

@@ -45,7 +45,8 @@ def eval_(
                                                "protocol)")] = "temporal",
     users: Annotated[str, typer.Option(help="whom to evaluate: all, cold (no positive engagement before the "
                                             "split), warm (≥ 5) or N (a seeded sample of N users)")] = "all",
-    tune: Annotated[bool, typer.Option(help="tune the baselines' hyperparameters on the validation split")] = True,
+    tune: Annotated[bool, typer.Option(help="tune the baselines' hyperparameters on the validation split (and, "
+                                            "once, our heuristic where `foryou train` has not)")] = True,
     seed: Annotated[int, typer.Option(help="seed of the user sample, bootstrap and random baseline")] = 0,
     oracle: Annotated[bool, typer.Option(help="compare with the oracle (synthetic worlds)")] = True,
     set_: SetOption = None,
@@ -60,17 +61,25 @@ def eval_(
     segment, max_users = _users(users)
     dataset_dir(dataset)
     from foryou.eval.evaluator import evaluate
+    from foryou.eval.heuristic import learn_if_unlearned
     from foryou.eval.report import write_report
     from foryou.timeline.windows import resolve_for, small_catalog_note
 
-    config = resolve_for(dataset, load_config(set_), state_dir)  # the baselines' catalog uses the engine's windows
-
     with progress_bars() as bar:
+        # as the baselines are tuned on validation, so is our heuristic, once (unless `foryou train` did)
+        learned = learn_if_unlearned(dataset, load_config(set_), state_dir, bar) \
+            if tune and protocol == "temporal" else None
+        config = resolve_for(dataset, load_config(set_), state_dir)  # the baselines' catalog uses the engine's windows
         result = evaluate(dataset, protocol, chosen, config, max_users=max_users, seed=seed, oracle=oracle,
                           progress=bar, state=state_dir, segment=segment, tune=tune)
+        if learned is not None:
+            result["learned_heuristic"] = learned.record()
         bar("report", 0.0)
         json_path, html_path = write_report(result, report)
         bar("report", 1.0)
+    if learned is not None:
+        console.print(learned.line(), style="green" if learned.promoted else "yellow", markup=False, highlight=False,
+                      soft_wrap=True)
     print_eval(result)
     note = small_catalog_note(result["catalog_size"], result["page_size"],
                               config.timeline.sources.max_age_hours)

@@ -50,6 +50,18 @@ MIN_USERS_WITH_HITS = 20  # fewer validation users with any hit on the derived p
 MAX_PASSES = 3
 
 
+def learn_if_unlearned(path: Path, config: ForYouConfig | None = None, state: Path | None = None,
+                       progress: Progress | None = None) -> Verdict | None:
+    """`tune_heuristic` unless the state directory's registry already holds a learned heuristic (promoted or
+    not): `foryou eval` tunes its baselines on validation, and learns ours there too the first time, so a
+    dataset evaluated without `foryou train` is compared on equal terms."""
+    if LEARNED_HEURISTIC in ModelRegistry(models_dir(state_dir(path, state))).names():
+        return None
+    gating = (config or ForYouConfig()).training.promotion
+    return tune_heuristic(path, config, state, min_gain=gating.min_gain, max_users=gating.max_users,
+                          seed=gating.seed, progress=progress)
+
+
 def _override(weights: dict[str, float], trending: tuple[float, str]) -> dict[str, Any]:
     window, counted = trending
     return {"timeline": {"sources": {"trending_count_hours": window, "trending_counts": counted},

@@ -75,14 +75,14 @@ def test_a_model_that_loses_on_validation_is_not_promoted_and_the_registry_says_
 
 
 def _scripted(monkeypatch: pytest.MonkeyPatch, by_version: dict[str, float], seen: list[str]) -> None:
-    """page_ndcg by what the engine's heavy-ranker slot serves (its status line): the decisions below do not
-    hang on how well a 2-epoch model ranks a tiny world, and the status proves the candidate was swapped in."""
-    def fake(engine: RecommendationEngine, split, k: int = 10) -> float:
+    """Every user's page NDCG by what the engine's heavy-ranker slot serves (its status line): the decisions below
+    do not hang on how well a 2-epoch model ranks a tiny world, and the status proves the candidate was swapped in."""
+    def fake(engine: RecommendationEngine, split, k: int = 10, overrides=None) -> np.ndarray:
         slot = engine.model_status.get("heavy_ranker", "")
         seen.append(slot.split(" (")[0] if slot.startswith("v") else "heuristic")
-        return by_version[seen[-1]]
+        return np.full(len(split.users), by_version[seen[-1]])
 
-    monkeypatch.setattr("foryou.eval.promotion.page_ndcg", fake)
+    monkeypatch.setattr("foryou.eval.promotion.page_ndcgs", fake)
 
 
 def test_promote_forces_and_no_promote_never_promotes(trained, monkeypatch):
@@ -149,3 +149,20 @@ def test_config_carries_the_gate_settings():
     cfg = ForYouConfig.model_validate({"training": {"promotion": {"min_gain": 0.01, "max_users": 100}}})
     assert cfg.training.promotion.min_gain == 0.01 and cfg.training.promotion.max_users == 100
     assert ForYouConfig().training.promotion.min_gain == 0.0
+
+
+def test_a_win_from_a_few_lucky_hits_is_not_promoted(trained, monkeypatch):
+    """One user in the sample finds something on the candidate's pages, nobody on the served ones: a "gain",
+    but no evidence (the minirecsys data's RealGraph was promoted on one hit in 500 users)."""
+    path, reg = trained
+    _reset(reg)
+
+    def lucky(engine: RecommendationEngine, split, k: int = 10, overrides=None) -> np.ndarray:
+        out = np.zeros(len(split.users))
+        out[0] = 0.5 if engine.model_status.get("heavy_ranker", "").startswith("v") else 0.0
+        return out
+
+    monkeypatch.setattr("foryou.eval.promotion.page_ndcgs", lucky)
+    [verdict] = gate(path, {"heavy_ranker": 2})
+    assert not verdict.promoted and "too little signal: 1 validation users" in verdict.reason, verdict
+    assert reg.promoted("heavy_ranker") is None

@@ -27,6 +27,7 @@ from foryou.config import ForYouConfig
 from foryou.data.dataset import Dataset
 from foryou.data.state import models_dir, state_dir
 from foryou.eval.promotion import (
+    MIN_USERS_WITH_HITS,
     Progress,
     ValidationSplit,
     Verdict,
@@ -46,7 +47,6 @@ WINDOW_GRID = (24, 168, 720, 2160, 8760)  # hours: a day, a week, a month, a qua
 STEPS = (0.0, 0.25, 4.0, 16.0)  # × the current weight
 FROM_ZERO = (1 / 64, 0.25, 1.0, 4.0)  # a zero weight's trials: the smallest acts as a tie-break
 TOLERANCE = 1e-3  # relative NDCG gain a move needs (not float noise)
-MIN_USERS_WITH_HITS = 20  # fewer validation users with any hit on the derived pages: no signal to learn from
 MAX_PASSES = 3
 
 

@@ -42,6 +42,9 @@ GATED = ("realgraph", "light_ranker_in_network", "light_ranker_out_of_network", 
 MAX_USERS = 500  # validation users sampled (seeded): the gate's cost stays a few engine passes
 K = 10
 USERS_PER_CALL = 200
+# fewer validation users with any hit on a candidate's pages: a "win" is a few lucky hits (one in 500 users on
+# the minirecsys data), so nothing is promoted or learned from it
+MIN_USERS_WITH_HITS = 20
 Progress = Callable[[str, float], None]
 
 
@@ -162,8 +165,9 @@ def gate(path: Path, candidates: dict[str, int], config: ForYouConfig | None = N
                               False, f"cannot be served: {status.get(name)}")
             if name in loaded:
                 _swap(engine, name, loaded[name], status[name])
-                ndcg = page_ndcg(engine, split)
-                verdict = _judge(verdict, ndcg, served, force, min_gain)
+                per_user = page_ndcgs(engine, split)
+                ndcg = float(per_user.mean())
+                verdict = _judge(verdict, ndcg, served, force, min_gain, int((per_user > 0).sum()))
                 notes = [verdict.reason]
                 if "serving vectors" in status[name]:  # an older two-tower without validation vectors
                     notes.append("optimistic: vectors see validation")
@@ -184,11 +188,14 @@ def gate(path: Path, candidates: dict[str, int], config: ForYouConfig | None = N
         progress("validation pages", 1.0)
 
 
-def _judge(verdict: Verdict, ndcg: float, served: float, force: bool | None, min_gain: float) -> Verdict:
-    """The verdict once the candidate's pages are measured: it wins by more than `min_gain`, or is forced."""
-    wins = ndcg > served + min_gain
-    reason = "forced by --promote" if force else "--no-promote" if force is False else \
-        "" if wins else "no better than served" if min_gain == 0 else f"gains no more than min_gain {min_gain:g}"
+def _judge(verdict: Verdict, ndcg: float, served: float, force: bool | None, min_gain: float, found: int) -> Verdict:
+    """The verdict once the candidate's pages are measured: it wins by more than `min_gain` with at least
+    MIN_USERS_WITH_HITS users finding something on its pages (`found`), or is forced."""
+    wins = ndcg > served + min_gain and found >= MIN_USERS_WITH_HITS
+    reason = "forced by --promote" if force else "--no-promote" if force is False else "" if wins else \
+        (f"too little signal: {found} validation users find anything (< {MIN_USERS_WITH_HITS})"
+         if ndcg > served + min_gain else
+         "no better than served" if min_gain == 0 else f"gains no more than min_gain {min_gain:g}")
     return replace(verdict, candidate_ndcg=round(ndcg, 6), promoted=wins if force is None else force, reason=reason)
 
 

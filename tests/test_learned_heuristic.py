@@ -51,6 +51,12 @@ def burst_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write(tmp_path_factory.mktemp("burst"), lines)
 
 
+# the weights as configured (their defaults): these tests are about the window, and the ascent would cost seconds
+WINDOW_ONLY = ForYouConfig.model_validate(parse_overrides(
+    [f"timeline.heuristics.heavy_ranker.positives_only.{k}={v}" for k, v in
+     ForYouConfig().timeline.heuristics.heavy_ranker.positives_only.model_dump().items()]))
+
+
 def _trending(engine: RecommendationEngine) -> float:
     return float(engine.config.timeline.sources.trending_count_hours)
 
@@ -58,7 +64,7 @@ def _trending(engine: RecommendationEngine) -> float:
 def test_a_longer_window_that_wins_on_validation_is_learned_and_served(burst_catalog: Path) -> None:
     derived = resolve_for(burst_catalog, learned=False).timeline.sources.trending_count_hours
     assert derived == 24  # the burst makes the derived window short
-    verdict = tune_heuristic(burst_catalog, ForYouConfig(), None)
+    verdict = tune_heuristic(burst_catalog, WINDOW_ONLY, None)
     assert verdict is not None and verdict.model == LEARNED_HEURISTIC and verdict.promoted, verdict
     entry = ModelRegistry(models_dir(state_dir(burst_catalog))).promoted(LEARNED_HEURISTIC)
     assert entry is not None and entry.version == verdict.version
@@ -93,13 +99,13 @@ def test_a_longer_window_that_wins_on_validation_is_learned_and_served(burst_cat
 
 
 def test_the_derived_window_stays_unless_beaten_by_min_gain(burst_catalog: Path, tmp_path: Path) -> None:
-    verdict = tune_heuristic(burst_catalog, ForYouConfig(), tmp_path / "state", min_gain=1.0)
+    verdict = tune_heuristic(burst_catalog, WINDOW_ONLY, tmp_path / "state", min_gain=1.0)
     assert verdict is not None and not verdict.promoted and verdict.candidate_ndcg == verdict.served_ndcg
     assert ModelRegistry(models_dir(tmp_path / "state")).promoted(LEARNED_HEURISTIC) is None
     derived = resolve_for(burst_catalog, state=tmp_path / "state").timeline.sources.trending_count_hours
     assert derived == resolve_for(burst_catalog, learned=False).timeline.sources.trending_count_hours
     assert heuristic_status(tmp_path / "state").startswith("derived")
-    assert tune_heuristic(burst_catalog, ForYouConfig(), tmp_path / "other", force=False) is not None
+    assert tune_heuristic(burst_catalog, WINDOW_ONLY, tmp_path / "other", force=False) is not None
     assert ModelRegistry(models_dir(tmp_path / "other")).promoted(LEARNED_HEURISTIC) is None  # --no-promote
 
 
@@ -177,7 +183,7 @@ def test_nothing_is_learned_from_too_little_validation_signal(taste_catalog: Pat
 def test_eval_learns_the_heuristic_once_where_train_did_not(taste_catalog: Path, tmp_path: Path, foryou_cli) -> None:
     """`foryou eval` tunes the baselines on validation, and our heuristic there too — once."""
     state = tmp_path / "state"
-    args = ("eval", str(taste_catalog), "--report", str(tmp_path / "r"), "--baselines", "popularity",
+    args = ("eval", str(taste_catalog), "--report", str(tmp_path / "r"), "--baselines", "none",
             "--state-dir", str(state))
     first = foryou_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr

@@ -58,7 +58,8 @@ class HashedEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.table(hash_rows(ids, self.buckets))  # (..., HASHES, width)
         # Σₕ rowsₕ · projectₕ as one matmul over the concatenated rows
-        return rows.flatten(-2) @ self.project.flatten(0, 1)
+        out: torch.Tensor = rows.flatten(-2) @ self.project.flatten(0, 1)
+        return out
 
 
 def rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,6 @@
 add_content, follow / unfollow, train_models, create_experiment, get_experiment_results — sync, and
 async as `a`-prefixed twins — with the platform's own ids (strings on datasets imported with them)."""
 
-from foryou.api.platform import AgentPlatform, Feed, FeedItem
+from foryou.api.platform import AgentPlatform, Feed
 
-__all__ = ["AgentPlatform", "Feed", "FeedItem"]
+__all__ = ["AgentPlatform", "Feed"]

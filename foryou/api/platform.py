@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +32,17 @@ from foryou.data.state import state_dir
 from foryou.experiments import Experiment
 from foryou.service.experiments import ServedExperiments
 from foryou.timeline.engine import RecommendationEngine, TimelineResponse
+from foryou.timeline.page import TimelineItem
 from foryou.vocab import RELATIONS
 
 
 @dataclass
-class FeedItem:
-    post_id: ExternalId
-    author_id: ExternalId
-    rank: int
-    score: float
-    source: str
-    in_network: bool
-    created_at: int
-    predictions: dict[str, float]
-    liked_by: list[ExternalId] = field(default_factory=list)
-    network_reason: str = ""
-
-
-@dataclass
 class Feed:
-    """One page for one user, with the platform's ids; `experiments`: {experiment: arm} the user is in."""
+    """One page for one user, with the platform's ids (the engine's items as `TimelineResponse.shown` gives
+    them); `experiments`: {experiment: arm} the user is in."""
 
     user_id: ExternalId
-    items: list[FeedItem]
+    items: list[TimelineItem]
     cold_start: bool
     sources: dict[str, int]
     models: dict[str, str]
@@ -100,14 +88,9 @@ class AgentPlatform:
         return self._feed(page, arms)
 
     def _feed(self, page: TimelineResponse, arms: dict[str, str]) -> Feed:
-        ids = self.engine.ids
-        posts = ids.posts.json([it.post_id for it in page.items])
-        authors = ids.users.json([it.author_id for it in page.items])
-        items = [FeedItem(p, a, it.rank, float(it.score), it.source, bool(it.in_network), int(it.created_at),
-                          it.predictions, ids.users.json(it.liked_by) if it.liked_by else [], it.network_reason)
-                 for it, p, a in zip(page.items, posts, authors, strict=True)]
-        return Feed(ids.users.show(page.user_id), items, page.cold_start, page.sources, page.models, arms,
-                    page.timings_ms)
+        shown = page.shown(self.engine.ids)
+        return Feed(shown.user_id, shown.items, shown.cold_start, shown.sources, shown.models, arms,
+                    shown.timings_ms)
 
     # -- writes ---------------------------------------------------------------------------------------
     def record_interaction(self, user_id: ExternalId, content_id: ExternalId, interaction_type: str,

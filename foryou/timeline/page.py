@@ -45,7 +45,7 @@ class TimelineResponse:
 
 
     def shown(self, ids: IdMap) -> TimelineResponse:
-        """A copy with the platform's own ids (for display: the CLI's table); itself for int ids. The
+        """A copy with the platform's own ids (the CLI's table, the agent API's Feed); itself for int ids. The
         fields then hold strings: nothing downstream may compute with them."""
         if ids.users.identity and ids.posts.identity:
             return self

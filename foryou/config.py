@@ -120,6 +120,7 @@ class SourcesConfig(Strict):
     simclusters: int = Field(200, ge=0, le=FETCH_MAX,
                              description="REFERENCE: keep the top 200 by dot product")
     embedding_ann: int = Field(200, ge=0, le=FETCH_MAX)
+    phoenix: int = Field(200, ge=0, le=FETCH_MAX, description="Phoenix retrieval's nearest posts (once promoted)")
     follow_recommendation: int = Field(100, ge=0, le=FETCH_MAX)
     follow_recommendation_authors: int = Field(20, ge=1, le=FETCH_MAX)
     trending: int = Field(100, ge=0, le=FETCH_MAX)
@@ -141,6 +142,9 @@ class SourcesConfig(Strict):
 
 
 class RankingConfig(Strict):
+    # auto: Phoenix where a promoted version exists (it won on validation against what served), else MaskNet
+    # where promoted, else the heuristic heads
+    model: Literal["auto", "masknet", "phoenix"] = Field("auto", description="the heavy-ranker slot's model")
     light_ranker_keep: int = Field(500, ge=1, le=FETCH_MAX, description="per source, into the heavy ranker")
     max_in_network: int = Field(60, ge=1, le=FETCH_MAX, description="kept after scoring (REFERENCE: 60 / 60)")
     max_out_of_network: int = Field(60, ge=1, le=FETCH_MAX)
@@ -278,6 +282,34 @@ class HeavyRankerConfig(Strict):
     seed: int = 0
 
 
+class PhoenixConfig(Strict):
+    """Phoenix, nano-sized (../shared/PHOENIX.md §4; foryou.models.phoenix, foryou.training.phoenix)."""
+
+    d_model: int = Field(64, ge=8, le=1024)
+    layers: int = Field(2, ge=1, le=16)
+    attn_heads: int = Field(2, ge=1, le=32)
+    head_dim: int = Field(32, ge=4, le=256)
+    ffn: int = Field(128, ge=8, le=8192)
+    width: int = Field(32, ge=4, le=1024, description="embedding table width (each hash row projected to d_model)")
+    history: int = Field(63, ge=1, le=1023, description="history items read per user (newest)")
+    user_buckets: int = Field(8_192, ge=2)
+    post_buckets: int = Field(100_000, ge=2)
+    author_buckets: int = Field(8_192, ge=2)
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(128, ge=2, description="training rows (a page view, or an engagement) per step")
+    lr: float = Field(2e-3, gt=0, description="AdamW, dense weights")
+    table_lr: float = Field(0.05, gt=0, description="AdaGrad, the hashed embedding tables (sparse gradients)")
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(1, ge=0)
+    max_candidates: int = Field(32, ge=1, le=1024, description="impressions per training row (a page view's)")
+    borrowed_negatives: int = Field(16, ge=0, le=1024, description="with impressions: other page views' "
+                                    "impressions added to each row as not-engaged (weight 1/times drawn)")
+    sampled_negatives: int = Field(32, ge=1, le=4096, description="without impressions: negatives per "
+                                   "engagement, half by popularity, half uniform (log-Q corrected)")
+    max_train_rows: int = Field(200_000, ge=100, description="most recent training rows kept")
+    seed: int = 0
+
+
 class PromotionConfig(Strict):
     """`foryou train`'s gate (foryou.eval.promotion): a model is promoted only if it wins on validation."""
 
@@ -289,6 +321,7 @@ class PromotionConfig(Strict):
 
 class TrainingConfig(Strict):
     heavy_ranker: HeavyRankerConfig = HeavyRankerConfig()
+    phoenix: PhoenixConfig = PhoenixConfig()
     promotion: PromotionConfig = PromotionConfig()
 
 

@@ -8,6 +8,7 @@ from foryou.models.phoenix import CandidateTower, PhoenixRanker, hash_rows
 
 HEADS = ("like", "repost", "reply")
 ACTIONS = 4
+CONTEXT = 3
 
 
 def _batch(b: int = 3, h: int = 6, m: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -16,21 +17,22 @@ def _batch(b: int = 3, h: int = 6, m: int = 5, seed: int = 0) -> dict[str, torch
     hist_post[0, :2] = -1  # the first user's history is shorter: left padding
     return {"user": torch.randint(0, 1_000, (b,), generator=g), "hist_post": hist_post,
             "hist_author": torch.randint(0, 300, (b, h), generator=g),
+            "hist_topic": torch.randint(-1, 8, (b, h), generator=g),
             "hist_actions": torch.rand((b, h, ACTIONS), generator=g) < 0.4,
             "hist_dwell": torch.rand((b, h), generator=g) * 30, "hist_hours": torch.rand((b, h), generator=g) * 48,
             "cand_post": torch.randint(0, 5_000, (b, m), generator=g),
             "cand_author": torch.randint(0, 300, (b, m), generator=g),
-            "cand_age": torch.randint(0, 16, (b, m), generator=g),
-            "cand_in_network": torch.rand((b, m), generator=g) < 0.5,
-            "cand_counts": torch.randint(0, 16, (b, m), generator=g)}
+            "cand_topic": torch.randint(-1, 8, (b, m), generator=g),
+            "cand_context": torch.randn((b, m, CONTEXT), generator=g)}
 
 
 def _model() -> PhoenixRanker:
     torch.manual_seed(0)
-    return PhoenixRanker(HEADS, ACTIONS, post_buckets=10_000, author_buckets=1_000, user_buckets=2_000).eval()
+    return PhoenixRanker(HEADS, ACTIONS, CONTEXT, topics=8, post_buckets=10_000, author_buckets=1_000,
+                         user_buckets=2_000).eval()
 
 
-CANDIDATE_KEYS = ("cand_post", "cand_author", "cand_age", "cand_in_network", "cand_counts")
+CANDIDATE_KEYS = ("cand_post", "cand_author", "cand_topic", "cand_context")
 
 
 def test_a_candidates_score_depends_on_the_user_and_itself_only() -> None:
@@ -47,7 +49,8 @@ def test_a_candidates_score_depends_on_the_user_and_itself_only() -> None:
 
 def test_positions_are_right_anchored_so_padding_changes_nothing() -> None:
     model, x = _model(), _batch()
-    pad = {"hist_post": -1, "hist_author": 0, "hist_actions": False, "hist_dwell": 0.0, "hist_hours": 0.0}
+    pad = {"hist_post": -1, "hist_author": 0, "hist_topic": -1, "hist_actions": False, "hist_dwell": 0.0,
+           "hist_hours": 0.0}
     padded = dict(x)
     for key, fill in pad.items():  # three more empty slots on the left of every history
         v = x[key]
@@ -65,8 +68,7 @@ def test_the_history_and_its_order_move_the_scores() -> None:
     with torch.no_grad():
         base, _ = model(**x)
         flipped = {k: v.flip(1) if k.startswith("hist_") else v for k, v in x.items()}
-        flipped["hist_post"][0], flipped["hist_author"][0] = x["hist_post"][0], x["hist_author"][0]
-        for k in ("hist_actions", "hist_dwell", "hist_hours"):
+        for k in ("hist_post", "hist_author", "hist_topic", "hist_actions", "hist_dwell", "hist_hours"):
             flipped[k][0] = x[k][0]  # user 0 unchanged: its padding stays on the left
         moved, _ = model(**flipped)
         torch.testing.assert_close(moved[0], base[0])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from foryou.config import ForYouConfig, HeavyRankerConfig, TrainingConfig
+from foryou.config import ForYouConfig, HeavyRankerConfig, PhoenixConfig, TrainingConfig, apply_overrides
 from foryou.data.dataset import Dataset
 from foryou.data.lookup import rows_of
 from foryou.data.split import history
@@ -19,7 +19,8 @@ from foryou.timeline.engine import RecommendationEngine
 from foryou.training.pipeline import train_all
 from foryou.vocab import RANKER_HEADS
 
-FAST = ForYouConfig(training=TrainingConfig(heavy_ranker=HeavyRankerConfig(epochs=2, batch_size=2048)))
+FAST = ForYouConfig(training=TrainingConfig(heavy_ranker=HeavyRankerConfig(epochs=2, batch_size=2048),
+                                            phoenix=PhoenixConfig(epochs=2, d_model=32, head_dim=16, history=15)))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def trained(tiny_world_dir, tmp_path_factory):
 def test_training_registers_a_model_that_beats_chance(trained):
     path, results = trained
     assert set(results) == {"realgraph", "light_ranker_in_network", "light_ranker_out_of_network", "heavy_ranker",
-                            "two_tower"}
+                            "phoenix", "phoenix_retrieval", "two_tower"}
     r = results["heavy_ranker"]
     assert r["version"] == 1
     for head in ("like", "click", "dwell"):
@@ -47,19 +48,25 @@ def test_same_seed_gives_the_same_metrics(trained, tmp_path):
     path, results = trained
     again = tmp_path / "w"
     shutil.copytree(path, again, ignore=shutil.ignore_patterns(".serving", "models"))
-    second = train_all(again, FAST)["heavy_ranker"]["test"]
-    first = results["heavy_ranker"]["test"]
-    for head in first:
-        for key in ("auc", "rce", "pr_auc"):
-            a, b = first[head][key], second[head][key]
-            assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-6), (head, key)
+    second = train_all(again, FAST)
+    for model in ("heavy_ranker", "phoenix"):
+        first = results[model]["test"]
+        for head in first:
+            for key in ("auc", "rce", "pr_auc"):
+                a, b = first[head][key], second[model]["test"][head][key]
+                assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-6), (model, head, key)
 
 
 def test_engine_serves_the_promoted_model(trained):
     path, _ = trained
-    engine = RecommendationEngine.open(path)
+    auto = RecommendationEngine.open(path)  # both promoted: the slot's default takes Phoenix
+    assert auto.model_versions()["heavy_ranker"] == "phoenix v1 (promoted) (ONNX Runtime)"
+    auto.close()
+    engine = RecommendationEngine.open(path, apply_overrides(ForYouConfig(), {"timeline": {"ranking": {
+        "model": "masknet"}}}))
     versions = engine.model_versions()
     assert versions["heavy_ranker"] == "v1 (promoted) (ONNX Runtime)"
+    assert versions["phoenix"] == "v1 (promoted) (ONNX Runtime)"
     assert versions["embedding_ann"] == "v1 (promoted)" and "two_tower" in engine.state.models
     assert versions["realgraph"] == "v1 (promoted)"
     assert versions["light_ranker"] == "in-network v1 (promoted); out-of-network v1 (promoted)"
@@ -89,6 +96,7 @@ def test_a_damaged_model_falls_back_with_a_clear_message(trained, tmp_path, dama
     copy = tmp_path / "w"
     shutil.copytree(path, copy)
     shutil.copytree(models_dir(state_dir(path)), models_dir(state_dir(copy)))
+    shutil.rmtree(models_dir(state_dir(copy)) / "phoenix")  # else Phoenix takes the slot (MaskNet's fallback here)
     v1 = models_dir(state_dir(copy)) / "heavy_ranker" / "v1"
     if damage == "corrupt":
         (v1 / "weights.safetensors").write_bytes(b"\x00" * 64)

@@ -248,3 +248,72 @@ def _runtime_comparison(dataset: Path, store, net, candidates: int, int8: bool, 
         out[name] = {"auc": {h: round(auc(test.y[:, j], p[:, j]), 4) for j, h in enumerate(net.heads)},
                      "inference_ms": _percentiles(times[name])}
     return out
+
+
+def bench_phoenix(dataset: Path, candidates: int = 500, repeats: int = 200) -> dict[str, Any]:
+    """The promoted Phoenix on one request's `candidates`, one thread: building its inputs (history window and
+    candidate context from the feature store) and inference — ONNX Runtime (as served) and eager torch,
+    interleaved in one run — beside MaskNet's feature hydration and inference where one is promoted; with
+    parameters and FLOPs per request."""
+    import numpy as np
+    import torch
+
+    from foryou.config import ForYouConfig, apply_overrides
+    from foryou.timeline.engine import RecommendationEngine
+    from foryou.timeline.loading import TrainedHeavyRanker, TrainedPhoenix
+    from foryou.training.phoenix import inputs
+
+    engine = RecommendationEngine.open(dataset, apply_overrides(ForYouConfig(), {"timeline": {"ranking": {
+        "model": "phoenix"}}}))
+    model = engine.state.heavy_ranker()
+    if not isinstance(model, TrainedPhoenix):
+        engine.close()
+        raise ForYouError(f"{dataset}: no promoted Phoenix ({engine.model_status.get('phoenix')}); "
+                          "run `foryou train` first")
+    masknet = engine.state.models.get("heavy_ranker")
+    torch.set_num_threads(1)
+    store, net = model.store, model.model
+    rng = np.random.default_rng(0)
+    timings: dict[str, list[float]] = {"inputs_ms": [], "onnx_ms": [], "eager_ms": [], "masknet_features_ms": [],
+                                       "masknet_inference_ms": []}
+    with torch.inference_mode():
+        for i in range(repeats + 20):
+            rows = rng.choice(len(store.post_id), candidates, replace=False)
+            user = int(rng.integers(len(store.user_ids)))
+            t0 = time.perf_counter()
+            x = inputs(store, np.array([user]), np.array([engine.now]), rows[None, :], model.history)
+            t1 = time.perf_counter()
+            if model.runtime is not None:
+                model.runtime(*x.numpy())
+            t2 = time.perf_counter()
+            net.probabilities(*x.tensors())
+            t3 = time.perf_counter()
+            laps = {"inputs_ms": t1 - t0, "onnx_ms": t2 - t1, "eager_ms": t3 - t2}
+            if isinstance(masknet, TrainedHeavyRanker):
+                feats = store.compute(np.full(candidates, user), rows, engine.now)
+                t4 = time.perf_counter()
+                masknet._run(feats, store.topic[rows], masknet.net.vocab_index(np.stack(
+                    [np.full(candidates, store.user_ids[user]), store.user_ids[store.author_row[rows]]], 1)))
+                t5 = time.perf_counter()
+                store.compute(np.full(candidates, user), rows, engine.now)
+                laps |= {"masknet_features_ms": time.perf_counter() - t5, "masknet_inference_ms": t5 - t4}
+            if i >= 20:
+                for key, seconds in laps.items():
+                    timings[key].append(seconds * 1000)
+    engine.close()
+    return {"bench": "phoenix", "dataset": str(dataset), "model": model.version, "candidates": candidates,
+            "history": model.history, "threads": 1, **{k: _percentiles(v) for k, v in timings.items() if v},
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "dense_parameters": sum(p.numel() for n, p in net.named_parameters() if not n.endswith("table.weight")),
+            "mflop_per_request": round(_phoenix_flops(net, model.history + 1, candidates) / 1e6, 1),
+            "masknet": getattr(masknet, "version", None), "machine": machine()}
+
+
+def _phoenix_flops(net: Any, context: int, candidates: int) -> float:
+    """Multiply-adds × 2 of one request: every context and candidate token through each layer's projections and
+    feed-forward, the context's attention over itself once, each candidate's over the context plus itself."""
+    d, heads, hd = net.norm.weight.shape[0], net.blocks[0].heads, net.head_dim
+    ffn = net.blocks[0].ffn[0].out_features
+    per_token = 2 * (3 * d * heads * hd + heads * hd * d + 2 * d * ffn)
+    attention = 2 * 2 * heads * hd * (context * context + candidates * (context + 1))
+    return float(len(net.blocks) * ((context + candidates) * per_token + attention))

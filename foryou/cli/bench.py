@@ -153,6 +153,20 @@ def bench_ranker(
     _report(f"bench ranker {dataset}", run(dataset, candidates, compare_int8=int8, compare_onnx=onnx), json_out)
 
 
+@bench_app.command("phoenix")
+def bench_phoenix(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory with a promoted Phoenix")],
+    candidates: Annotated[int, typer.Option(help="candidates per request")] = 500,
+    json_out: JsonOption = Path("runs/bench/phoenix.json"),
+) -> None:
+    """Phoenix's input building and inference (ONNX Runtime and eager) for one request, one thread, beside
+    MaskNet's where promoted; parameters and FLOPs."""
+    from foryou.bench.offline import bench_phoenix as run
+
+    dataset_dir(dataset)
+    _report(f"bench phoenix {dataset}", run(dataset, candidates), json_out)
+
+
 @bench_app.command("http")
 def bench_http(
     dataset: DatasetArg,

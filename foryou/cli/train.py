@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from foryou.config import ForYouConfig
 
 # foryou.training.pipeline.MODELS, spelled out so that `--help` does not import torch (a test keeps them equal)
-TRAINABLE = ("realgraph", "light_ranker", "heavy_ranker", "two_tower")
+TRAINABLE = ("realgraph", "light_ranker", "heavy_ranker", "phoenix", "two_tower")
 
 
 def train(

@@ -5,7 +5,7 @@ now — the promoted models, or the heuristics where none is — by what users s
 real funnel. The engine is opened at the validation window's start (`manifest.split.train_end`: train
 side only, the models' own early-stopping window after it); ground truth = each sampled user's positive
 engagements in the validation window on posts that existed at its start (a page served then cannot hold
-a later post). Models go in dependency order (RealGraph, light rankers, heavy ranker, two-tower), each
+a later post). Models go in dependency order (RealGraph, light rankers, heavy ranker, Phoenix, two-tower), each
 against the set that would serve after the decisions before it: a win is promoted and becomes the
 reference for the next. The comparison (both NDCGs, users, as_of, the verdict) is recorded in the
 version's registry entry (`metrics.promotion`), whatever the verdict.
@@ -38,7 +38,10 @@ from foryou.timeline.loading import TrainedHeavyRanker, load_models
 from foryou.vocab import POSITIVE
 
 log = logging.getLogger("foryou.eval")
-GATED = ("realgraph", "light_ranker_in_network", "light_ranker_out_of_network", "heavy_ranker", "two_tower")
+# Phoenix after MaskNet: it takes the heavy-ranker slot (timeline.ranking.model = auto) only by beating what
+# serves then, MaskNet included
+GATED = ("realgraph", "light_ranker_in_network", "light_ranker_out_of_network", "heavy_ranker", "phoenix",
+         "two_tower", "phoenix_retrieval")
 MAX_USERS = 500  # validation users sampled (seeded): the gate's cost stays a few engine passes
 K = 10
 USERS_PER_CALL = 200
@@ -160,7 +163,11 @@ def gate(path: Path, candidates: dict[str, int], config: ForYouConfig | None = N
         served, won, verdicts = page_ndcg(engine, split), list[str](), list[Verdict]()
         for i, name in enumerate(order):
             before = _current(engine, name)
-            label = _label(before[1]) + (f", with {', '.join(won)}" if won else "")
+            label = _label(before[1])
+            if name == "phoenix" and before[0] is None:  # it competes for the heavy-ranker slot
+                label = "MaskNet " + _label(engine.model_status.get("heavy_ranker", "")) \
+                    if "heavy_ranker" in engine.state.models else "heuristic"
+            label += f", with {', '.join(won)}" if won else ""
             verdict = Verdict(name, candidates[name], None, round(served, 6), label, len(split.users), split.as_of,
                               False, f"cannot be served: {status.get(name)}")
             if name in loaded:

@@ -22,6 +22,7 @@ from foryou.data.lookup import member, rows_of
 from foryou.data.snapshot import Arrays, nest, unnest
 from foryou.data.split import History, _require_history
 from foryou.features.counter import EventCounter
+from foryou.features.sequences import EngagementSequences
 from foryou.vocab import DAY, ENGAGEMENT_KINDS, HOUR, NEGATIVE, POSITIVE, SAFETY_LABELS
 
 PRIOR_IMPRESSIONS = 20.0
@@ -89,6 +90,7 @@ class FeatureStore:
         self.n_users = len(self.user_ids)
         self._post_columns(h.posts.sort_by("post_id"))
         self.counters = self._counters(h)
+        self.sequences = self._sequences(h)
 
     def _post_columns(self, p: pa.Table) -> None:
         self.post_id = p["post_id"].to_numpy()
@@ -168,16 +170,24 @@ class FeatureStore:
             "global_imp": c(np.zeros(len(i_time), np.int64), i_time),
         }
 
+    def _sequences(self, h: History) -> EngagementSequences:
+        """Every user's engagements in order (Phoenix's history), on what each post shows."""
+        e = h.engagements
+        code = pc.index_in(e["kind"], value_set=pa.array(ENGAGEMENT_KINDS)).to_numpy(zero_copy_only=False)
+        return EngagementSequences(rows_of(self.user_ids, e["user_id"].to_numpy(), "user"),
+                                   self.content_row[rows_of(self.post_id, e["post_id"].to_numpy(), "post")], code,
+                                   e["created_at"].to_numpy(), e["value"].to_numpy(), self.n_users)
+
     # -- snapshot ---------------------------------------------------------------------------------
 
     def to_arrays(self) -> Arrays:
-        """Post columns and every counter as named arrays (`foryou.data.snapshot`)."""
+        """Post columns, every counter and the engagement sequences as named arrays (`foryou.data.snapshot`)."""
         out: Arrays = {"as_of": int(self.as_of), "n_users": self.n_users, "n_topics": self.n_topics,
                        "counters": list(self.counters)}
         out |= {name: getattr(self, name) for name in _COLUMNS} | nest("static", self.static)
         for name, counter in self.counters.items():
             out |= nest(f"counter.{name}", counter.to_arrays())
-        return out
+        return out | nest("sequences", self.sequences.to_arrays())
 
     @classmethod
     def from_arrays(cls, arrays: Arrays) -> FeatureStore:
@@ -188,6 +198,7 @@ class FeatureStore:
         store.static = unnest(arrays, "static")
         store.counters = {name: EventCounter.from_arrays(unnest(arrays, f"counter.{name}"))
                           for name in arrays["counters"]}
+        store.sequences = EngagementSequences.from_arrays(unnest(arrays, "sequences"))
         return store
 
     # -- live events ------------------------------------------------------------------------------
@@ -196,6 +207,8 @@ class FeatureStore:
         """Feed one live event (served engines call this for every recorded interaction)."""
         post_row = int(self.content_row[post_row])
         c, author = self.counters, int(self.author_row[post_row])
+        if kind in ENGAGEMENT_KINDS:
+            self.sequences.record(user_row, post_row, kind, t)
         if kind == "impression":
             c["global_imp"].add(0, t)
             c["user_topic_imp"].add(user_row * self.n_topics + max(int(self.topic[post_row]), 0), t)

@@ -95,9 +95,10 @@ class RecommendationEngine(EngineViews):
         ranker = self.state.models.get("heavy_ranker")
         if isinstance(ranker, TrainedHeavyRanker):
             ranker.rows_per_call = self.config.timeline.batch.ranker_rows
-        retriever = self.state.models.get("two_tower")
-        if hasattr(retriever, "window_s"):  # the embedding ANN serves the (derived) age window too
-            retriever.window_s = int(self.config.timeline.sources.max_age_hours * HOUR)
+        for slot in ("two_tower", "phoenix_retrieval"):  # embedding sources serve the (derived) age window too
+            retriever = self.state.models.get(slot)
+            if hasattr(retriever, "window_s"):
+                retriever.window_s = int(self.config.timeline.sources.max_age_hours * HOUR)
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
@@ -275,7 +276,15 @@ class RecommendationEngine(EngineViews):
         fallback (...)" (or unreadable / incompatible), never "not trained"."""
         s = self.state
         status = self.model_status
-        versions = {"heavy_ranker": status.get("heavy_ranker", "missing: heuristic fallback"),
+        ranker = s.heavy_ranker()
+        if ranker is not None and ranker is s.models.get("phoenix"):
+            heavy = f"phoenix {status.get('phoenix')}"
+        elif ranker is None and s.config.timeline.ranking.model == "phoenix":
+            heavy = "heuristic (timeline.ranking.model = phoenix, none promoted)"
+        else:
+            heavy = status.get("heavy_ranker", "missing: heuristic fallback")
+        versions = {"heavy_ranker": heavy, "phoenix": status.get("phoenix", "missing"),
+                    "phoenix_retrieval": status.get("phoenix_retrieval", "missing"),
                     "light_ranker": self.light_ranker_status()}
         versions["realgraph"] = ("absent (uniform follows)" if s.realgraph is None
                                  else status.get("realgraph", "decayed-count heuristic"))
@@ -448,12 +457,12 @@ def _fingerprint(path: Path, as_of: int, config: ForYouConfig) -> str:
     invalidates it)."""
     from foryou.data import split
     from foryou.embeddings import simclusters
-    from foryou.features import counter, store
+    from foryou.features import counter, sequences, store
     from foryou.graph import index, realgraph, related
 
     uteg = config.timeline.sources.uteg_hours
     h = hashlib.sha256(f"{SNAPSHOT_VERSION}|{as_of}|{config.simclusters.model_dump_json()}|{uteg}|".encode())
-    for module in (index, realgraph, related, simclusters, counter, store, split, snapshot):
+    for module in (index, realgraph, related, simclusters, counter, sequences, store, split, snapshot):
         h.update(Path(str(module.__file__)).read_bytes())
     h.update((path / "manifest.json").read_bytes())
     for name in sorted(p.name for p in path.glob("*.parquet")):

@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from foryou.embeddings.retriever import EmbeddingRetriever
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
 from foryou.graph.realgraph import RealGraphCoefficients
 from foryou.mixer import CandidateBatch
 from foryou.models.heavy_ranker import HeavyRankerNet
 from foryou.models.logistic import LogisticRegression, logistic_from_tensors
+from foryou.models.phoenix import PhoenixRanker
 from foryou.registry import ModelRegistry
 from foryou.timeline.query import TimelineQuery
 from foryou.vocab import NEGATIVE
 
 if TYPE_CHECKING:
-    from foryou.embeddings.retriever import EmbeddingRetriever
-    from foryou.models.export import OnnxHeavyRanker
+    from foryou.models.export import OnnxHeavyRanker, OnnxPhoenix
 
 log = logging.getLogger("foryou.timeline")
 
@@ -96,6 +97,13 @@ def load_models(root: Path, store: FeatureStore, versions: Mapping[str, int] | N
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:  # shapes or config that do not fit
             line = _does_not_fit(version.label, exc)
     status["heavy_ranker"] = line
+    phoenix, status["phoenix"] = _phoenix(registry, store, pick.get("phoenix"))
+    if phoenix is not None:
+        models["phoenix"] = phoenix
+    phoenix_retriever, status["phoenix_retrieval"] = _phoenix_retriever(registry, store,
+                                                                         pick.get("phoenix_retrieval"))
+    if phoenix_retriever is not None:
+        models["phoenix_retrieval"] = phoenix_retriever
     retriever, status["two_tower"] = _two_tower_retriever(registry, store, pick.get("two_tower"), vectors)
     if retriever is not None:
         models["two_tower"] = retriever
@@ -139,6 +147,93 @@ def _onnx_runtime(net: HeavyRankerNet) -> OnnxHeavyRanker | None:
         return None
 
 
+class TrainedPhoenix:
+    """Phoenix in the heavy-ranker slot (`timeline.ranking.model`): each viewer's history read from the feature
+    store's engagement sequences at request time — live events included, so a like moves the next page's
+    scores without retraining — and every candidate scored against it alone (candidate isolation: a score
+    does not depend on the other candidates of the request)."""
+
+    def __init__(self, model: PhoenixRanker, store: FeatureStore, version: str, history: int,
+                 runtime: OnnxPhoenix | None = None, viewers_per_call: int = 16):
+        self.model = model.eval()
+        self.runtime = runtime  # ONNX Runtime of the same model (faster on one thread), or None: eager torch
+        self.store = store
+        self.version = version
+        self.history = history
+        self.viewers_per_call = viewers_per_call
+
+    def predict(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
+        return self.predict_many(np.full(len(batch), query.user_row), batch, query.now)
+
+    def predict_many(self, user_rows: np.ndarray, batch: CandidateBatch, now: int) -> dict[str, np.ndarray]:
+        """Candidates of many viewers at once: each viewer's candidates are one row of the model's input."""
+        from foryou.training.phoenix import inputs
+
+        rows = np.asarray(batch["post_row"], np.int64)
+        viewers, owner = np.unique(np.asarray(user_rows, np.int64), return_inverse=True)
+        order = np.argsort(owner, kind="stable")
+        counts = np.bincount(owner, minlength=len(viewers))
+        slot = np.empty(len(rows), np.int64)
+        slot[order] = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        cand = np.full((len(viewers), int(counts.max(initial=0))), -1, np.int64)
+        cand[owner, slot] = rows
+        out = np.empty((len(rows), len(self.model.heads)), np.float32)
+        step = max(self.viewers_per_call, 1)
+        for lo in range(0, len(viewers), step):
+            mine_viewers = viewers[lo:lo + step]
+            x = inputs(self.store, mine_viewers, np.full(len(mine_viewers), now), cand[lo:lo + step], self.history)
+            if self.runtime is not None:
+                p = self.runtime(*x.numpy())
+            else:
+                with torch.inference_mode():
+                    p = self.model.probabilities(*x.tensors()).numpy()
+            mine = (owner >= lo) & (owner < lo + step)
+            out[mine] = p[owner[mine] - lo, slot[mine]]
+        return {h: out[:, j] for j, h in enumerate(self.model.heads)}
+
+
+def _phoenix(registry: ModelRegistry, store: FeatureStore, pick: int | None) -> tuple[TrainedPhoenix | None, str]:
+    from foryou.config import PhoenixConfig
+    from foryou.training.phoenix import SCHEMA, new_model
+
+    tensors, version, line = registry.load_or_fallback("phoenix", schema=SCHEMA, version=pick)
+    if tensors is None or version is None:
+        return None, line
+    try:
+        cfg = PhoenixConfig(**version.config)
+        model = new_model(cfg, int((version.extra or {})["topics"]))
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        return None, _does_not_fit(version.label, exc)
+    runtime = None
+    try:
+        from foryou.models.export import OnnxPhoenix, phoenix_to_onnx
+        from foryou.training.phoenix import INPUT_NAMES
+
+        runtime = OnnxPhoenix(phoenix_to_onnx(model, INPUT_NAMES), threads=1)
+        line += " (ONNX Runtime)"
+    except Exception as exc:  # any export/runtime problem: eager torch, said in the log
+        log.warning("ONNX Runtime unavailable for Phoenix; eager torch", extra={"error": str(exc)})
+    return TrainedPhoenix(model, store, version.label, cfg.history, runtime), line
+
+
+def _phoenix_retriever(registry: ModelRegistry, store: FeatureStore,
+                       pick: int | None) -> tuple[EmbeddingRetriever | None, str]:
+    from foryou.config import PhoenixConfig
+    from foryou.training.phoenix_retrieval import SCHEMA, PhoenixRetriever, new_retrieval
+
+    tensors, version, line = registry.load_or_fallback("phoenix_retrieval", schema=SCHEMA, version=pick)
+    if tensors is None or version is None:
+        return None, line
+    try:
+        cfg = PhoenixConfig(**version.config)
+        model = new_retrieval(cfg, int((version.extra or {})["topics"]))
+        model.load_state_dict(tensors)
+        return PhoenixRetriever(model, store, cfg.history, version.label), line
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        return None, _does_not_fit(version.label, exc, "source skipped")
+
+
 class TrainedLightRanker:
     """Logistic regression over the feature store's cheap columns (REFERENCE's light ranker)."""
 
@@ -177,8 +272,6 @@ def _two_tower_retriever(registry: ModelRegistry, store: FeatureStore, pick: int
                          vectors: str = "serving") -> tuple[EmbeddingRetriever | None, str]:
     """The two-tower's stored `vectors` ("serving", or "validation" where stored) of the promoted version
     (or `pick`), re-aligned to this index's user and post rows."""
-    from foryou.embeddings.retriever import EmbeddingRetriever
-
     tensors, version, line = registry.load_or_fallback("two_tower", schema="two_tower-serving-vectors-1",
                                                         version=pick)
     if tensors is None or version is None:

@@ -29,8 +29,9 @@ from foryou.timeline.selectors import DiversitySelector, MixSelector, NetworkCap
 from foryou.timeline.state import TimelineState
 
 SOURCES = (src.InNetworkSource, src.UtegSource, src.RelatedPostsSource, src.EngagedAuthorsSource,
-           src.SimClustersSource, src.EmbeddingAnnSource, src.FollowRecommendationSource, src.TopicTrendingSource,
-           src.TrendingSource)
+           src.SimClustersSource, src.EmbeddingAnnSource, src.PhoenixSource, src.FollowRecommendationSource,
+           src.TopicTrendingSource, src.TrendingSource)
+GATED_SOURCES = {src.EmbeddingAnnSource: "two_tower", src.PhoenixSource: "phoenix_retrieval"}
 
 ForYouPipeline = ProductPipeline[TimelineQuery]
 
@@ -40,7 +41,7 @@ def for_you_pipeline(state: TimelineState) -> ForYouPipeline:
     candidate_pipelines = [
         CandidatePipeline[TimelineQuery](
             name=source.name, source=source(state), scorers=(s.LightRanker(state),), selector=TopKSelector(keep),
-            gates=(src.EmbeddingVectorsGate(state),) if source is src.EmbeddingAnnSource else ())
+            gates=(src.EmbeddingVectorsGate(state, GATED_SOURCES[source]),) if source in GATED_SOURCES else ())
         for source in SOURCES
     ]
     global_filters = (f.OwnPostsFilter(state), f.TooOldFilter(state), f.RepostDedupFilter(state),

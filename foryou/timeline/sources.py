@@ -125,16 +125,16 @@ class SimClustersSource(_Source):
 
 
 class EmbeddingVectorsGate(Gate[TimelineQuery]):
-    """Skips the embedding-ANN pipeline until two-tower vectors are trained;
+    """Skips an embedding source's pipeline until its model (`slot`) is trained and promoted;
     the trace shows the closed gate and the response's `models` says the source fell back."""
 
     name = "embedding_vectors_trained"
 
-    def __init__(self, state: TimelineState):
-        self.state = state
+    def __init__(self, state: TimelineState, slot: str = "two_tower"):
+        self.state, self.slot = state, slot
 
     def should_run(self, query: TimelineQuery) -> bool:
-        return self.state.retriever() is not None
+        return self.state.retriever(self.slot) is not None
 
 
 class EmbeddingAnnSource(_Source):
@@ -147,6 +147,19 @@ class EmbeddingAnnSource(_Source):
         if model is None:
             raise SourceUnavailable("no trained two-tower vectors yet: served from the other sources")
         rows, scores = model.retrieve(query.user_row, query.now, k=self.cfg.embedding_ann)
+        return self.batch(rows, scores)
+
+
+class PhoenixSource(_Source):
+    """Phoenix's two-tower: the posts nearest the viewer's history-encoded vector (behind EmbeddingVectorsGate)."""
+
+    name = "phoenix"
+
+    def fetch(self, query: TimelineQuery) -> CandidateBatch:
+        model = self.state.retriever("phoenix_retrieval")
+        if model is None:
+            raise SourceUnavailable("no promoted Phoenix retrieval yet: served from the other sources")
+        rows, scores = model.retrieve(query.user_row, query.now, k=self.cfg.phoenix)
         return self.batch(rows, scores)
 
 

@@ -75,13 +75,19 @@ class TimelineState:
         return head_weights(self.config.weights, kinds, idx.has_impressions)
 
     def heavy_ranker(self) -> HeavyRankerModel | None:
-        return cast("HeavyRankerModel | None", self.models.get("heavy_ranker"))
+        """The model in the heavy-ranker slot (`timeline.ranking.model`): auto = Phoenix where one is served (it
+        was promoted by beating what served on validation), else MaskNet; None = the heuristic heads."""
+        choice = self.config.timeline.ranking.model
+        if choice != "masknet" and "phoenix" in self.models:
+            return cast("HeavyRankerModel", self.models["phoenix"])
+        return cast("HeavyRankerModel | None", self.models.get("heavy_ranker")) if choice != "phoenix" else None
 
     def light_ranker(self, side: str) -> LightRankerModel | None:
         return cast("LightRankerModel | None", self.models.get(f"light_ranker_{side}"))
 
-    def retriever(self) -> RetrieverModel | None:
-        return cast("RetrieverModel | None", self.models.get("two_tower"))
+    def retriever(self, slot: str = "two_tower") -> RetrieverModel | None:
+        """An embedding retriever: the two-tower's vectors, or Phoenix's two-tower (`slot="phoenix_retrieval"`)."""
+        return cast("RetrieverModel | None", self.models.get(slot))
 
 
 class UsesState:

@@ -169,18 +169,24 @@ def evaluate(net: HeavyRankerNet, rows: Rows, truth: GroundTruth | None = None,
              store: FeatureStore | None = None) -> dict[str, dict[str, Any]]:
     """Per-head AUC / RCE / PR-AUC / calibration error on `rows`; with a GroundTruth, the AUC of the
     true probabilities on the same rows (the ceiling any model can reach)."""
-    probs = predict(net, rows.x, rows.topic, rows.ids)
-    out = {}
+    return head_report(predict(net, rows.x, rows.topic, rows.ids), rows.y, rows.user_row, rows.post_row, rows.time,
+                       truth, store)
+
+
+def head_report(probs: np.ndarray, y: np.ndarray, user_row: np.ndarray, post_row: np.ndarray, time: np.ndarray,
+                truth: GroundTruth | None = None, store: FeatureStore | None = None) -> dict[str, dict[str, Any]]:
+    """Per-head metrics of predicted `probs` (rows × RANKER_HEADS) against labels `y` on (user, post, time)
+    rows, with the ground truth's AUC on the same rows where a world has one (any ranker's report)."""
     true = None
     if truth is not None and store is not None:
-        gt = truth.probabilities(store.user_ids[rows.user_row], store.post_id[rows.post_row], rows.time)
+        true = truth.probabilities(store.user_ids[user_row], store.post_id[post_row], time)
         for head, kinds in HEAD_KINDS.items():  # P(any of the kinds), the kinds drawn independently
-            gt[head] = 1 - np.prod([1 - gt[k] for k in kinds], axis=0)
-        true = gt
+            true[head] = 1 - np.prod([1 - true[k] for k in kinds], axis=0)
+    out = {}
     for j, head in enumerate(RANKER_HEADS):
-        m = head_metrics(rows.y[:, j], probs[:, j])
+        m = head_metrics(y[:, j], probs[:, j])
         if true is not None:
-            m["ceiling_auc"] = head_metrics(rows.y[:, j], true[head])["auc"]
+            m["ceiling_auc"] = head_metrics(y[:, j], true[head])["auc"]
         out[head] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}
     return out
 

@@ -21,6 +21,7 @@ from foryou.embeddings.retriever import EmbeddingRetriever
 from foryou.features import FEATURE_NAMES, FEATURE_SCHEMA, FeatureStore
 from foryou.logs import Progress
 from foryou.registry import ModelRegistry
+from foryou.training import phoenix, phoenix_retrieval
 from foryou.training.heavy_ranker import (
     Rows,
     build_rows,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from foryou.data.world import GroundTruth
 
 log = logging.getLogger("foryou.training")
-MODELS = ("realgraph", "light_ranker", "heavy_ranker", "two_tower")
+MODELS = ("realgraph", "light_ranker", "heavy_ranker", "phoenix", "two_tower")
 MIN_POSITIVES = 10  # a logistic model on fewer positive labels is noise: skip it (the engine keeps its heuristic)
 
 
@@ -78,6 +79,8 @@ def train_all(path: Path, config: ForYouConfig | None = None, only: str | None =
         _train_light_rankers(run)
     if only in (None, "heavy_ranker"):
         _train_heavy_ranker(run, tune)
+    if only in (None, "phoenix"):
+        _train_phoenix(run)
     if only in (None, "two_tower"):
         _train_two_tower(run)
     return run.results
@@ -188,6 +191,34 @@ def _train_heavy_ranker(run: _Run, tune: int) -> None:
                  extra={"features": list(FEATURE_NAMES), "n_topics": run.store.n_topics, "heads": list(net.heads)})
 
 
+def _train_phoenix(run: _Run) -> None:
+    """Phoenix on the same windows as MaskNet: page views where impressions are logged, else engagements
+    with sampled negatives (foryou.training.phoenix); registered beside MaskNet, gated after it."""
+    cfg = run.config.training.phoenix
+    run.progress("phoenix rows", 0.0)
+    rows = [phoenix.build_rows(run.dataset, run.store, w, cfg, run.sampled is None) for w in run.windows]
+    run.progress("phoenix rows", 1.0)
+    model, fit = phoenix.train_phoenix(rows[0], rows[1], cfg, run.progress)
+    metrics: dict[str, Any] = {"fit": fit, "test": phoenix.evaluate(model, rows[2], run.truth, run.store)}
+    if run.sampled:
+        metrics["negatives"] = {"per_positive": cfg.sampled_negatives, "sampling": "popularity + uniform, log-Q",
+                                "note": "no impressions: AUC is the engagement vs its sampled negatives"}
+    run.register("phoenix", dict(model.state_dict()), cfg.model_dump(), metrics, schema=phoenix.SCHEMA,
+                 extra={"topics": model.topic.num_embeddings - 1, "heads": list(model.heads)})
+    _train_phoenix_retrieval(run)
+
+
+def _train_phoenix_retrieval(run: _Run) -> None:
+    """Phoenix's two-tower on the positive engagements, as the two-tower's (recall measured the same way)."""
+    cfg, store = run.config.training.phoenix, run.store
+    rows = [phoenix_retrieval.retrieval_rows(run.dataset, store, w, POSITIVE, cfg) for w in run.windows[:2]]
+    model, fit = phoenix_retrieval.train_phoenix_retrieval(rows[0], rows[1], len(store.post_id), cfg, run.progress)
+    recall = _retrieval_recall(phoenix_retrieval.PhoenixRetriever(model, store, cfg.history, "candidate"), run)
+    run.register("phoenix_retrieval", dict(model.state_dict()), cfg.model_dump(),
+                 {"fit": fit, "test": {"recall@200": recall}}, schema=phoenix_retrieval.SCHEMA,
+                 extra={"topics": model.candidate_tower.topic.num_embeddings - 1})
+
+
 def tune_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRankerConfig, trials: int,
                       progress: Progress) -> tuple[HeavyRankerConfig, dict[str, Any]]:
     """Optuna (seeded TPE) over learning rate, weight decay, mask blocks and widths, minimising the
@@ -242,15 +273,20 @@ def _train_two_tower(run: _Run) -> None:
     recall = _retrieval_recall(EmbeddingRetriever(tensors["serving.user_vectors"].numpy(),
                                                   tensors["serving.post_vectors"].numpy(),
                                                   tensors["serving.post_created"].numpy()),
-                               dataset, tensors["serving.user_ids"].numpy(), tensors["serving.post_ids"].numpy())
+                               run, tensors["serving.user_ids"].numpy(), tensors["serving.post_ids"].numpy())
     run.register("two_tower", tensors, {"dim": model.dim}, {"fit": _plain(fit), "test": {"recall@200": recall}},
                  schema="two_tower-serving-vectors-1")
 
 
-def _retrieval_recall(retriever: EmbeddingRetriever, dataset: Dataset, user_ids: np.ndarray, post_ids: np.ndarray,
-                      k: int = 200, sample: int = 300) -> float:
+def _retrieval_recall(retriever: EmbeddingRetriever, run: _Run, user_ids: np.ndarray | None = None,
+                      post_ids: np.ndarray | None = None, k: int = 200, sample: int = 300) -> float:
     """Share of sampled test-window positive engagements whose post the retriever returns in its top k
-    for that user at that moment (posts in the retriever's 48 h window only)."""
+    for that user at that moment, among the posts of the engine's age window (`max_age_hours`, derived from
+    the data). Rows: the retriever's (`user_ids`, `post_ids`; default the feature store's)."""
+    dataset = run.dataset
+    retriever.window_s = int(run.config.timeline.sources.max_age_hours * HOUR)
+    user_ids = run.store.user_ids if user_ids is None else user_ids
+    post_ids = run.store.post_id if post_ids is None else post_ids
     e = dataset.engagements
     t = e["created_at"].to_numpy()
     test = (t >= dataset.manifest.split.valid_end) & np.isin(e["kind"].to_numpy(zero_copy_only=False), POSITIVE)

@@ -58,7 +58,7 @@ def two_tower_inputs(h: History, kinds: tuple[str, ...] = POSITIVE) -> TwoTowerI
 
 
 def in_batch_loss(u: torch.Tensor, p: torch.Tensor, post_rows: torch.Tensor, log_q: torch.Tensor,
-                  temperature: float) -> torch.Tensor:
+                  temperature: float | torch.Tensor) -> torch.Tensor:
     """Sampled softmax over the batch's posts with the logQ correction; repeats of the target are masked."""
     logits = u @ p.T / temperature - log_q[None, :]
     dup = (post_rows[None, :] == post_rows[:, None]) & ~torch.eye(len(post_rows), dtype=torch.bool)

@@ -1,0 +1,384 @@
+"""Train Phoenix (foryou.models.phoenix): rows, inputs, losses, calibration, evaluation.
+
+A row is one viewer at one instant with the candidates they were shown then, and their history is what
+they engaged with strictly before that instant (`EngagementSequences.window`: a later event changes no
+row). Two recipes, by what the data logs:
+
+Besides ids, actions and topics the model reads each candidate's context numbers (CONTEXT_FEATURES, the
+feature store's post and author columns: X's count buckets); no viewer × candidate feature — that is the
+history's job.
+
+- **with impressions** (worlds, logged feeds): a row is a page view (the impressions of one session, at
+  its first impression's time), each candidate labelled by the heads' engagements of the viewer on it —
+  multi-label BCE. Each row also borrows other page views' impressions as not-engaged (X's
+  RECAP_NOT_DWELLED negatives), weighted 1/(times that post was borrowed) so popular posts do not dominate,
+  with the negative-feedback heads masked on them (nobody reported what they never saw).
+- **without impressions** (positives-only imports): a row is an engagement (the first per user and post),
+  its post the positive candidate, plus `sampled_negatives` posts that existed then — half drawn by
+  popularity (the post of an engagement before t), half uniformly — not the user's own nor one they engage
+  with. Per head the positive must out-score the negatives in a softmax whose logits carry the log-Q
+  correction (− log of each candidate's expected draws), plus BCE over every candidate.
+
+`inputs` is the one definition of the model's inputs, used by training and by the served ranker
+(foryou.timeline.loading.TrainedPhoenix): ids (hashed by the model), history actions, dwell, hours since,
+and each candidate's age, positive-count bucket and in-network flag from the feature store at t.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch.nn import functional as F
+
+from foryou.config import PhoenixConfig
+from foryou.data.dataset import Dataset
+from foryou.data.lookup import member
+from foryou.data.split import Window
+from foryou.features import FEATURE_SCHEMA, FeatureStore
+from foryou.features.sequences import N_ACTIONS, action_matrix
+from foryou.logs import Progress
+from foryou.models.phoenix import PhoenixRanker
+from foryou.training.heavy_ranker import HEAD_KINDS, head_report
+from foryou.training.loop import fit, seeded
+from foryou.training.negatives import window_seed
+from foryou.vocab import HOUR, RANKER_HEADS
+
+if TYPE_CHECKING:
+    from foryou.data.world import GroundTruth
+
+MASKED_ON_BORROWED = tuple(j for j, h in enumerate(RANKER_HEADS) if h in ("negative_feedback", "report"))
+DWELL_WEIGHT = 0.1  # X's weight of the dwell regression against the heads' BCE
+INPUT_NAMES = ("user", "hist_post", "hist_author", "hist_topic", "hist_actions", "hist_dwell", "hist_hours",
+               "cand_post", "cand_author", "cand_topic", "cand_context")
+# A candidate's context: the feature store's post and author columns at t (X's age and count buckets, as numbers);
+# what the viewer thinks of it is the history's to say.
+CONTEXT_FEATURES = ("age_log_h", "post_positive_log", "post_impressions_log", "post_rate", "post_positive_24h_log",
+                    "post_negative_rate", "has_media", "has_link", "length_log", "is_reply", "is_repost", "is_nsfw",
+                    "is_toxic", "is_spam", "is_misinfo", "author_rate", "author_impressions_log",
+                    "author_negative_rate", "author_followers_log", "in_network")
+# What a stored Phoenix was trained on: its inputs' definition (a version with another is not served).
+SCHEMA = "phoenix-" + hashlib.sha256(f"1|{'|'.join(INPUT_NAMES)}|{'|'.join(CONTEXT_FEATURES)}|{FEATURE_SCHEMA}"
+                                     .encode()).hexdigest()[:12]
+_RATES = [i for i, name in enumerate(CONTEXT_FEATURES) if name.endswith("_rate")]  # as logs: rates span decades
+
+
+@dataclass
+class Inputs:
+    """The model's inputs as numpy, one row per (viewer, instant); candidate padding has post id −1."""
+
+    arrays: dict[str, np.ndarray]
+
+    def numpy(self, idx: np.ndarray | slice = slice(None)) -> list[np.ndarray]:
+        """The arrays in `forward`'s order (actions as multi-hot), rows `idx`."""
+        out = []
+        for name in INPUT_NAMES:
+            a = self.arrays[name][idx]
+            out.append(action_matrix(a) if name == "hist_actions" else np.ascontiguousarray(a))
+        return out
+
+    def tensors(self, idx: np.ndarray | slice = slice(None)) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(a) for a in self.numpy(idx))
+
+
+def inputs(store: FeatureStore, user_rows: np.ndarray, times: np.ndarray, cand_rows: np.ndarray,
+           history: int) -> Inputs:
+    """Inputs for viewers `user_rows` at `times` (n,) and their candidates `cand_rows` (n, m) post rows
+    (−1 = padding): the last `history` engagements before each time, and each candidate as of that time."""
+    u, t = np.asarray(user_rows, np.int64), np.asarray(times, np.int64)
+    cand = np.asarray(cand_rows, np.int64)
+    h_post, h_actions, h_dwell, h_time = store.sequences.window(u, t, history)
+    valid_h, valid_c = h_post >= 0, cand >= 0
+    hp = np.where(valid_h, h_post, 0)
+    n, m = cand.shape
+    flat = np.where(valid_c, cand, 0).ravel()
+    f = store.compute(np.repeat(u, m), flat, np.repeat(t, m), names=CONTEXT_FEATURES)
+    f[:, _RATES] = np.log(np.maximum(f[:, _RATES], 1e-6))
+    content = store.content_row[flat]
+
+    def ids(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return np.where(valid, values, -1).astype(np.int64)
+
+    return Inputs({
+        "user": store.user_ids[u].astype(np.int64),
+        "hist_post": ids(store.post_id[hp], valid_h),
+        "hist_author": ids(store.user_ids[store.author_row[hp]], valid_h),
+        "hist_topic": ids(store.topic[hp], valid_h),
+        "hist_actions": h_actions,
+        "hist_dwell": h_dwell.astype(np.float32),
+        "hist_hours": np.where(valid_h, (t[:, None] - h_time) / HOUR, 0).astype(np.float32),
+        "cand_post": ids(store.post_id[content].reshape(n, m), valid_c),
+        "cand_author": ids(store.user_ids[store.author_row[content]].reshape(n, m), valid_c),
+        "cand_topic": ids(store.topic[content].reshape(n, m), valid_c),
+        "cand_context": (f * valid_c.reshape(-1, 1)).reshape(n, m, len(CONTEXT_FEATURES)).astype(np.float32),
+    })
+
+
+@dataclass
+class PhoenixRows:
+    """Training rows: viewer, instant, candidates (n, m) post rows (−1 pad), labels and weights per head
+    (n, m, heads), dwell targets (log1p seconds), log-Q per candidate, and which candidates were shown."""
+
+    user_row: np.ndarray
+    time: np.ndarray
+    cand: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+    dwell: np.ndarray
+    logq: np.ndarray
+    shown: np.ndarray
+    sampled: bool  # positives-only rows (softmax over sampled candidates) rather than logged page views
+    inputs: Inputs = field(repr=False, default_factory=lambda: Inputs({}))
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def build_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg: PhoenixConfig,
+               impressions: bool) -> PhoenixRows:
+    """The window's rows by the recipe the data allows (module doc), with their inputs."""
+    rows = (_page_rows if impressions else _engagement_rows)(dataset, store, window, cfg)
+    rows.inputs = inputs(store, rows.user_row, rows.time, rows.cand, cfg.history)
+    return rows
+
+
+def _labels(dataset: Dataset, store: FeatureStore, user_row: np.ndarray, cand: np.ndarray,
+            before: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(y (n, m, heads), dwell log1p seconds (n, m)): what each viewer did on each candidate (before `before`)."""
+    e = dataset.engagements
+    if before is not None:
+        e = e.filter(pc.less(e["created_at"], before))
+    (u_ok, e_u), (p_ok, e_p) = member(store.user_ids, e["user_id"].to_numpy()), member(store.post_id,
+                                                                                        e["post_id"].to_numpy())
+    ok = u_ok & p_ok
+    n_posts = len(store.post_id)
+    e_key = (e_u.astype(np.int64) * n_posts + e_p)[ok]
+    e_kind = e["kind"].to_numpy(zero_copy_only=False)[ok]
+    key = np.where(cand >= 0, user_row[:, None] * n_posts + cand, -1)
+    y = np.zeros((*cand.shape, len(RANKER_HEADS)), np.float32)
+    for j, head in enumerate(RANKER_HEADS):
+        y[..., j] = np.isin(key, e_key[np.isin(e_kind, HEAD_KINDS.get(head, (head,)))])
+    dwelled = e_kind == "dwell"
+    d_key, d_val = e_key[dwelled], e["value"].to_numpy()[ok][dwelled]
+    order = np.argsort(d_key)
+    dwell = np.zeros(key.size, np.float32)
+    if len(order):  # data without dwell events: no dwell target
+        found, at = member(d_key[order], key.ravel())
+        dwell[found] = np.log1p(np.maximum(d_val[order][at[found]], 0))
+    return y, dwell.reshape(cand.shape)
+
+
+def _page_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg: PhoenixConfig) -> PhoenixRows:
+    imp = window.rows(dataset, "impressions")
+    (u_ok, u), (p_ok, p) = member(store.user_ids, imp["user_id"].to_numpy()), member(store.post_id,
+                                                                                    imp["post_id"].to_numpy())
+    ok = u_ok & p_ok
+    u, p = u[ok].astype(np.int64), p[ok].astype(np.int64)
+    t, session = imp["created_at"].to_numpy()[ok], imp["session_id"].to_numpy()[ok]
+    order = np.lexsort((p, t, session, u))
+    u, p, t, session = u[order], p[order], t[order], session[order]
+    start = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (session[1:] != session[:-1])])
+    rank = np.arange(len(u)) - np.repeat(start, np.diff(np.r_[start, len(u)]))
+    keep = rank < cfg.max_candidates
+    row = np.repeat(np.arange(len(start)), np.diff(np.r_[start, len(u)]))
+    m = int(min(cfg.max_candidates, rank.max(initial=0) + 1))
+    cand = np.full((len(start), m), -1, np.int64)
+    cand[row[keep], rank[keep]] = p[keep]
+    user_row, when = u[start], t[start]
+    recent = np.argsort(when, kind="stable")[-cfg.max_train_rows:]  # the most recent page views
+    user_row, when, cand = user_row[recent], when[recent], cand[recent]
+    y, dwell = _labels(dataset, store, user_row, cand, None)
+    weight = np.repeat((cand >= 0)[..., None], len(RANKER_HEADS), -1).astype(np.float32)
+    shown = cand >= 0
+    if cfg.borrowed_negatives:
+        cand, y, weight, dwell, shown = _borrow(store, user_row, cand, y, weight, dwell, shown, cfg, window)
+    return PhoenixRows(user_row, when, cand, y, weight, dwell, np.zeros(cand.shape, np.float32), shown, False)
+
+
+def _borrow(store: FeatureStore, user_row: np.ndarray, cand: np.ndarray, y: np.ndarray, weight: np.ndarray,
+            dwell: np.ndarray, shown: np.ndarray, cfg: PhoenixConfig, window: Window
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Append `borrowed_negatives` impressions of other rows to each row (module doc)."""
+    rng = window_seed(cfg.seed, window)
+    pool_row, pool_col = np.nonzero(cand >= 0)
+    pick = rng.integers(0, len(pool_row), (len(cand), cfg.borrowed_negatives)) if len(pool_row) else \
+        np.zeros((len(cand), 0), np.int64)
+    borrowed = cand[pool_row[pick], pool_col[pick]] if len(pool_row) else np.zeros_like(pick)
+    ok = (user_row[pool_row[pick]] != user_row[:, None]) if len(pool_row) else np.zeros_like(pick, bool)
+    ok &= store.author_row[store.content_row[borrowed]] != user_row[:, None]
+    ok &= ~(borrowed[:, :, None] == cand[:, None, :]).any(-1)  # not one of this row's own impressions
+    posts, counts = np.unique(borrowed[ok], return_counts=True)
+    w = np.zeros(borrowed.shape, np.float32)
+    w[ok] = 1.0 / counts[np.searchsorted(posts, borrowed[ok])]
+    bw = np.repeat(w[..., None], len(RANKER_HEADS), -1)
+    bw[..., list(MASKED_ON_BORROWED)] = 0.0
+    borrowed = np.where(ok, borrowed, -1)
+    zeros = np.zeros((*borrowed.shape, len(RANKER_HEADS)), np.float32)
+    return (np.concatenate([cand, borrowed], 1), np.concatenate([y, zeros], 1), np.concatenate([weight, bw], 1),
+            np.concatenate([dwell, np.zeros(borrowed.shape, np.float32)], 1),
+            np.concatenate([shown, np.zeros(borrowed.shape, bool)], 1))
+
+
+def _engagement_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg: PhoenixConfig) -> PhoenixRows:
+    kinds = tuple(k for head in RANKER_HEADS for k in HEAD_KINDS.get(head, (head,)))
+    e = dataset.engagements
+    e = e.filter(pc.is_in(e["kind"], pa.array(list(kinds))))
+    if window.end is not None:
+        e = e.filter(pc.less(e["created_at"], window.end))
+    (u_ok, u), (p_ok, p) = member(store.user_ids, e["user_id"].to_numpy()), member(store.post_id,
+                                                                                  e["post_id"].to_numpy())
+    ok = u_ok & p_ok
+    u, p, t = u[ok].astype(np.int64), store.content_row[p[ok]].astype(np.int64), e["created_at"].to_numpy()[ok]
+    n_posts = len(store.post_id)
+    engaged = np.unique(u * n_posts + p)
+    pool_t, pool_p = np.sort(t), p[np.argsort(t, kind="stable")]  # every engagement by time: popularity draws
+    first = np.lexsort((t, u * n_posts + p))
+    key = (u * n_posts + p)[first]
+    first = first[np.r_[True, key[1:] != key[:-1]]]
+    first = first[(t[first] >= window.start) if window.start is not None else slice(None)]
+    first = first[np.argsort(t[first], kind="stable")][-cfg.max_train_rows:]
+    user_row, when, pos = u[first], t[first], p[first]
+    neg, logq = _sample(store, user_row, when, cfg, window_seed(cfg.seed, window), (pool_t, pool_p))
+    bad = member(engaged, (user_row[:, None] * n_posts + neg).ravel())[0].reshape(neg.shape)
+    bad |= (neg < 0) | (neg == pos[:, None])
+    bad |= store.author_row[np.maximum(neg, 0)] == user_row[:, None]
+    cand = np.concatenate([pos[:, None], np.where(bad, -1, neg)], 1)
+    y, dwell = _labels(dataset, store, user_row, cand, window.end)
+    weight = np.repeat((cand >= 0)[..., None], len(RANKER_HEADS), -1).astype(np.float32)
+    logq = np.concatenate([np.zeros((len(cand), 1), np.float32), logq], 1)
+    shown = np.zeros(cand.shape, bool)
+    shown[:, 0] = True
+    return PhoenixRows(user_row, when, cand, y, weight, dwell, logq, shown, True)
+
+
+def _sample(store: FeatureStore, user_row: np.ndarray, when: np.ndarray, cfg: PhoenixConfig,
+            rng: np.random.Generator, pool: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(posts (n, k), log of each one's expected draws (n, k)): half by popularity before t, half uniform
+    among posts created before t; −1 where nothing can be drawn."""
+    k = cfg.sampled_negatives
+    k_pop = k // 2
+    pool_t, pool_p = pool
+    n_eng = np.searchsorted(pool_t, when, side="left")
+    created_order = np.argsort(store.created_at, kind="stable")
+    created_sorted = store.created_at[created_order]
+    n_posts = np.searchsorted(created_sorted, when, side="left")
+    r = rng.random((len(when), k))
+    pop = pool_p[np.minimum((r[:, :k_pop] * n_eng[:, None]).astype(np.int64), max(len(pool_p) - 1, 0))] \
+        if len(pool_p) else np.full((len(when), k_pop), -1)
+    uni = store.content_row[created_order[np.minimum((r[:, k_pop:] * n_posts[:, None]).astype(np.int64),
+                                                     max(len(created_order) - 1, 0))]]  # what the post shows
+    posts = np.concatenate([np.where(n_eng[:, None] > 0, pop, -1), np.where(n_posts[:, None] > 0, uni, -1)], 1)
+    # the mixture's probability of each drawn post: popularity share before t, and 1 / posts before t
+    counts = store.counters["post_pos"].count_before(np.maximum(posts, 0).ravel(),
+                                                     np.repeat(when, k)).reshape(posts.shape)
+    q = k_pop * counts / np.maximum(n_eng, 1)[:, None] + (k - k_pop) / np.maximum(n_posts, 1)[:, None]
+    return posts, np.log(np.maximum(q, 1e-12)).astype(np.float32)
+
+
+def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice) -> torch.Tensor:
+    logits, dwell = model(*rows.inputs.tensors(idx))
+    y, w = torch.from_numpy(rows.y[idx]), torch.from_numpy(rows.weight[idx])
+    loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
+    shown = torch.from_numpy(rows.shown[idx])
+    if rows.sampled:  # per head, the positive (column 0) against the sampled candidates, log-Q corrected
+        valid = torch.from_numpy(rows.cand[idx] >= 0)
+        z = (logits - torch.from_numpy(rows.logq[idx])[..., None]).masked_fill(~valid[..., None], float("-inf"))
+        ce = -torch.log_softmax(z, dim=1)[:, 0, :]  # (b, heads)
+        has = y[:, 0, :] > 0
+        loss = loss + (ce * has).sum() / has.sum().clamp(min=1)
+    elif shown.any():
+        target = torch.from_numpy(rows.dwell[idx])
+        loss = loss + DWELL_WEIGHT * (dwell - target).abs()[shown].mean()
+    return loss
+
+
+def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
+                  progress: Progress | None = None) -> tuple[PhoenixRanker, dict[str, Any]]:
+    """Fit with early stopping on the validation loss, then Platt-calibrate on validation. Seeded."""
+    t0 = time.perf_counter()
+    with seeded(cfg.seed):
+        model = new_model(cfg, int(max(train.inputs.arrays["cand_topic"].max(initial=0), 0)) + 1)
+    context = train.inputs.arrays["cand_context"][train.cand >= 0]
+    std = context.std(0) if len(context) else np.ones(len(CONTEXT_FEATURES), np.float32)
+    model.context_mean.copy_(torch.from_numpy(context.mean(0) if len(context) else np.zeros_like(std)))
+    model.context_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
+    chunk = max(cfg.batch_size, 256)
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return _loss(model, train, idx)
+
+    def valid_loss() -> float:
+        parts = [(_loss(model, valid, slice(i, i + chunk)).item(), min(chunk, len(valid) - i))
+                 for i in range(0, len(valid), chunk)]
+        return sum(v * n for v, n in parts) / max(sum(n for _, n in parts), 1)
+
+    # dense weights: AdamW; the hashed tables (sparse gradients): AdaGrad, as PHOENIX.md's plan (X: row-wise)
+    tables = [p for name, p in model.named_parameters() if name.endswith("table.weight")]
+    dense = [p for name, p in model.named_parameters() if not name.endswith("table.weight")]
+    opts = [torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            torch.optim.Adagrad(tables, lr=cfg.table_lr)]
+    result = fit(model, opts, batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size, min_batch=2,
+                 valid_loss=valid_loss if len(valid) else None, patience=cfg.patience, min_delta=1e-5,
+                 seed=cfg.seed, progress=progress, stage="phoenix")
+    if len(valid):
+        _calibrate(model, valid)
+    seconds = time.perf_counter() - t0
+    return model, {"epochs": len(result.epochs), "valid_loss": [round(v, 6) for v in result.valid_losses],
+                   "train_rows": len(train), "valid_rows": len(valid), "seconds": round(seconds, 2),
+                   "rows_per_s": round(result.examples / max(seconds, 1e-9)),
+                   "parameters": sum(p.numel() for p in model.parameters()),
+                   "recipe": "engagements + sampled negatives (softmax, log-Q)" if train.sampled
+                   else "page views + borrowed negatives (BCE)"}
+
+
+def new_model(cfg: PhoenixConfig, topics: int) -> PhoenixRanker:
+    return PhoenixRanker(RANKER_HEADS, N_ACTIONS, len(CONTEXT_FEATURES), d_model=cfg.d_model, layers=cfg.layers,
+                         attn_heads=cfg.attn_heads, head_dim=cfg.head_dim, ffn=cfg.ffn, width=cfg.width,
+                         user_buckets=cfg.user_buckets, post_buckets=cfg.post_buckets,
+                         author_buckets=cfg.author_buckets, topics=topics)
+
+
+@torch.no_grad()
+def logits_of(model: PhoenixRanker, rows: PhoenixRows, chunk: int = 256) -> np.ndarray:
+    model.eval()
+    parts = [model(*rows.inputs.tensors(slice(i, i + chunk)))[0].numpy() for i in range(0, len(rows), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, rows.cand.shape[1], len(RANKER_HEADS)), np.float32)
+
+
+def _calibrate(model: PhoenixRanker, rows: PhoenixRows) -> None:
+    """Platt scaling per head on the validation rows' weighted candidates (shown ones only where logged)."""
+    logits = torch.from_numpy(logits_of(model, rows))
+    y, w = torch.from_numpy(rows.y), torch.from_numpy(rows.weight)
+    if not rows.sampled:
+        w = w * torch.from_numpy(rows.shown)[..., None]
+    a = torch.ones(len(RANKER_HEADS), requires_grad=True)
+    b = torch.zeros(len(RANKER_HEADS), requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=100)
+
+    def closure() -> float:
+        opt.zero_grad()
+        loss = (F.binary_cross_entropy_with_logits(a * logits + b, y, reduction="none") * w).sum() / w.sum()
+        loss.backward()
+        return float(loss.detach())
+
+    opt.step(closure)
+    model.platt_a.copy_(a.detach())
+    model.platt_b.copy_(b.detach())
+
+
+def evaluate(model: PhoenixRanker, rows: PhoenixRows, truth: GroundTruth | None = None,
+             store: FeatureStore | None = None) -> dict[str, dict[str, Any]]:
+    """Per-head metrics on the shown candidates (logged impressions; without them, the engagement and
+    its sampled negatives), as the heavy ranker reports them (`head_report`)."""
+    logits = torch.from_numpy(logits_of(model, rows))
+    probs = torch.sigmoid(logits * model.platt_a + model.platt_b).numpy()
+    keep = rows.shown if not rows.sampled else rows.cand >= 0
+    r, c = np.nonzero(keep)
+    return head_report(probs[r, c], rows.y[r, c], rows.user_row[r], rows.cand[r, c], rows.time[r], truth, store)
+

@@ -28,6 +28,7 @@ form's user tower (the trunk over the context, mean-pooled over valid positions,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -102,9 +103,10 @@ def rotary(x: torch.Tensor, angles: Rope) -> torch.Tensor:
 class Block(nn.Module):
     """Pre-norm attention (qk-norm, rotary) and GELU feed-forward, with candidate isolation."""
 
-    def __init__(self, d_model: int, heads: int, head_dim: int, ffn: int):
+    def __init__(self, d_model: int, heads: int, head_dim: int, ffn: int, isolated: bool = True):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
+        self.isolated = isolated  # False: candidates attend to each other too (the dense-mask ablation)
         self.norm_attn, self.norm_ffn = RMSNorm(d_model), RMSNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * heads * head_dim, bias=False)
         self.q_norm, self.k_norm = RMSNorm(head_dim), RMSNorm(head_dim)
@@ -119,8 +121,9 @@ class Block(nn.Module):
         return rotary(self.q_norm(q), angles), rotary(self.k_norm(k), angles), v
 
     def forward(self, ctx: torch.Tensor, ctx_pos: Rope, ctx_valid: torch.Tensor, cand: torch.Tensor,
-                cand_pos: Rope) -> tuple[torch.Tensor, torch.Tensor]:
-        """ctx (b, c, d) with its rotary angles and a validity mask (b, c); cand (b, m, d) with its angles."""
+                cand_pos: Rope, cand_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ctx (b, c, d) with its rotary angles and a validity mask (b, c); cand (b, m, d) with its angles (and,
+        for the dense ablation only, a validity mask (b, m))."""
         qc, kc, vc = self._qkv(ctx, ctx_pos)
         keep = ctx_valid[:, None, None, :]  # (b, 1, 1, c)
         ctx_att = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=keep)
@@ -131,9 +134,17 @@ class Block(nn.Module):
         scale = self.head_dim ** -0.5
         to_ctx = (qm @ kc.transpose(-1, -2)) * scale  # (b, heads, m, c)
         to_ctx = to_ctx.masked_fill(~keep, float("-inf"))
-        to_self = (qm * km).sum(-1, keepdim=True) * scale  # (b, heads, m, 1)
-        weights = torch.softmax(torch.cat([to_ctx, to_self], dim=-1), dim=-1)
-        cand_att = weights[..., :-1] @ vc + weights[..., -1:] * vm
+        if self.isolated:
+            to_self = (qm * km).sum(-1, keepdim=True) * scale  # (b, heads, m, 1)
+            weights = torch.softmax(torch.cat([to_ctx, to_self], dim=-1), dim=-1)
+            cand_att = weights[..., :-1] @ vc + weights[..., -1:] * vm
+        else:
+            to_cand = (qm @ km.transpose(-1, -2)) * scale  # (b, heads, m, m)
+            if cand_valid is not None:
+                to_cand = to_cand.masked_fill(~cand_valid[:, None, None, :], float("-inf"))
+            weights = torch.softmax(torch.cat([to_ctx, to_cand], dim=-1), dim=-1)
+            c = kc.shape[2]
+            cand_att = weights[..., :c] @ vc + weights[..., c:] @ vm
         cand = cand + self.out(cand_att.transpose(1, 2).flatten(2))
         cand = cand + self.ffn(self.norm_ffn(cand))
         return ctx, cand
@@ -151,7 +162,7 @@ class PhoenixRanker(nn.Module):
     def __init__(self, heads: Sequence[str], n_actions: int, n_context: int, d_model: int = 64, layers: int = 2,
                  attn_heads: int = 2, head_dim: int = 32, ffn: int = 128, width: int = 32,
                  user_buckets: int = 8_192, post_buckets: int = 100_000, author_buckets: int = 8_192,
-                 topics: int = 64):
+                 topics: int = 64, candidate_isolation: bool = True):
         super().__init__()
         self.heads = tuple(heads)
         self.user = HashedEmbedding(user_buckets, width, d_model)
@@ -165,7 +176,9 @@ class PhoenixRanker(nn.Module):
         self.register_buffer("context_mean", torch.zeros(n_context))
         self.register_buffer("context_std", torch.ones(n_context))
         self.head_dim = head_dim
-        self.blocks = nn.ModuleList(Block(d_model, attn_heads, head_dim, ffn) for _ in range(layers))
+        self.isolated = candidate_isolation
+        self.blocks = nn.ModuleList(Block(d_model, attn_heads, head_dim, ffn, candidate_isolation)
+                                    for _ in range(layers))
         self.norm = RMSNorm(d_model)
         self.logits = nn.Linear(d_model, len(self.heads))
         self.dwell = nn.Linear(d_model, 1)
@@ -209,8 +222,9 @@ class PhoenixRanker(nn.Module):
         ctx_angles = rope(ctx_pos, self.head_dim)
         cand_angles = rope(torch.full(cand_post.shape, ctx.shape[1], dtype=torch.long, device=cand.device),
                            self.head_dim)
+        cand_valid = None if self.isolated else (cand_context != 0).any(-1)  # padding: no context
         for block in self.blocks:
-            ctx, cand = block(ctx, ctx_angles, valid, cand, cand_angles)
+            ctx, cand = block(ctx, ctx_angles, valid, cand, cand_angles, cand_valid)
         out = self.norm(cand)
         return self.logits(out), self.dwell(out).squeeze(-1)
 
@@ -261,8 +275,10 @@ class PhoenixRetrieval(nn.Module):
                  author_buckets: int = 8_192, topics: int = 64):
         super().__init__()
         self.dim = d_model
-        self.user_tower = PhoenixRanker((), n_actions, 1, d_model, layers, attn_heads, head_dim, ffn, width,
-                                        user_buckets, post_buckets, author_buckets, topics)
+        with warnings.catch_warnings():  # no heads: torch notes that initialising the empty head layer is a no-op
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+            self.user_tower = PhoenixRanker((), n_actions, 1, d_model, layers, attn_heads, head_dim, ffn, width,
+                                            user_buckets, post_buckets, author_buckets, topics)
         self.candidate_tower = CandidateTower(d_model, width, post_buckets, author_buckets, topics)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(0.1)))  # X's initial temperature
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -281,8 +282,13 @@ def _sample(store: FeatureStore, user_row: np.ndarray, when: np.ndarray, cfg: Ph
     return posts, np.log(np.maximum(q, 1e-12)).astype(np.float32)
 
 
-def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice) -> torch.Tensor:
-    logits, dwell = model(*rows.inputs.tensors(idx))
+def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice, id_dropout: float = 0.0,
+          rng: np.random.Generator | None = None) -> torch.Tensor:
+    x = rows.inputs.numpy(idx)
+    if id_dropout and rng is not None:  # unknown viewers and posts, as new ones are when served
+        for i in (INPUT_NAMES.index("user"), INPUT_NAMES.index("cand_post")):
+            x[i] = np.where(rng.random(x[i].shape) < id_dropout, -1, x[i])
+    logits, dwell = model(*(torch.from_numpy(a) for a in x))
     y, w = torch.from_numpy(rows.y[idx]), torch.from_numpy(rows.weight[idx])
     loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
     shown = torch.from_numpy(rows.shown[idx])
@@ -311,21 +317,19 @@ def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
     chunk = max(cfg.batch_size, 256)
 
     def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return _loss(model, train, idx)
+        return _loss(model, train, idx, cfg.id_dropout, rng)
 
     def valid_loss() -> float:
         parts = [(_loss(model, valid, slice(i, i + chunk)).item(), min(chunk, len(valid) - i))
                  for i in range(0, len(valid), chunk)]
         return sum(v * n for v, n in parts) / max(sum(n for _, n in parts), 1)
 
-    # dense weights: AdamW; the hashed tables (sparse gradients): AdaGrad, as PHOENIX.md's plan (X: row-wise)
-    tables = [p for name, p in model.named_parameters() if name.endswith("table.weight")]
-    dense = [p for name, p in model.named_parameters() if not name.endswith("table.weight")]
-    opts = [torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
-            torch.optim.Adagrad(tables, lr=cfg.table_lr)]
-    result = fit(model, opts, batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size, min_batch=2,
-                 valid_loss=valid_loss if len(valid) else None, patience=cfg.patience, min_delta=1e-5,
-                 seed=cfg.seed, progress=progress, stage="phoenix")
+    opts = table_optimizers(model, cfg)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse invariant checks", UserWarning)  # AdaGrad's sparse state
+        result = fit(model, opts, batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                     min_batch=2, valid_loss=valid_loss if len(valid) else None, patience=cfg.patience,
+                     min_delta=1e-5, seed=cfg.seed, progress=progress, stage="phoenix")
     if len(valid):
         _calibrate(model, valid)
     seconds = time.perf_counter() - t0
@@ -337,11 +341,20 @@ def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
                    else "page views + borrowed negatives (BCE)"}
 
 
+def table_optimizers(model: torch.nn.Module, cfg: PhoenixConfig) -> list[torch.optim.Optimizer]:
+    """Dense weights: AdamW; the hashed tables (sparse gradients): AdaGrad, as PHOENIX.md's plan (X: row-wise)."""
+    tables = [p for name, p in model.named_parameters() if name.endswith("table.weight")]
+    dense = [p for name, p in model.named_parameters() if not name.endswith("table.weight")]
+    return [torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            torch.optim.Adagrad(tables, lr=cfg.table_lr)]
+
+
 def new_model(cfg: PhoenixConfig, topics: int) -> PhoenixRanker:
     return PhoenixRanker(RANKER_HEADS, N_ACTIONS, len(CONTEXT_FEATURES), d_model=cfg.d_model, layers=cfg.layers,
                          attn_heads=cfg.attn_heads, head_dim=cfg.head_dim, ffn=cfg.ffn, width=cfg.width,
                          user_buckets=cfg.user_buckets, post_buckets=cfg.post_buckets,
-                         author_buckets=cfg.author_buckets, topics=topics)
+                         author_buckets=cfg.author_buckets, topics=topics,
+                         candidate_isolation=cfg.candidate_isolation)
 
 
 @torch.no_grad()

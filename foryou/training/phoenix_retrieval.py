@@ -11,6 +11,7 @@ negatives (the batch's other posts stand in for them).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from foryou.features.sequences import N_ACTIONS
 from foryou.logs import Progress
 from foryou.models.phoenix import PhoenixRetrieval
 from foryou.training.loop import fit, seeded
-from foryou.training.phoenix import Inputs, inputs
+from foryou.training.phoenix import Inputs, inputs, table_optimizers
 from foryou.training.two_tower import in_batch_loss
 
 HISTORY_INPUTS = 7  # the first seven of INPUT_NAMES: the user and the history
@@ -92,14 +93,13 @@ def train_phoenix_retrieval(train: RetrievalRows, valid: RetrievalRows, n_posts:
                  for i in range(0, len(valid), step) if len(valid) - i >= 2]
         return sum(v * n for v, n in parts) / max(sum(n for _, n in parts), 1)
 
-    tables = [p for name, p in model.named_parameters() if name.endswith("table.weight")]
-    dense = [p for name, p in model.named_parameters() if not name.endswith("table.weight")]
-    opts = [torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
-            torch.optim.Adagrad(tables, lr=cfg.table_lr)]
     # a softmax over the batch: larger batches give every example more negatives
-    result = fit(model, opts, lambda idx, rng: loss_of(train, idx), len(train), epochs=cfg.epochs,
-                 batch_size=cfg.batch_size * 4, min_batch=2, valid_loss=valid_loss if len(valid) >= 2 else None,
-                 patience=cfg.patience, min_delta=1e-4, seed=cfg.seed, progress=progress, stage="phoenix retrieval")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse invariant checks", UserWarning)
+        result = fit(model, table_optimizers(model, cfg), lambda idx, rng: loss_of(train, idx), len(train),
+                     epochs=cfg.epochs, batch_size=cfg.batch_size * 4, min_batch=2,
+                     valid_loss=valid_loss if len(valid) >= 2 else None, patience=cfg.patience, min_delta=1e-4,
+                     seed=cfg.seed, progress=progress, stage="phoenix retrieval")
     return model, {"epochs": len(result.epochs), "valid_loss": [round(v, 6) for v in result.valid_losses],
                    "train_examples": len(train), "valid_examples": len(valid),
                    "temperature": round(float(model.log_temperature.exp()), 4),

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from foryou.config import ForYouConfig, HeavyRankerConfig, TrainingConfig
+from foryou.config import ForYouConfig, HeavyRankerConfig, TrainingConfig, apply_overrides
 from foryou.data.dataset import Dataset
 from foryou.data.importers import import_movielens
 from foryou.data.lookup import rows_of
@@ -172,7 +172,14 @@ def test_train_all_without_impressions_registers_and_serves_once_promoted(tmp_pa
     assert "skipped" in results["light_ranker_in_network"]  # no follows
     assert results["light_ranker_out_of_network"]["version"] == 1
 
+    # Phoenix learns from the same engagements (softmax over sampled negatives) and, promoted, takes the slot
+    assert results["phoenix"]["fit"]["recipe"].startswith("engagements + sampled negatives")
+    assert results["phoenix"]["test"]["click"]["auc"] > 0.6
     engine = RecommendationEngine.open(path, wide, as_of=as_of)
+    assert engine.model_versions()["heavy_ranker"].startswith("phoenix v1 (promoted)")
+    engine.close()
+    engine = RecommendationEngine.open(path, apply_overrides(wide, {"timeline": {"ranking": {"model": "masknet"}}}),
+                                       as_of=as_of)
     assert engine.model_versions()["heavy_ranker"].startswith("v2 (promoted)")
     page = engine.recommend(1, n=10, explain=True)
     assert len(page.items) > 0

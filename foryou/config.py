@@ -298,11 +298,14 @@ class PhoenixConfig(Strict):
     epochs: int = Field(4, ge=1, description="best validation epoch measured: 2nd (world), 4th (MovieLens)")
     batch_size: int = Field(128, ge=2, description="training rows (a page view, or an engagement) per step")
     lr: float = Field(2e-3, gt=0, description="AdamW, dense weights")
-    table_lr: float = Field(0.05, gt=0, description="AdaGrad, the hashed embedding tables (sparse gradients)")
+    table_lr: float = Field(0.05, gt=0, description="AdaGrad, the hashed embedding tables (sparse gradients); "
+                            "0.01 fits validation longer but gave worse world pages (EVALUATION.md)")
     weight_decay: float = Field(1e-4, ge=0)
     id_dropout: float = Field(0.1, ge=0, lt=1, description="share of viewer and candidate post ids dropped to "
                               "'unknown' while training (new posts are served unknown)")
     patience: int = Field(1, ge=0)
+    viewer_context: bool = Field(False, description="also read MaskNet's 12 viewer × candidate aggregates over the "
+                                 "viewer's whole log as candidate context (world: AUC ±0.003, worse pages)")
     candidate_isolation: bool = Field(True, description="False only for the ablation: candidates attend to "
                                       "each other (a score then depends on the request's other candidates)")
     max_candidates: int = Field(32, ge=1, le=1024, description="impressions per training row (a page view's)")
@@ -310,6 +313,11 @@ class PhoenixConfig(Strict):
                                     "impressions added to each row as not-engaged (weight 1/times drawn)")
     sampled_negatives: int = Field(16, ge=1, le=4096, description="without impressions: negatives per "
                                    "engagement, half by popularity, half uniform (log-Q corrected)")
+    sampled_bce: float = Field(0.0, ge=0, le=100, description="without impressions: weight of a BCE term beside "
+                               "the softmax (BCE against popularity-drawn negatives discounts popularity: MovieLens "
+                               "validation pages 0.2263 with weight 1, 0.2430 without)")
+    trend_hours: float = Field(24.0, gt=0, le=HOURS_MAX, description="a candidate's recent positives are counted over "
+                               "this window (`foryou train` sets the engine's trending window, derived from the data)")
     max_train_rows: int = Field(50_000, ge=100, description="most recent training rows kept (a row costs its "
                                 "history plus its candidates through the trunk: this bounds an epoch's time)")
     seed: int = 0

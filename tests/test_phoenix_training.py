@@ -91,7 +91,7 @@ def test_a_score_does_not_depend_on_the_other_candidates(trained, tiny) -> None:
 
     model, _ = trained
     _, store = tiny
-    ranker = TrainedPhoenix(model, store, "v0", FAST.history)
+    ranker = TrainedPhoenix(model, store, "v0", FAST.history, ph.context_features(FAST), 86_400)
     rng = np.random.default_rng(0)
     posts = rng.choice(len(store.post_id), 60, replace=False)
     viewers = np.repeat([3, 7, 11], 20)

@@ -281,7 +281,8 @@ def bench_phoenix(dataset: Path, candidates: int = 500, repeats: int = 200) -> d
             rows = rng.choice(len(store.post_id), candidates, replace=False)
             user = int(rng.integers(len(store.user_ids)))
             t0 = time.perf_counter()
-            x = inputs(store, np.array([user]), np.array([engine.now]), rows[None, :], model.history)
+            x = inputs(store, np.array([user]), np.array([engine.now]), rows[None, :], model.history, model.context,
+                       model.trend_s)
             t1 = time.perf_counter()
             if model.runtime is not None:
                 model.runtime(*x.numpy())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,17 +32,22 @@ def to_onnx(net: HeavyRankerNet) -> bytes:
     return buf.getvalue()
 
 
+def runtime_session(model: bytes, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session of `model` on `threads` threads (ValueError where it is not installed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ValueError("ONNX Runtime is not installed (pip install onnxruntime)") from exc
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxHeavyRanker:
     """An ONNX Runtime session with the heavy ranker's call signature (numpy in, numpy out)."""
 
     def __init__(self, model: bytes, threads: int = 1):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ValueError("ONNX Runtime is not installed (pip install onnxruntime)") from exc
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.session = runtime_session(model, threads)
 
     def __call__(self, x: np.ndarray, topic: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """`ids` = vocabulary rows (HeavyRankerNet.vocab_index), as the eager network takes them."""
@@ -84,13 +90,7 @@ class OnnxPhoenix:
     """An ONNX Runtime session of Phoenix's probabilities (numpy inputs in `forward`'s order)."""
 
     def __init__(self, model: bytes, threads: int = 1):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ValueError("ONNX Runtime is not installed (pip install onnxruntime)") from exc
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.session = runtime_session(model, threads)
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from foryou.models.logistic import LogisticRegression, logistic_from_tensors
 from foryou.models.phoenix import PhoenixRanker
 from foryou.registry import ModelRegistry
 from foryou.timeline.query import TimelineQuery
-from foryou.vocab import NEGATIVE
+from foryou.vocab import HOUR, NEGATIVE
 
 if TYPE_CHECKING:
     from foryou.models.export import OnnxHeavyRanker, OnnxPhoenix
@@ -154,8 +154,10 @@ class TrainedPhoenix:
     does not depend on the other candidates of the request)."""
 
     def __init__(self, model: PhoenixRanker, store: FeatureStore, version: str, history: int,
-                 runtime: OnnxPhoenix | None = None, viewers_per_call: int = 16):
+                 context: tuple[str, ...], trend_s: int, runtime: OnnxPhoenix | None = None,
+                 viewers_per_call: int = 16):
         self.model = model.eval()
+        self.context, self.trend_s = context, trend_s  # the candidate context it was trained on
         self.runtime = runtime  # ONNX Runtime of the same model (faster on one thread), or None: eager torch
         self.store = store
         self.version = version
@@ -181,7 +183,8 @@ class TrainedPhoenix:
         step = max(self.viewers_per_call, 1)
         for lo in range(0, len(viewers), step):
             mine_viewers = viewers[lo:lo + step]
-            x = inputs(self.store, mine_viewers, np.full(len(mine_viewers), now), cand[lo:lo + step], self.history)
+            x = inputs(self.store, mine_viewers, np.full(len(mine_viewers), now), cand[lo:lo + step], self.history,
+                       self.context, self.trend_s)
             if self.runtime is not None:
                 p = self.runtime(*x.numpy())
             else:
@@ -194,7 +197,7 @@ class TrainedPhoenix:
 
 def _phoenix(registry: ModelRegistry, store: FeatureStore, pick: int | None) -> tuple[TrainedPhoenix | None, str]:
     from foryou.config import PhoenixConfig
-    from foryou.training.phoenix import SCHEMA, new_model
+    from foryou.training.phoenix import SCHEMA, context_features, new_model
 
     tensors, version, line = registry.load_or_fallback("phoenix", schema=SCHEMA, version=pick)
     if tensors is None or version is None:
@@ -214,7 +217,8 @@ def _phoenix(registry: ModelRegistry, store: FeatureStore, pick: int | None) -> 
         line += " (ONNX Runtime)"
     except Exception as exc:  # any export/runtime problem: eager torch, said in the log
         log.warning("ONNX Runtime unavailable for Phoenix; eager torch", extra={"error": str(exc)})
-    return TrainedPhoenix(model, store, version.label, cfg.history, runtime), line
+    return TrainedPhoenix(model, store, version.label, cfg.history, context_features(cfg),
+                          int(cfg.trend_hours * HOUR), runtime), line
 
 
 def _phoenix_retriever(registry: ModelRegistry, store: FeatureStore,

@@ -49,7 +49,7 @@ from foryou.models.phoenix import PhoenixRanker
 from foryou.training.heavy_ranker import HEAD_KINDS, head_report
 from foryou.training.loop import fit, seeded
 from foryou.training.negatives import window_seed
-from foryou.vocab import HOUR, RANKER_HEADS
+from foryou.vocab import DAY, HOUR, RANKER_HEADS
 
 if TYPE_CHECKING:
     from foryou.data.world import GroundTruth
@@ -64,10 +64,20 @@ CONTEXT_FEATURES = ("age_log_h", "post_positive_log", "post_impressions_log", "p
                     "post_negative_rate", "has_media", "has_link", "length_log", "is_reply", "is_repost", "is_nsfw",
                     "is_toxic", "is_spam", "is_misinfo", "author_rate", "author_impressions_log",
                     "author_negative_rate", "author_followers_log", "in_network")
+# `viewer_context`: MaskNet's viewer × candidate aggregates over the viewer's whole log (impressions ignored
+# included), which a history of the last engagements cannot hold
+VIEWER_FEATURES = ("user_topic_share", "user_positive_log", "user_impressions_log", "user_negative_rate",
+                   "user_media_share", "user_unsafe_negative_log", "user_topic_rate", "user_topic_impression_share",
+                   "user_author_positive_log", "user_author_impressions_log", "user_author_rate",
+                   "user_author_negative")
 # What a stored Phoenix was trained on: its inputs' definition (a version with another is not served).
-SCHEMA = "phoenix-" + hashlib.sha256(f"1|{'|'.join(INPUT_NAMES)}|{'|'.join(CONTEXT_FEATURES)}|{FEATURE_SCHEMA}"
-                                     .encode()).hexdigest()[:12]
-_RATES = [i for i, name in enumerate(CONTEXT_FEATURES) if name.endswith("_rate")]  # as logs: rates span decades
+SCHEMA = "phoenix-" + hashlib.sha256(f"3|{'|'.join(INPUT_NAMES)}|{'|'.join(CONTEXT_FEATURES + VIEWER_FEATURES)}|"
+                                     f"{FEATURE_SCHEMA}".encode()).hexdigest()[:12]
+
+
+def context_features(cfg: PhoenixConfig) -> tuple[str, ...]:
+    """The candidate context numbers a model of this config reads."""
+    return CONTEXT_FEATURES + (VIEWER_FEATURES if cfg.viewer_context else ())
 
 
 @dataclass
@@ -89,7 +99,7 @@ class Inputs:
 
 
 def inputs(store: FeatureStore, user_rows: np.ndarray, times: np.ndarray, cand_rows: np.ndarray,
-           history: int) -> Inputs:
+           history: int, context: tuple[str, ...] = CONTEXT_FEATURES, trend_s: int = DAY) -> Inputs:
     """Inputs for viewers `user_rows` at `times` (n,) and their candidates `cand_rows` (n, m) post rows
     (−1 = padding): the last `history` engagements before each time, and each candidate as of that time."""
     u, t = np.asarray(user_rows, np.int64), np.asarray(times, np.int64)
@@ -99,8 +109,14 @@ def inputs(store: FeatureStore, user_rows: np.ndarray, times: np.ndarray, cand_r
     hp = np.where(valid_h, h_post, 0)
     n, m = cand.shape
     flat = np.where(valid_c, cand, 0).ravel()
-    f = store.compute(np.repeat(u, m), flat, np.repeat(t, m), names=CONTEXT_FEATURES)
-    f[:, _RATES] = np.log(np.maximum(f[:, _RATES], 1e-6))
+    f = store.compute(np.repeat(u, m), flat, np.repeat(t, m), names=context)
+    rates = [i for i, name in enumerate(context) if name.endswith("_rate")]  # as logs: rates span decades
+    f[:, rates] = np.log(np.maximum(f[:, rates], 1e-6))
+    # recent popularity at the data's own time scale (a catalog's month, a feed's day), last column
+    content_t, pos = np.repeat(t, m), store.counters["post_pos"]
+    trend = pos.count_before(store.content_row[flat], content_t) - pos.count_before(store.content_row[flat],
+                                                                                    content_t - trend_s)
+    f = np.concatenate([f, np.log1p(np.maximum(trend, 0))[:, None]], 1)
     content = store.content_row[flat]
 
     def ids(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -117,7 +133,7 @@ def inputs(store: FeatureStore, user_rows: np.ndarray, times: np.ndarray, cand_r
         "cand_post": ids(store.post_id[content].reshape(n, m), valid_c),
         "cand_author": ids(store.user_ids[store.author_row[content]].reshape(n, m), valid_c),
         "cand_topic": ids(store.topic[content].reshape(n, m), valid_c),
-        "cand_context": (f * valid_c.reshape(-1, 1)).reshape(n, m, len(CONTEXT_FEATURES)).astype(np.float32),
+        "cand_context": (f * valid_c.reshape(-1, 1)).reshape(n, m, len(context) + 1).astype(np.float32),
     })
 
 
@@ -145,8 +161,17 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg: Phoen
                impressions: bool) -> PhoenixRows:
     """The window's rows by the recipe the data allows (module doc), with their inputs."""
     rows = (_page_rows if impressions else _engagement_rows)(dataset, store, window, cfg)
-    rows.inputs = inputs(store, rows.user_row, rows.time, rows.cand, cfg.history)
+    rows.inputs = inputs(store, rows.user_row, rows.time, rows.cand, cfg.history, context_features(cfg),
+                         int(cfg.trend_hours * HOUR))
     return rows
+
+
+def known_rows(store: FeatureStore, table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mask of the rows whose user and post the store knows, their user rows, their post rows) of an event table."""
+    (u_ok, u), (p_ok, p) = member(store.user_ids, table["user_id"].to_numpy()), member(store.post_id,
+                                                                                      table["post_id"].to_numpy())
+    ok = u_ok & p_ok
+    return ok, u[ok].astype(np.int64), p[ok].astype(np.int64)
 
 
 def _labels(dataset: Dataset, store: FeatureStore, user_row: np.ndarray, cand: np.ndarray,
@@ -155,11 +180,9 @@ def _labels(dataset: Dataset, store: FeatureStore, user_row: np.ndarray, cand: n
     e = dataset.engagements
     if before is not None:
         e = e.filter(pc.less(e["created_at"], before))
-    (u_ok, e_u), (p_ok, e_p) = member(store.user_ids, e["user_id"].to_numpy()), member(store.post_id,
-                                                                                        e["post_id"].to_numpy())
-    ok = u_ok & p_ok
+    ok, e_u, e_p = known_rows(store, e)
     n_posts = len(store.post_id)
-    e_key = (e_u.astype(np.int64) * n_posts + e_p)[ok]
+    e_key = e_u * n_posts + e_p
     e_kind = e["kind"].to_numpy(zero_copy_only=False)[ok]
     key = np.where(cand >= 0, user_row[:, None] * n_posts + cand, -1)
     y = np.zeros((*cand.shape, len(RANKER_HEADS)), np.float32)
@@ -177,10 +200,7 @@ def _labels(dataset: Dataset, store: FeatureStore, user_row: np.ndarray, cand: n
 
 def _page_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg: PhoenixConfig) -> PhoenixRows:
     imp = window.rows(dataset, "impressions")
-    (u_ok, u), (p_ok, p) = member(store.user_ids, imp["user_id"].to_numpy()), member(store.post_id,
-                                                                                    imp["post_id"].to_numpy())
-    ok = u_ok & p_ok
-    u, p = u[ok].astype(np.int64), p[ok].astype(np.int64)
+    ok, u, p = known_rows(store, imp)
     t, session = imp["created_at"].to_numpy()[ok], imp["session_id"].to_numpy()[ok]
     order = np.lexsort((p, t, session, u))
     u, p, t, session = u[order], p[order], t[order], session[order]
@@ -232,10 +252,8 @@ def _engagement_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg:
     e = e.filter(pc.is_in(e["kind"], pa.array(list(kinds))))
     if window.end is not None:
         e = e.filter(pc.less(e["created_at"], window.end))
-    (u_ok, u), (p_ok, p) = member(store.user_ids, e["user_id"].to_numpy()), member(store.post_id,
-                                                                                  e["post_id"].to_numpy())
-    ok = u_ok & p_ok
-    u, p, t = u[ok].astype(np.int64), store.content_row[p[ok]].astype(np.int64), e["created_at"].to_numpy()[ok]
+    ok, u, p = known_rows(store, e)
+    p, t = store.content_row[p].astype(np.int64), e["created_at"].to_numpy()[ok]
     n_posts = len(store.post_id)
     engaged = np.unique(u * n_posts + p)
     pool_t, pool_p = np.sort(t), p[np.argsort(t, kind="stable")]  # every engagement by time: popularity draws
@@ -283,7 +301,7 @@ def _sample(store: FeatureStore, user_row: np.ndarray, when: np.ndarray, cfg: Ph
 
 
 def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice, id_dropout: float = 0.0,
-          rng: np.random.Generator | None = None) -> torch.Tensor:
+          rng: np.random.Generator | None = None, sampled_bce: float = 1.0) -> torch.Tensor:
     x = rows.inputs.numpy(idx)
     if id_dropout and rng is not None:  # unknown viewers and posts, as new ones are when served
         for i in (INPUT_NAMES.index("user"), INPUT_NAMES.index("cand_post")):
@@ -291,6 +309,8 @@ def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice, id_d
     logits, dwell = model(*(torch.from_numpy(a) for a in x))
     y, w = torch.from_numpy(rows.y[idx]), torch.from_numpy(rows.weight[idx])
     loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
+    if rows.sampled:
+        loss = loss * sampled_bce
     shown = torch.from_numpy(rows.shown[idx])
     if rows.sampled:  # per head, the positive (column 0) against the sampled candidates, log-Q corrected
         valid = torch.from_numpy(rows.cand[idx] >= 0)
@@ -311,16 +331,17 @@ def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
     with seeded(cfg.seed):
         model = new_model(cfg, int(max(train.inputs.arrays["cand_topic"].max(initial=0), 0)) + 1)
     context = train.inputs.arrays["cand_context"][train.cand >= 0]
-    std = context.std(0) if len(context) else np.ones(len(CONTEXT_FEATURES), np.float32)
+    std = context.std(0) if len(context) else np.ones(context.shape[-1], np.float32)
     model.context_mean.copy_(torch.from_numpy(context.mean(0) if len(context) else np.zeros_like(std)))
     model.context_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
     chunk = max(cfg.batch_size, 256)
 
     def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return _loss(model, train, idx, cfg.id_dropout, rng)
+        return _loss(model, train, idx, cfg.id_dropout, rng, cfg.sampled_bce)
 
     def valid_loss() -> float:
-        parts = [(_loss(model, valid, slice(i, i + chunk)).item(), min(chunk, len(valid) - i))
+        parts = [(_loss(model, valid, slice(i, i + chunk), sampled_bce=cfg.sampled_bce).item(),
+                  min(chunk, len(valid) - i))
                  for i in range(0, len(valid), chunk)]
         return sum(v * n for v, n in parts) / max(sum(n for _, n in parts), 1)
 
@@ -350,8 +371,9 @@ def table_optimizers(model: torch.nn.Module, cfg: PhoenixConfig) -> list[torch.o
 
 
 def new_model(cfg: PhoenixConfig, topics: int) -> PhoenixRanker:
-    return PhoenixRanker(RANKER_HEADS, N_ACTIONS, len(CONTEXT_FEATURES), d_model=cfg.d_model, layers=cfg.layers,
-                         attn_heads=cfg.attn_heads, head_dim=cfg.head_dim, ffn=cfg.ffn, width=cfg.width,
+    return PhoenixRanker(RANKER_HEADS, N_ACTIONS, len(context_features(cfg)) + 1,  # + the trend count
+                         d_model=cfg.d_model, layers=cfg.layers, attn_heads=cfg.attn_heads, head_dim=cfg.head_dim,
+                         ffn=cfg.ffn, width=cfg.width,
                          user_buckets=cfg.user_buckets, post_buckets=cfg.post_buckets,
                          author_buckets=cfg.author_buckets, topics=topics,
                          candidate_isolation=cfg.candidate_isolation)

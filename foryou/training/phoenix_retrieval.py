@@ -22,7 +22,6 @@ import torch
 
 from foryou.config import PhoenixConfig
 from foryou.data.dataset import Dataset
-from foryou.data.lookup import member
 from foryou.data.split import Window
 from foryou.embeddings.retriever import EmbeddingRetriever
 from foryou.features import FeatureStore
@@ -30,7 +29,7 @@ from foryou.features.sequences import N_ACTIONS
 from foryou.logs import Progress
 from foryou.models.phoenix import PhoenixRetrieval
 from foryou.training.loop import fit, seeded
-from foryou.training.phoenix import Inputs, inputs, table_optimizers
+from foryou.training.phoenix import Inputs, inputs, known_rows, table_optimizers
 from foryou.training.two_tower import in_batch_loss
 
 HISTORY_INPUTS = 7  # the first seven of INPUT_NAMES: the user and the history
@@ -55,10 +54,8 @@ def retrieval_rows(dataset: Dataset, store: FeatureStore, window: Window, kinds:
     """The window's first engagement of `kinds` per (user, post), the most recent `max_train_rows`."""
     e = dataset.engagements
     e = e.filter(pc.and_(window.mask(e["created_at"]), pc.is_in(e["kind"], pa.array(list(kinds)))))
-    (u_ok, u), (p_ok, p) = member(store.user_ids, e["user_id"].to_numpy()), member(store.post_id,
-                                                                                  e["post_id"].to_numpy())
-    ok = u_ok & p_ok
-    u, p, t = u[ok].astype(np.int64), store.content_row[p[ok]].astype(np.int64), e["created_at"].to_numpy()[ok]
+    ok, u, p = known_rows(store, e)
+    p, t = store.content_row[p].astype(np.int64), e["created_at"].to_numpy()[ok]
     key = u * len(store.post_id) + p
     first = np.lexsort((t, key))
     first = first[np.r_[True, key[first][1:] != key[first][:-1]]] if len(first) else first

@@ -195,6 +195,8 @@ def _train_phoenix(run: _Run) -> None:
     """Phoenix on the same windows as MaskNet: page views where impressions are logged, else engagements
     with sampled negatives (foryou.training.phoenix); registered beside MaskNet, gated after it."""
     cfg = run.config.training.phoenix
+    if "trend_hours" not in cfg.model_fields_set:  # the engine's trending window for this data
+        cfg = cfg.model_copy(update={"trend_hours": run.config.timeline.sources.trending_count_hours})
     run.progress("phoenix rows", 0.0)
     rows = [phoenix.build_rows(run.dataset, run.store, w, cfg, run.sampled is None) for w in run.windows]
     run.progress("phoenix rows", 1.0)

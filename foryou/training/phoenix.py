@@ -4,24 +4,23 @@ A row is one viewer at one instant with the candidates they were shown then, and
 they engaged with strictly before that instant (`EngagementSequences.window`: a later event changes no
 row). Two recipes, by what the data logs:
 
-Besides ids, actions and topics the model reads each candidate's context numbers (CONTEXT_FEATURES, the
-feature store's post and author columns: X's count buckets); no viewer × candidate feature — that is the
-history's job.
-
 - **with impressions** (worlds, logged feeds): a row is a page view (the impressions of one session, at
   its first impression's time), each candidate labelled by the heads' engagements of the viewer on it —
-  multi-label BCE. Each row also borrows other page views' impressions as not-engaged (X's
-  RECAP_NOT_DWELLED negatives), weighted 1/(times that post was borrowed) so popular posts do not dominate,
-  with the negative-feedback heads masked on them (nobody reported what they never saw).
+  multi-label BCE plus the dwell regression. Each row also borrows other page views' impressions as
+  not-engaged (X's RECAP_NOT_DWELLED negatives), weighted 1/(times that post was borrowed) so popular posts
+  do not dominate, with the negative-feedback heads masked on them (nobody reported what they never saw).
 - **without impressions** (positives-only imports): a row is an engagement (the first per user and post),
   its post the positive candidate, plus `sampled_negatives` posts that existed then — half drawn by
   popularity (the post of an engagement before t), half uniformly — not the user's own nor one they engage
   with. Per head the positive must out-score the negatives in a softmax whose logits carry the log-Q
-  correction (− log of each candidate's expected draws), plus BCE over every candidate.
+  correction (− log of each candidate's expected draws); a BCE term beside it (`sampled_bce`) is off by
+  default: against popularity-drawn negatives it teaches the ranker to discount popularity.
 
 `inputs` is the one definition of the model's inputs, used by training and by the served ranker
-(foryou.timeline.loading.TrainedPhoenix): ids (hashed by the model), history actions, dwell, hours since,
-and each candidate's age, positive-count bucket and in-network flag from the feature store at t.
+(foryou.timeline.loading.TrainedPhoenix): ids (hashed by the model), topics, history actions, dwell and
+hours since, and each candidate's context numbers at t (CONTEXT_FEATURES: the feature store's post and
+author columns — X's count buckets — then, with `viewer_context`, MaskNet's viewer × candidate aggregates,
+and last the candidate's positives over the data's trending window).
 """
 
 from __future__ import annotations

@@ -101,9 +101,10 @@ class EngagementSequences:
 
         post, actions, time = take(self.post, -1), take(self.actions, 0), take(self.time, 0)
         dwell = take(self.dwell, 0).astype(np.float32)
-        if self.live:
-            for i in np.flatnonzero(np.isin(u, np.fromiter(self.live, np.int64, len(self.live)))):
-                self._merge_live(int(i), int(u[i]), int(t[i]), post, actions, dwell, time)
+        if self.live:  # a served request asks for a few viewers: look each up, never scan every live user
+            for i, user in enumerate(u.tolist()):
+                if user in self.live:
+                    self._merge_live(i, user, int(t[i]), post, actions, dwell, time)
         return post, actions, dwell, time
 
     def _merge_live(self, i: int, user: int, t: int, post: np.ndarray, actions: np.ndarray, dwell: np.ndarray,

@@ -304,10 +304,13 @@ class PhoenixConfig(Strict):
     id_dropout: float = Field(0.1, ge=0, lt=1, description="share of viewer and candidate post ids dropped to "
                               "'unknown' while training (new posts are served unknown)")
     patience: int = Field(1, ge=0)
-    viewer_context: bool = Field(False, description="also read MaskNet's 12 viewer × candidate aggregates over the "
-                                 "viewer's whole log as candidate context (world: AUC ±0.003, worse pages)")
+    viewer_context: bool = Field(True, description="also read MaskNet's 12 viewer × candidate aggregates over the "
+                                 "viewer's whole log as candidate context: what a history of the last engagements "
+                                 "cannot hold (a viewer's rates per impression)")
     candidate_isolation: bool = Field(True, description="False only for the ablation: candidates attend to "
                                       "each other (a score then depends on the request's other candidates)")
+    context_hidden: int = Field(128, ge=0, le=4096, description="candidate context numbers through a GELU MLP of this "
+                                "width, also fed to the heads directly (0: one linear map into the token)")
     max_candidates: int = Field(32, ge=1, le=1024, description="impressions per training row (a page view's)")
     borrowed_negatives: int = Field(16, ge=0, le=1024, description="with impressions: other page views' "
                                     "impressions added to each row as not-engaged (weight 1/times drawn)")

@@ -31,10 +31,28 @@ def tiny(tiny_world_dir: Path) -> tuple[Dataset, FeatureStore]:
 @pytest.fixture(scope="module")
 def trained(tiny: tuple[Dataset, FeatureStore]) -> tuple[ph.PhoenixRanker, list[ph.PhoenixRows]]:
     d, store = tiny
-    rows = [ph.build_rows(d, store, w, FAST, impressions=True) for w in split_windows(d)]
+    windows = split_windows(d)
+    rows = [ph.build_rows(d, store, w, FAST, impressions=True, known_until=windows[0].end) for w in windows]
     model, fit = ph.train_phoenix(rows[0], rows[1], FAST)
     assert fit["epochs"] >= 1 and fit["train_rows"] == len(rows[0]) > 100
+    assert 0 < fit["unknown_post_share"] < 1  # validation meets new posts: training drops post ids as often
     return model, rows
+
+
+def test_posts_newer_than_the_training_window_are_unknown_ids(trained, tiny) -> None:
+    from foryou.timeline.loading import TrainedPhoenix
+
+    model, rows = trained
+    d, store = tiny
+    end = split_windows(d)[0].end
+    assert int(model.known_until) == end
+    assert TrainedPhoenix(model, store, "v0", FAST.history, ph.context_features(FAST), 86_400).known_until == end
+    cand = rows[2].cand
+    content = store.content_row[np.maximum(cand, 0)]
+    new = store.created_at[content] >= end
+    expected = np.where((cand >= 0) & ~new, store.post_id[content], -1)
+    np.testing.assert_array_equal(rows[2].inputs.arrays["cand_post"], expected)
+    assert ((cand >= 0) & new).any() and ((cand >= 0) & ~new).any()
 
 
 def test_a_later_event_changes_no_training_row(tiny: tuple[Dataset, FeatureStore]) -> None:

@@ -282,7 +282,7 @@ def bench_phoenix(dataset: Path, candidates: int = 500, repeats: int = 200) -> d
             user = int(rng.integers(len(store.user_ids)))
             t0 = time.perf_counter()
             x = inputs(store, np.array([user]), np.array([engine.now]), rows[None, :], model.history, model.context,
-                       model.trend_s)
+                       model.trend_s, model.known_until)
             t1 = time.perf_counter()
             if model.runtime is not None:
                 model.runtime(*x.numpy())

@@ -73,7 +73,7 @@ def phoenix_to_onnx(model: PhoenixRanker, input_names: Sequence[str]) -> bytes:
             torch.zeros(b, h, dtype=torch.int64), torch.zeros(b, h, dtype=torch.int64),
             torch.zeros(b, h, model.actions.in_features), torch.zeros(b, h), torch.zeros(b, h),
             torch.zeros(b, m, dtype=torch.int64), torch.zeros(b, m, dtype=torch.int64),
-            torch.zeros(b, m, dtype=torch.int64), torch.zeros(b, m, model.context_norm.in_features))
+            torch.zeros(b, m, dtype=torch.int64), torch.zeros(b, m, model.n_context))
     axes: dict[str, dict[int, str]] = {}
     for name in input_names:
         axes[name] = {0: "b"} if name == "user" else {0: "b", 1: "h" if name.startswith("hist_") else "m"}

@@ -162,6 +162,7 @@ class TrainedPhoenix:
         self.store = store
         self.version = version
         self.history = history
+        self.known_until = int(model.known_until)  # candidate posts created from then on: unknown ids
         self.viewers_per_call = viewers_per_call
 
     def predict(self, query: TimelineQuery, batch: CandidateBatch) -> dict[str, np.ndarray]:
@@ -184,7 +185,7 @@ class TrainedPhoenix:
         for lo in range(0, len(viewers), step):
             mine_viewers = viewers[lo:lo + step]
             x = inputs(self.store, mine_viewers, np.full(len(mine_viewers), now), cand[lo:lo + step], self.history,
-                       self.context, self.trend_s)
+                       self.context, self.trend_s, self.known_until)
             if self.runtime is not None:
                 p = self.runtime(*x.numpy())
             else:

@@ -55,14 +55,16 @@ class FitResult:
 def fit(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], batch_loss: BatchLoss,
         train: int | np.ndarray, *, epochs: int, batch_size: int | None = None, min_batch: int = 1,
         valid_loss: Callable[[], float] | None = None, patience: int | None = None, min_delta: float = 0.0,
-        seed: int = 0, progress: Progress | None = None, stage: str = "fit") -> FitResult:
+        seed: int = 0, progress: Progress | None = None, stage: str = "fit",
+        schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler] = ()) -> FitResult:
     """Fit `model` on the examples `train` (a count n → indices 0..n−1, or an index array).
 
     Each epoch visits the examples in a fresh seeded order (in order when `batch_size` is None: one
     batch), skips batches smaller than `min_batch`, steps every optimizer, then (with `valid_loss`)
     evaluates in eval mode without gradients. Training stops once the validation loss has not improved
     by more than `min_delta` for more than `patience` epochs; the best epoch's weights are restored.
-    `progress(stage, fraction)` is called during the epochs and once with 1.0 at the end."""
+    `progress(stage, fraction)` is called during the epochs and once with 1.0 at the end; `schedulers` step
+    after every optimizer step."""
     t0 = time.perf_counter()
     index = np.arange(train) if isinstance(train, int) else np.asarray(train)
     rng = np.random.default_rng(seed)
@@ -73,7 +75,7 @@ def fit(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], batch_los
         for epoch in range(epochs):
             model.train()
             train_loss = _epoch(model, optimizers, batch_loss, index, batch_size, min_batch, rng, result,
-                                progress, stage, (epoch, epochs))
+                                progress, stage, (epoch, epochs), schedulers)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             model.eval()
             if valid_loss is not None:
@@ -98,7 +100,8 @@ def fit(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], batch_los
 
 def _epoch(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], batch_loss: BatchLoss,
            index: np.ndarray, batch_size: int | None, min_batch: int, rng: np.random.Generator,
-           result: FitResult, progress: Progress | None, stage: str, at: tuple[int, int]) -> float:
+           result: FitResult, progress: Progress | None, stage: str, at: tuple[int, int],
+           schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler] = ()) -> float:
     """One pass over `index` (epoch `at[0]` of `at[1]`); returns the example-weighted mean training loss."""
     if batch_size is None:
         batches = [index]
@@ -122,6 +125,8 @@ def _epoch(model: nn.Module, optimizers: Sequence[torch.optim.Optimizer], batch_
         loss = cast(torch.Tensor, optimizers[0].step(cast(Callable[[], float], closure)))  # torch types it as float
         for opt in optimizers[1:]:
             opt.step()
+        for schedule in schedulers:
+            schedule.step()
         total += float(loss.detach()) * len(idx)
         seen += len(idx)
         result.steps += 1

@@ -20,12 +20,16 @@ row). Two recipes, by what the data logs:
 (foryou.timeline.loading.TrainedPhoenix): ids (hashed by the model), topics, history actions, dwell and
 hours since, and each candidate's context numbers at t (CONTEXT_FEATURES: the feature store's post and
 author columns — X's count buckets — then, with `viewer_context`, MaskNet's viewer × candidate aggregates,
-and last the candidate's positives over the data's trending window).
+and last the candidate's positives over the data's trending window). A candidate post newer than the
+training window is given the unknown id (its hashed rows were only trained for other posts), and training
+drops candidate post ids as often as the validation window meets such posts (a feed: most; a catalog: none).
+The dense learning rate decays along a half cosine (a constant rate left the validation loss jittering).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -70,7 +74,7 @@ VIEWER_FEATURES = ("user_topic_share", "user_positive_log", "user_impressions_lo
                    "user_author_positive_log", "user_author_impressions_log", "user_author_rate",
                    "user_author_negative")
 # What a stored Phoenix was trained on: its inputs' definition (a version with another is not served).
-SCHEMA = "phoenix-" + hashlib.sha256(f"3|{'|'.join(INPUT_NAMES)}|{'|'.join(CONTEXT_FEATURES + VIEWER_FEATURES)}|"
+SCHEMA = "phoenix-" + hashlib.sha256(f"4|{'|'.join(INPUT_NAMES)}|{'|'.join(CONTEXT_FEATURES + VIEWER_FEATURES)}|"
                                      f"{FEATURE_SCHEMA}".encode()).hexdigest()[:12]
 
 
@@ -98,9 +102,12 @@ class Inputs:
 
 
 def inputs(store: FeatureStore, user_rows: np.ndarray, times: np.ndarray, cand_rows: np.ndarray,
-           history: int, context: tuple[str, ...] = CONTEXT_FEATURES, trend_s: int = DAY) -> Inputs:
+           history: int, context: tuple[str, ...] = CONTEXT_FEATURES, trend_s: int = DAY,
+           known_until: int | None = None) -> Inputs:
     """Inputs for viewers `user_rows` at `times` (n,) and their candidates `cand_rows` (n, m) post rows
-    (−1 = padding): the last `history` engagements before each time, and each candidate as of that time."""
+    (−1 = padding): the last `history` engagements before each time, and each candidate as of that time.
+    A candidate post created at or after `known_until` (the end of the model's training window) is given
+    the unknown id: its hashed rows were trained on other posts only, so its id would add noise."""
     u, t = np.asarray(user_rows, np.int64), np.asarray(times, np.int64)
     cand = np.asarray(cand_rows, np.int64)
     h_post, h_actions, h_dwell, h_time = store.sequences.window(u, t, history)
@@ -129,7 +136,8 @@ def inputs(store: FeatureStore, user_rows: np.ndarray, times: np.ndarray, cand_r
         "hist_actions": h_actions,
         "hist_dwell": h_dwell.astype(np.float32),
         "hist_hours": np.where(valid_h, (t[:, None] - h_time) / HOUR, 0).astype(np.float32),
-        "cand_post": ids(store.post_id[content].reshape(n, m), valid_c),
+        "cand_post": ids(store.post_id[content].reshape(n, m),
+                         valid_c & (store.created_at[content].reshape(n, m) < (known_until or np.iinfo(np.int64).max))),
         "cand_author": ids(store.user_ids[store.author_row[content]].reshape(n, m), valid_c),
         "cand_topic": ids(store.topic[content].reshape(n, m), valid_c),
         "cand_context": (f * valid_c.reshape(-1, 1)).reshape(n, m, len(context) + 1).astype(np.float32),
@@ -150,6 +158,7 @@ class PhoenixRows:
     logq: np.ndarray
     shown: np.ndarray
     sampled: bool  # positives-only rows (softmax over sampled candidates) rather than logged page views
+    known_until: int | None = None  # candidate posts created from then on are unknown to the model (`inputs`)
     inputs: Inputs = field(repr=False, default_factory=lambda: Inputs({}))
 
     def __len__(self) -> int:
@@ -157,11 +166,13 @@ class PhoenixRows:
 
 
 def build_rows(dataset: Dataset, store: FeatureStore, window: Window, cfg: PhoenixConfig,
-               impressions: bool) -> PhoenixRows:
-    """The window's rows by the recipe the data allows (module doc), with their inputs."""
+               impressions: bool, known_until: int | None = None) -> PhoenixRows:
+    """The window's rows by the recipe the data allows (module doc), with their inputs; `known_until`: the end
+    of the training window (posts created later are unknown ids, as when served)."""
     rows = (_page_rows if impressions else _engagement_rows)(dataset, store, window, cfg)
+    rows.known_until = known_until
     rows.inputs = inputs(store, rows.user_row, rows.time, rows.cand, cfg.history, context_features(cfg),
-                         int(cfg.trend_hours * HOUR))
+                         int(cfg.trend_hours * HOUR), known_until)
     return rows
 
 
@@ -299,12 +310,15 @@ def _sample(store: FeatureStore, user_row: np.ndarray, when: np.ndarray, cfg: Ph
     return posts, np.log(np.maximum(q, 1e-12)).astype(np.float32)
 
 
-def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice, id_dropout: float = 0.0,
-          rng: np.random.Generator | None = None, sampled_bce: float = 1.0) -> torch.Tensor:
+def _loss(model: PhoenixRanker, rows: PhoenixRows, idx: np.ndarray | slice,
+          id_dropout: tuple[float, float] = (0.0, 0.0), rng: np.random.Generator | None = None,
+          sampled_bce: float = 1.0) -> torch.Tensor:
+    """`id_dropout`: the shares of viewer and candidate-post ids made unknown (training only, with `rng`)."""
     x = rows.inputs.numpy(idx)
-    if id_dropout and rng is not None:  # unknown viewers and posts, as new ones are when served
-        for i in (INPUT_NAMES.index("user"), INPUT_NAMES.index("cand_post")):
-            x[i] = np.where(rng.random(x[i].shape) < id_dropout, -1, x[i])
+    if rng is not None:  # unknown viewers and posts, as new ones are when served
+        for name, share in zip(("user", "cand_post"), id_dropout, strict=True):
+            i = INPUT_NAMES.index(name)
+            x[i] = np.where(rng.random(x[i].shape) < share, -1, x[i]) if share else x[i]
     logits, dwell = model(*(torch.from_numpy(a) for a in x))
     y, w = torch.from_numpy(rows.y[idx]), torch.from_numpy(rows.weight[idx])
     loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum().clamp(min=1.0)
@@ -333,10 +347,17 @@ def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
     std = context.std(0) if len(context) else np.ones(context.shape[-1], np.float32)
     model.context_mean.copy_(torch.from_numpy(context.mean(0) if len(context) else np.zeros_like(std)))
     model.context_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
+    if train.known_until is not None:
+        model.known_until.fill_(train.known_until)
     chunk = max(cfg.batch_size, 256)
+    # Posts are unknown to the model as often as serving will meet them: on a feed most candidates are newer than
+    # the training window (their ids would be noise), in a catalog almost none are.
+    valid_cand = valid.inputs.arrays["cand_post"][valid.cand >= 0] if len(valid) else np.zeros(0)
+    unknown = float(np.mean(valid_cand < 0)) if len(valid_cand) else 0.0
+    dropout = (cfg.id_dropout, max(cfg.id_dropout, unknown))
 
     def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return _loss(model, train, idx, cfg.id_dropout, rng, cfg.sampled_bce)
+        return _loss(model, train, idx, dropout, rng, cfg.sampled_bce)
 
     def valid_loss() -> float:
         parts = [(_loss(model, valid, slice(i, i + chunk), sampled_bce=cfg.sampled_bce).item(),
@@ -345,11 +366,16 @@ def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
         return sum(v * n for v, n in parts) / max(sum(n for _, n in parts), 1)
 
     opts = table_optimizers(model, cfg)
+    # the dense learning rate decays along a half cosine over the planned steps (to 10 %): the validation loss
+    # of a constant rate jitters by more than an epoch gains
+    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opts[0], lambda k: 0.1 + 0.45 * (1 + math.cos(math.pi * min(k / max(steps, 1), 1.0))))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse invariant checks", UserWarning)  # AdaGrad's sparse state
         result = fit(model, opts, batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size,
                      min_batch=2, valid_loss=valid_loss if len(valid) else None, patience=cfg.patience,
-                     min_delta=1e-5, seed=cfg.seed, progress=progress, stage="phoenix")
+                     min_delta=1e-5, seed=cfg.seed, progress=progress, stage="phoenix", schedulers=[schedule])
     if len(valid):
         _calibrate(model, valid)
     seconds = time.perf_counter() - t0
@@ -357,6 +383,7 @@ def train_phoenix(train: PhoenixRows, valid: PhoenixRows, cfg: PhoenixConfig,
                    "train_rows": len(train), "valid_rows": len(valid), "seconds": round(seconds, 2),
                    "rows_per_s": round(result.examples / max(seconds, 1e-9)),
                    "parameters": sum(p.numel() for p in model.parameters()),
+                   "unknown_post_share": round(unknown, 4),
                    "recipe": "engagements + sampled negatives (softmax, log-Q)" if train.sampled
                    else "page views + borrowed negatives (BCE)"}
 
@@ -375,7 +402,7 @@ def new_model(cfg: PhoenixConfig, topics: int) -> PhoenixRanker:
                          ffn=cfg.ffn, width=cfg.width,
                          user_buckets=cfg.user_buckets, post_buckets=cfg.post_buckets,
                          author_buckets=cfg.author_buckets, topics=topics,
-                         candidate_isolation=cfg.candidate_isolation)
+                         candidate_isolation=cfg.candidate_isolation, context_hidden=cfg.context_hidden)
 
 
 @torch.no_grad()

@@ -198,7 +198,8 @@ def _train_phoenix(run: _Run) -> None:
     if "trend_hours" not in cfg.model_fields_set:  # the engine's trending window for this data
         cfg = cfg.model_copy(update={"trend_hours": run.config.timeline.sources.trending_count_hours})
     run.progress("phoenix rows", 0.0)
-    rows = [phoenix.build_rows(run.dataset, run.store, w, cfg, run.sampled is None) for w in run.windows]
+    rows = [phoenix.build_rows(run.dataset, run.store, w, cfg, run.sampled is None, run.windows[0].end)
+            for w in run.windows]
     run.progress("phoenix rows", 1.0)
     model, fit = phoenix.train_phoenix(rows[0], rows[1], cfg, run.progress)
     metrics: dict[str, Any] = {"fit": fit, "test": phoenix.evaluate(model, rows[2], run.truth, run.store)}

@@ -361,6 +361,12 @@ class ServiceConfig(Strict):
     trace_log_backups: int = Field(5, ge=0)
     clock_idle_cap_s: float = Field(3600.0, ge=0, description="an idle gap advances the world clock by at most "
                                     "this; 0 freezes it at the newest event (reproducible pages)")
+    # Admission control per worker (foryou.service.admission): cache misses and writes.
+    max_pending: int = Field(32, ge=1, le=100_000, description="most cache misses and writes admitted at once per "
+                             "worker (queued or running); past it 503 with Retry-After, nothing done")
+    max_queue_ms: float = Field(50.0, gt=0, le=600_000, description="admit only while the admitted work's expected "
+                                "wait (count × recent mean time) is within this; work not started within twice "
+                                "this after admission is shed with 503")
     # Rate limit at the HTTP edge (foryou.service.ratelimit): timeline reads per client address.
     rate_limit_per_minute: int = Field(600, ge=0, le=10**7, description="timeline reads per client a minute (a burst "
                                        "of this many, then this rate); past it 429 with Retry-After; 0 = off")

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from foryou.service import metrics
+from foryou.service.admission import Overloaded
 
 MAX_ITEMS = 20
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -54,6 +55,10 @@ def install(app: FastAPI, max_error_bytes: int) -> None:
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return reply(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> Response:
+        return reply(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:

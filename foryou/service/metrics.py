@@ -20,6 +20,8 @@ ERRORS = Counter("foryou_errors_total", "errors by kind (source failures, 5xx, r
 EVENTS = Counter("foryou_events_total", "events applied to this worker's real-time overlay", ("type",))
 INGESTION_LAG = Histogram("foryou_ingestion_lag_seconds", "commit → applied to the overlay of this worker",
                           buckets=LATENCY)
+SHED = Counter("foryou_shed_total", "requests answered 503 by admission control, by why (queue full, deadline)",
+               ("reason",))
 CACHE = Counter("foryou_cache_requests_total", "scored-candidate cache lookups", ("result",))
 
 

@@ -42,6 +42,7 @@ from foryou.data.ids import ExternalId, IdConflict
 from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
+from foryou.service.admission import Admission
 from foryou.service.cache import ScoredCandidateCache
 from foryou.service.experiments import ServedExperiments
 from foryou.service.files import FOLDED_RELATIONS, compacted_seq, server_lock, store_path
@@ -113,6 +114,7 @@ class Service:
         self.experiments = ServedExperiments(self.dataset, options.state)
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
+        self.admission = Admission(cfg.max_pending, cfg.max_queue_ms)  # cache misses and writes (routes)
         self.monitor = LiveMonitor(self.engine.user_ids, self.engine.author_followers,  # gauges for /metrics
                                    config=self.config.monitoring)
         self.trace = TraceLog(options.trace_log, cfg.trace_log_bytes, cfg.trace_log_backups)

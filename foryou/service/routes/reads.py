@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
-from starlette.concurrency import run_in_threadpool
 
 from foryou.service.cursor import CURSOR_PATTERN, MAX_CURSOR_CHARS, BadCursor
 from foryou.service.ratelimit import limit_timeline_reads
@@ -24,7 +23,7 @@ NOT_FOUND = errors(404, 422)
 
 
 @router.get("/users/{user_id}/timeline", response_model=None, summary="The For You page",
-            responses={200: {"model": TimelinePage}, **NOT_FOUND, **errors(429)},
+            responses={200: {"model": TimelinePage}, **NOT_FOUND, **errors(429, 503)},
             dependencies=[Depends(limit_timeline_reads)])
 async def timeline(user_id: UserId, svc: Annotated[Service, Depends(service)],
                    rid: Annotated[str, Depends(request_id)],
@@ -40,10 +39,11 @@ async def timeline(user_id: UserId, svc: Annotated[Service, Depends(service)],
     n = min(n or svc.config.timeline.mixing.page_size, svc.config.service.max_page)
     try:
         # A cache hit is served here on the event loop; a miss (~10-20 ms of ranking) runs in the
-        # threadpool so the hits queued behind it in this worker are not held up.
+        # threadpool so the hits queued behind it in this worker are not held up, if admission control
+        # admits it (else 503 with Retry-After at once: foryou.service.admission).
         page = svc.timeline_cached(user_id, n=n, cursor=cursor, explain=explain, request_id=rid)
         if page is None:
-            page = await run_in_threadpool(svc.timeline, user_id, n=n, cursor=cursor, explain=explain,
+            page = await svc.admission.run(svc.timeline, user_id, n=n, cursor=cursor, explain=explain,
                                            request_id=rid)
     except UnknownUser as exc:
         raise HTTPException(404, str(exc)) from None

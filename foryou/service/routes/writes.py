@@ -9,7 +9,6 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
-from starlette.concurrency import run_in_threadpool
 
 from foryou.service import metrics
 from foryou.service.routes.deps import WRITE_ERRORS, ORJSONResponse, ORJSONRoute, errors, request_id, service
@@ -25,7 +24,7 @@ ERRORS = errors(*WRITE_ERRORS)
 async def _commit(svc: Service, events: list[Event], rid: str, route: str) -> list[tuple[Event, bool]]:
     t0 = time.perf_counter()
     try:
-        acks = await run_in_threadpool(svc.write, events)
+        acks = await svc.admission.run(svc.write, events)  # or Overloaded: 503, nothing stored
     except InvalidEvent as exc:
         if exc.status == 503:  # the store could not write (counted as store_unavailable): try again later
             raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None

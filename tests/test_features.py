@@ -100,3 +100,23 @@ def test_a_repost_shows_its_source_post(tiny_world_dir):
     row = engine.add_post(new_id, int(f.user_ids[viewer]), t=t + 2, kind="repost", parent_id=int(f.post_id[src]))
     assert f.content_row[row] == src and f.static["has_media"][row] == f.static["has_media"][src]
     engine.close()
+
+
+def test_one_request_at_one_instant_gets_the_row_by_row_features(tiny_world_dir):
+    """A served request (one viewer, one instant) counts each distinct key once; the features must equal
+    the definition row by row (rows at several instants take the general path)."""
+    from foryou.data.dataset import Dataset
+    from foryou.data.split import history
+    from foryou.features import FeatureStore
+
+    d = Dataset.load(tiny_world_dir)
+    store = FeatureStore(history(d, d.manifest.time_range[1] + 1))
+    rng = np.random.default_rng(1)
+    posts = rng.choice(len(store.post_id), 400, replace=False)
+    user, now = 7, int(store.as_of) - 3600
+    served = store.compute(np.full(len(posts), user), posts, now)
+    # the same rows plus one at another instant: no row shares the shortcut
+    general = store.compute(np.r_[np.full(len(posts), user), user], np.r_[posts, posts[0]],
+                            np.r_[np.full(len(posts), now), now - 1])
+    np.testing.assert_array_equal(served, general[:-1])
+    assert np.unique(served, axis=0).shape[0] > 100  # real features: the candidates differ

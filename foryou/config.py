@@ -364,7 +364,7 @@ class ServiceConfig(Strict):
     # Admission control per worker (foryou.service.admission): cache misses and writes.
     max_pending: int = Field(32, ge=1, le=100_000, description="most cache misses and writes admitted at once per "
                              "worker (queued or running); past it 503 with Retry-After, nothing done")
-    max_queue_ms: float = Field(50.0, gt=0, le=600_000, description="admit only while the admitted work's expected "
+    max_queue_ms: float = Field(150.0, gt=0, le=600_000, description="admit only while the admitted work's expected "
                                 "wait (count × recent mean time) is within this; work not started within twice "
                                 "this after admission is shed with 503")
     # Rate limit at the HTTP edge (foryou.service.ratelimit): timeline reads per client address.

@@ -14,6 +14,7 @@ from foryou.cli.params import (
     JsonOption,
     SetOption,
     UserError,
+    bad,
     check_preset,
     dataset_dir,
     load_config,
@@ -189,6 +190,42 @@ def bench_http(
     with status(f"serving {dataset} and driving it for {warmup + seconds:.0f} s"):
         result = run(dataset, workers, connections, seconds, users, seed, warmup, overrides=set_ or [], rate=rate)
     _report(f"bench http {dataset}", result, json_out, leave_out=("machine",))
+
+
+@bench_app.command("ladder")
+def bench_ladder(
+    dataset: DatasetArg,
+    rates: Annotated[str, typer.Option(help="offered requests/s, comma-separated, one rung each")] = \
+        "50,100,200,400,800",
+    cache: Annotated[str, typer.Option(help="miss: every request ranks (the server's cache off); hit: a warmed set "
+                                             "of users")] = "miss",
+    workers: Annotated[int, typer.Option(help="server worker processes", min=1, max=64)] = 2,
+    seconds: Annotated[float, typer.Option(help="measured seconds per rung", min=1)] = 10.0,
+    users: Annotated[int, typer.Option(help="distinct users requested (random, fixed by --seed)", min=1)] = 2000,
+    connections: Annotated[int, typer.Option(help="keep-alive connections of the generator", min=1)] = 256,
+    seed: Annotated[int, typer.Option(help="users and arrival times")] = 0,
+    json_out: JsonOption = Path("runs/bench/ladder.json"),
+    plot: Annotated[Path, typer.Option(help="latency and throughput per rung (PNG)")] = Path("runs/bench/ladder.png"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="server config override (repeatable)")] = None,
+) -> None:
+    """Open-loop load ladder over HTTP: requests arrive at each offered rate whatever the server does; achieved
+    req/s, p50/p95/p99/max from arrival, shed (503) share and errors per rung, for cache misses or hits."""
+    from foryou.bench.ladder import bench_ladder as run
+
+    dataset_dir(dataset)
+    load_config(set_)
+    try:
+        offered = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise bad("--rates", f"{rates!r} is not a comma-separated list of numbers") from None
+    if not offered or min(offered) <= 0:
+        raise bad("--rates", "give at least one rate, each above 0")
+    if cache not in ("miss", "hit"):
+        raise bad("--cache", f"{cache!r} is not miss or hit")
+    with status(f"serving {dataset} and offering {len(offered)} rates for {seconds:.0f} s each"):
+        result = run(dataset, offered, seconds, workers, users, cache, connections, seed, overrides=set_ or [],
+                     plot=plot)
+    _report(f"bench ladder {dataset}", result, json_out, leave_out=("machine",))
 
 
 @bench_app.command("ingest")

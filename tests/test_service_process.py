@@ -10,7 +10,7 @@ import orjson
 import pytest
 from contract import contract_client
 
-from foryou.bench.serving import ServerProcess, running_server
+from foryou.bench.serving import ServerProcess, clients_per_worker, running_server
 from foryou.service.store import EventStore
 
 pytestmark = pytest.mark.slow
@@ -103,6 +103,23 @@ def test_kill_9_mid_stream_loses_no_acknowledged_write_and_duplicates_none(world
         for p in targets:
             expected = base[p] + sum(1 for e in sent if e["post_id"] == p)
             assert c.get(f"/v1/posts/{p}").json()["counters"]["click"] == expected
+
+
+def test_a_write_through_one_worker_is_read_through_the_other(world, tmp_path):
+    with running_server(world, workers=2, trace_log=tmp_path / "trace.jsonl") as server:
+        a, b = clients_per_worker(server.url, 2)
+        try:
+            assert a.get("/healthz").headers["x-worker"] != b.get("/healthz").headers["x-worker"]
+            post = 11
+            before = b.get(f"/v1/posts/{post}").json()["counters"]
+            a.post("/v1/engagements", json={"user_id": 6, "post_id": post, "kind": "like"}).raise_for_status()
+            after = b.get(f"/v1/posts/{post}").json()["counters"]  # the very next read on the other worker
+            assert after["like"] == before.get("like", 0) + 1
+            created = b.post("/v1/posts", json={"author_id": 7}).json()["post_id"]
+            assert a.get(f"/v1/posts/{created}").status_code == 200
+        finally:
+            a.close()
+            b.close()
 
 
 def test_two_workers_share_writes(world, tmp_path):

@@ -96,6 +96,62 @@ def running_server(dataset: Path, **kwargs: Any) -> Iterator[ServerProcess]:
         server.stop()
 
 
+def clients_per_worker(url: str, workers: int, attempts: int = 200) -> list[Any]:
+    """One keep-alive `httpx.Client` pinned to each of the server's `workers` (by the `x-worker` header of
+    its first answer: the kernel hands each new connection to some worker); the caller closes them."""
+    import httpx
+
+    pinned: dict[str, httpx.Client] = {}
+    for _ in range(attempts):
+        if len(pinned) == workers:
+            break
+        c = httpx.Client(base_url=url, timeout=30)
+        worker = c.get("/healthz").headers["x-worker"]
+        if worker in pinned:
+            c.close()
+        else:
+            pinned[worker] = c
+    if len(pinned) < workers:
+        for c in pinned.values():
+            c.close()
+        raise RuntimeError(f"reached {len(pinned)} of {workers} workers in {attempts} connections")
+    return list(pinned.values())
+
+
+def bench_visibility(dataset: Path, writes: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Two workers: a like acknowledged by one, then the other's post counters polled until they show it;
+    ack → visible per write (the read path catches up with the event store before answering)."""
+    from foryou.bench.offline import machine
+
+    users = pq.read_table(Path(dataset) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
+    posts = pq.read_table(Path(dataset) / "posts.parquet", columns=["post_id"])["post_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    lag, polls = [], []
+    with tempfile.TemporaryDirectory() as tmp, running_server(
+            Path(dataset), workers=2, trace_log=Path(tmp) / "trace.jsonl", store=Path(tmp) / "events.sqlite",
+            overrides=["service.rate_limit_per_minute=0"]) as server:
+        writer, reader = clients_per_worker(server.url, 2)
+        try:
+            for _ in range(writes):
+                user, post = int(rng.choice(users)), int(rng.choice(posts))
+                before = reader.get(f"/v1/posts/{post}").json()["counters"].get("click", 0)
+                writer.post("/v1/engagements", json={"user_id": user, "post_id": post, "kind": "click"}
+                            ).raise_for_status()
+                acked = time.perf_counter()
+                for k in range(1, 10_000):
+                    if reader.get(f"/v1/posts/{post}").json()["counters"].get("click", 0) > before:
+                        lag.append((time.perf_counter() - acked) * 1000)
+                        polls.append(k)
+                        break
+        finally:
+            writer.close()
+            reader.close()
+    a = np.asarray(lag)
+    return {"bench": "visibility", "dataset": str(dataset), "workers": 2, "writes": writes, "seen": len(a),
+            **_percentiles_ms(a, "ack_to_visible_"), "ack_to_visible_max_ms": round(float(a.max()), 3),
+            "reads_until_visible_max": int(max(polls)), "machine": machine()}
+
+
 def _cache_counts(url: str) -> dict[str, float]:
     import httpx
 

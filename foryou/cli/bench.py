@@ -228,6 +228,21 @@ def bench_ladder(
     _report(f"bench ladder {dataset}", result, json_out, leave_out=("machine",))
 
 
+@bench_app.command("visibility")
+def bench_visibility(
+    dataset: DatasetArg,
+    writes: Annotated[int, typer.Option(help="likes written through one worker", min=1)] = 200,
+    json_out: JsonOption = Path("runs/bench/visibility.json"),
+) -> None:
+    """Two workers: how long after a write is acknowledged by one the other's reads show it."""
+    from foryou.bench.serving import bench_visibility as run
+
+    dataset_dir(dataset)
+    with status(f"serving {dataset} with 2 workers, writing through one and reading through the other"):
+        result = run(dataset, writes)
+    _report(f"bench visibility {dataset}", result, json_out, leave_out=("machine",))
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     dataset: DatasetArg,

@@ -30,7 +30,9 @@ def serve(
     dataset: DatasetArg,
     host: Annotated[str, typer.Option(help="interface to listen on (non-loopback needs --token)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(help="worker processes (they share the event store)", min=1, max=64)] = 1,
+    workers: Annotated[int | None, typer.Option(help="worker processes, sharing the event store and the serving "
+                                                "snapshot [default: one per available core]", min=1, max=64,
+                                                show_default=False)] = None,
     token: Annotated[str | None, typer.Option(envvar="FORYOU_TOKEN", help="bearer token for writes",
                                               show_default=False)] = None,
     set_: SetOption = None,
@@ -44,11 +46,12 @@ def serve(
     serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir)
 
 
-def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                   token: str | None = None, overrides: list[str] | None = None, trace_log: Path = TRACE_LOG,
                   store: Path | None = None, state: Path | None = None) -> None:
     """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
-    before any worker starts; then serve until Ctrl-C."""
+    before any worker starts; then serve until Ctrl-C. `workers`: one per core this process may run on unless
+    given (a miss ranks on one core; more workers than cores only queue)."""
     from foryou.service.app import SETTINGS_ENV, ServeSettings, create_app
     from foryou.service.files import store_path
     from foryou.service.server import run
@@ -63,6 +66,7 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     settings = ServeSettings(dataset=dataset, config=set_overrides(overrides), token=token, trace_log=trace_log,
                              store=store, state=state)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    workers = workers or min(len(os.sched_getaffinity(0)), 64)
     if workers == 1:
         with status("opening the serving index and replaying the event store"):
             svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store, state=state))

@@ -101,8 +101,12 @@ def _openapi(app: FastAPI, bearer: bool) -> dict[str, Any]:
     return app.openapi_schema
 
 
+WORKER = str(os.getpid()).encode()
+
+
 class RouteMetrics:
-    """Pure ASGI middleware (no per-request task): latency histogram per route template and status."""
+    """Pure ASGI middleware (no per-request task): latency histogram per route template and status, and the
+    answering worker's process id as the `x-worker` header."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -118,6 +122,8 @@ class RouteMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # which worker answered: clients (and the cross-worker tests and benchmarks) can tell
+                message["headers"] = [*message.get("headers", ()), (b"x-worker", WORKER)]
             await send(message)
 
         try:

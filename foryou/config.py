@@ -367,6 +367,10 @@ class ServiceConfig(Strict):
     max_queue_ms: float = Field(150.0, gt=0, le=600_000, description="admit only while the admitted work's expected "
                                 "wait (count × recent mean time) is within this; work not started within twice "
                                 "this after admission is shed with 503")
+    # Micro-batching of concurrent cache misses per worker (foryou.service.batcher).
+    batch_max: int = Field(16, ge=1, le=1024, description="most misses ranked in one pipeline pass (1 = off)")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits for more misses while "
+                                 "more are admitted than have joined it (a lone miss never waits)")
     # Rate limit at the HTTP edge (foryou.service.ratelimit): timeline reads per client address.
     rate_limit_per_minute: int = Field(600, ge=0, le=10**7, description="timeline reads per client a minute (a burst "
                                        "of this many, then this rate); past it 429 with Retry-After; 0 = off")

@@ -53,21 +53,21 @@ def test_experiment_arms_exposures_and_outcomes_over_http(world, tmp_path):
         client.get(f"/v1/users/{u}/timeline", params={"n": 5})  # may have been cached before the experiment
 
         calls: list = []
-        recommend = svc.engine.recommend
+        recommend_each = svc.engine.recommend_each  # misses are ranked in (micro-)batches
 
-        def spy(*args, **kwargs):
-            calls.append(kwargs.get("overrides"))
-            return recommend(*args, **kwargs)
+        def spy(users, n, now, overrides=None, exclude=None):
+            calls.append(overrides)
+            return recommend_each(users, n, now, overrides, exclude)
 
         svc.cache.clear()
-        svc.engine.recommend = spy
+        svc.engine.recommend_each = spy
         page = client.get(f"/v1/users/{u}/timeline", params={"n": 5}).json()
         assert page["experiments"] == {"explore": "B"} and calls == [ARM_B]  # arm B's config
         nxt = client.get(f"/v1/users/{u}/timeline", params={"n": 5, "cursor": page["cursor"]}).json()
         assert nxt["cached"] and calls == [ARM_B]  # next page from the cache entry ranked under B
         client.get(f"/v1/users/{control}/timeline", params={"n": 5})
         assert calls == [ARM_B, None]  # control: the default pipeline
-        svc.engine.recommend = recommend
+        svc.engine.recommend_each = recommend_each
 
         liked = page["items"][0]["post_id"]
         assert client.post("/v1/engagements", json={"user_id": u, "post_id": liked, "kind": "like"}).status_code == 200

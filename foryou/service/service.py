@@ -43,6 +43,7 @@ from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
 from foryou.service.admission import Admission
+from foryou.service.batcher import MicroBatcher
 from foryou.service.cache import ScoredCandidateCache
 from foryou.service.experiments import ServedExperiments
 from foryou.service.files import FOLDED_RELATIONS, compacted_seq, server_lock, store_path
@@ -115,6 +116,10 @@ class Service:
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
         self.admission = Admission(cfg.max_pending, cfg.max_queue_ms)  # cache misses and writes (routes)
+        # concurrent misses ranked in one pass (explained pages go alone: their traces are per request)
+        self.batcher: MicroBatcher[TimelineResponse] | None = MicroBatcher(
+            self._rank_batch, cfg.batch_wait_ms / 1000, cfg.batch_max, lambda: self.admission.pending) \
+            if cfg.batch_max > 1 else None
         self.monitor = LiveMonitor(self.engine.user_ids, self.engine.author_followers,  # gauges for /metrics
                                    config=self.config.monitoring)
         self.trace = TraceLog(options.trace_log, cfg.trace_log_bytes, cfg.trace_log_backups)
@@ -389,8 +394,11 @@ class Service:
               variant: str) -> tuple[list[TimelineItem], TimelineResponse]:
         """A cache miss: the whole funnel, ranked deep enough for the next pages, which are cached."""
         depth = n if explain else max(n, self.config.service.cache_depth)
-        resp = self.engine.recommend(user_id, n=depth, explain=explain, now=now + 1, exclude=served,
-                                     overrides=overrides or None)
+        if explain or self.batcher is None:
+            resp = self.engine.recommend(user_id, n=depth, explain=explain, now=now + 1, exclude=served,
+                                         overrides=overrides or None)
+        else:
+            resp = self.batcher.submit((variant, depth), (user_id, served, now + 1, overrides or None))
         if not explain:
             self.cache.put(user_id, resp.items, len(resp.items) < depth, resp, self.engine.new_posts, variant)
         for step, ms in resp.timings_ms.items():
@@ -400,6 +408,12 @@ class Service:
         for _ in resp.errors:
             metrics.ERRORS.labels("source_failed").inc()
         return resp.items[:n], resp
+
+    def _rank_batch(self, key: tuple[str, int], requests: Sequence[tuple[int, frozenset[int], int, dict | None]]
+                    ) -> list[TimelineResponse]:
+        """A micro-batch of misses of one arm set and depth, at the latest of their instants."""
+        return self.engine.recommend_each([r[0] for r in requests], key[1], max(r[2] for r in requests),
+                                          requests[0][3], [r[1] for r in requests])
 
     def _observe(self, items: list[TimelineItem]) -> None:
         """The page into the live drift and exposure gauges."""
@@ -434,6 +448,8 @@ class Service:
 
     def close(self) -> None:
         self.ready = False
+        if self.batcher is not None:
+            self.batcher.close()
         self.store.close()  # first: its committer applies to the engine
         self.engine.close()
         self.experiments.close()

@@ -181,6 +181,17 @@ class RecommendationEngine(EngineViews):
             out = self.pipeline_for(overrides).run_many([query], trace=trace)
         return self._pages(out, [query], query.n).page(0)
 
+    def recommend_each(self, user_ids: Sequence[ExternalId], n: int, now: int, overrides: dict[str, Any] | None = None,
+                       exclude: Sequence[Iterable[ExternalId] | None] | None = None) -> list[TimelineResponse]:
+        """`recommend(user_ids[i], n, now=now, overrides=overrides, exclude=exclude[i])` for every i, as objects,
+        in one pipeline pass (the service's micro-batches: concurrent requests ranked together). Raises
+        UnknownUser for the first unknown id."""
+        queries = [self._query(self.user_row(uid), uid, n, now, exclude[i] if exclude is not None else None)
+                   for i, uid in enumerate(self.user_id_of(u) for u in user_ids)]
+        with self._lock:
+            out = self.pipeline_for(overrides).run_many(queries)
+        return self._pages(out, queries, n).to_responses()
+
     def recommend_many(self, user_ids: Sequence[ExternalId] | np.ndarray, n: int | None = None, now: int | None = None,
                        overrides: dict[str, Any] | None = None,
                        exclude: Sequence[Iterable[ExternalId] | None] | None = None) -> PageBatch:

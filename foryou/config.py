@@ -361,16 +361,12 @@ class ServiceConfig(Strict):
     trace_log_backups: int = Field(5, ge=0)
     clock_idle_cap_s: float = Field(3600.0, ge=0, description="an idle gap advances the world clock by at most "
                                     "this; 0 freezes it at the newest event (reproducible pages)")
-    # Admission control per worker (foryou.service.admission): cache misses and writes.
-    max_pending: int = Field(32, ge=1, le=100_000, description="most cache misses and writes admitted at once per "
-                             "worker (queued or running); past it 503 with Retry-After, nothing done")
-    max_queue_ms: float = Field(150.0, gt=0, le=600_000, description="admit only while the admitted work's expected "
-                                "wait (count × recent mean time) is within this; work not started within twice "
-                                "this after admission is shed with 503")
-    # Micro-batching of concurrent cache misses per worker (foryou.service.batcher).
+    # Per worker: admission control of misses and writes (service/admission.py), micro-batching (batcher.py).
+    max_pending: int = Field(32, ge=1, le=100_000, description="most misses + writes admitted at once, else 503")
+    max_queue_ms: float = Field(150.0, gt=0, le=600_000, description="admit while their expected wait is within "
+                                "this; work not started within twice this is shed (503)")
     batch_max: int = Field(16, ge=1, le=1024, description="most misses ranked in one pipeline pass (1 = off)")
-    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits for more misses while "
-                                 "more are admitted than have joined it (a lone miss never waits)")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a batch waits for misses on their way")
     # Rate limit at the HTTP edge (foryou.service.ratelimit): timeline reads per client address.
     rate_limit_per_minute: int = Field(600, ge=0, le=10**7, description="timeline reads per client a minute (a burst "
                                        "of this many, then this rate); past it 429 with Retry-After; 0 = off")

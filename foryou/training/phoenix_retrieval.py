@@ -99,7 +99,7 @@ def train_phoenix_retrieval(train: RetrievalRows, valid: RetrievalRows, n_posts:
                      seed=cfg.seed, progress=progress, stage="phoenix retrieval")
     return model, {"epochs": len(result.epochs), "valid_loss": [round(v, 6) for v in result.valid_losses],
                    "train_examples": len(train), "valid_examples": len(valid),
-                   "temperature": round(float(model.log_temperature.exp()), 4),
+                   "temperature": round(float(model.log_temperature.detach().exp()), 4),
                    "seconds": round(time.perf_counter() - t0, 2)}
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from foryou.features import LIVE_RUN, EventCounter
 
 
-def test_event_counter_counts_built_and_live_events_before_t():
+@pytest.mark.parametrize("size", [None, 60])  # searched only; and with every key's total kept densely
+def test_event_counter_counts_built_and_live_events_before_t(size):
     rng = np.random.default_rng(0)
     keys, times = rng.integers(0, 50, 1_000), rng.integers(0, 10_000, 1_000)
-    counter = EventCounter(keys, times)
+    counter = EventCounter(keys, times, size)
     # Enough live events for several merged sorted runs plus an unsorted tail, queried as they arrive.
     for i in range(5 * LIVE_RUN + 37):
         k, t = int(rng.integers(0, 60)), int(rng.integers(0, 20_000))
@@ -21,7 +23,23 @@ def test_event_counter_counts_built_and_live_events_before_t():
             brute = ((keys[None, :] == q[:, None]) & (times[None, :] < qt[:, None])).sum(1)
             np.testing.assert_array_equal(counter.count_before(q, qt), brute)
             np.testing.assert_array_equal(counter.count_before(q, 10**9), (keys[None, :] == q[:, None]).sum(1))
+            at_last = int(times.max())  # not after every event: the event at t itself is not counted
+            np.testing.assert_array_equal(counter.count_before(q, at_last), ((keys[None, :] == q[:, None])
+                                          & (times[None, :] < at_last)).sum(1))
     assert len(counter._runs) <= 3  # merged runs stay few (5 runs of 512 → 4 + 1 by the binary counter)
+    assert (counter.dense is not None) == (size is not None)
+    reloaded = EventCounter.from_arrays(counter.to_arrays())  # a snapshot keeps the dense totals' key space
+    q = np.arange(60)
+    np.testing.assert_array_equal(reloaded.count_before(q, 10**9), counter.count_before(q, 10**9))
+    assert (reloaded.dense is not None) == (size is not None)
+
+
+def test_event_counter_leaves_the_dense_totals_for_a_key_outside_its_space():
+    counter = EventCounter(np.array([0, 1, 1]), np.array([10, 20, 30]), size=2)
+    assert counter.count_before(np.array([1]), 100).tolist() == [2.0]
+    counter.add(5, 40)  # a key the space was not built for: still counted, by the searches
+    assert counter.dense is None
+    assert counter.count_before(np.array([1, 5, 7]), 100).tolist() == [2.0, 1.0, 0.0]
 
 
 def test_live_follow_graph_changes_reach_the_features(tiny_world_dir):

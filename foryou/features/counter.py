@@ -18,9 +18,12 @@ class EventCounter:
     Keys are mapped to dense ids so that (id, time) packs into one sorted int64; a query is two
     searchsorted calls. Live events recorded after the build go to a second, small packed array,
     rebuilt lazily when it has changed.
+
+    A counter over a known key space `[0, size)` (post, author, user rows) also keeps every key's total,
+    live events included: a query after the last event — every served request — is then one `take`.
     """
 
-    def __init__(self, keys: np.ndarray, times: np.ndarray):
+    def __init__(self, keys: np.ndarray, times: np.ndarray, size: int | None = None):
         self.origin = int(np.min(times)) if len(times) else 0
         self.t_max = int(np.max(times)) if len(times) else -1
         self.uniq, self.packed = self._pack(np.asarray(keys, np.int64), np.asarray(times, np.int64))
@@ -29,15 +32,26 @@ class EventCounter:
         self.totals = np.bincount(ids, minlength=len(self.uniq)).astype(np.float64)
         self.live_keys: list[int] = []
         self.live_times: list[int] = []
+        self._dense(size)
         self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._folded = 0  # live events already in a sorted run
         self._tail: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _dense(self, size: int | None) -> None:
+        """Every key's total (base + live) in a dense array, and the time of the last event of all."""
+        self.size = size
+        self.t_last = max([self.t_max, *self.live_times])
+        self.dense: np.ndarray | None = None
+        if size is not None and (len(self.uniq) == 0 or (self.uniq[0] >= 0 and self.uniq[-1] < size)):
+            self.dense = np.zeros(size, np.float64)
+            self.dense[self.uniq] = self.totals
+            np.add.at(self.dense, np.asarray(self.live_keys, np.int64), 1.0)
 
     def to_arrays(self) -> Arrays:
         """The packed events and the live ones (`foryou.data.snapshot`); sorted runs are rebuilt on demand."""
         return {"origin": self.origin, "t_max": self.t_max, "uniq": self.uniq, "packed": self.packed,
                 "totals": self.totals, "live_keys": np.array(self.live_keys, dtype=np.int64),
-                "live_times": np.array(self.live_times, dtype=np.int64)}
+                "live_times": np.array(self.live_times, dtype=np.int64), "size": -1 if self.size is None else self.size}
 
     @classmethod
     def from_arrays(cls, arrays: Arrays) -> EventCounter:
@@ -45,6 +59,8 @@ class EventCounter:
         counter.origin, counter.t_max = int(arrays["origin"]), int(arrays["t_max"])
         counter.uniq, counter.packed, counter.totals = arrays["uniq"], arrays["packed"], arrays["totals"]
         counter.live_keys, counter.live_times = arrays["live_keys"].tolist(), arrays["live_times"].tolist()
+        size = int(arrays.get("size", -1))  # snapshots written before the dense totals: none
+        counter._dense(None if size < 0 else size)
         counter._runs, counter._folded, counter._tail = [], 0, None
         return counter
 
@@ -71,6 +87,22 @@ class EventCounter:
         self.live_keys.append(int(key))
         self.live_times.append(int(t))
         self._tail = None
+        self.t_last = max(self.t_last, int(t))
+        if self.dense is not None:
+            if 0 <= key < len(self.dense):
+                self.dense[key] += 1.0
+            else:  # a key outside the space it was built for: the searches answer from now on
+                self.dense = None
+
+    def totals_at(self, keys: np.ndarray, t: int) -> np.ndarray | None:
+        """Counts before t as one take when t is after every event and the keys are in the dense space,
+        else None."""
+        if self.dense is None or t <= self.t_last or not self._in_space(keys):
+            return None
+        return self.dense[keys]
+
+    def _in_space(self, keys: np.ndarray) -> bool:
+        return self.dense is not None and (len(keys) == 0 or (keys.min() >= 0 and keys.max() < len(self.dense)))
 
     def _live(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Live events as sorted runs: every LIVE_RUN events become a run, and a run is merged with
@@ -95,7 +127,15 @@ class EventCounter:
 
     def count_before(self, keys: np.ndarray, t: np.ndarray | int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)
+        if isinstance(t, int) and (fast := self.totals_at(keys, t)) is not None:
+            return fast
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), keys.shape)
+        if self.dense is not None and len(keys) and self._in_space(keys):
+            some = self.dense[keys] > 0  # a key with no event at all counts 0 at any t: nothing to search
+            if not some.all():
+                out = np.zeros(len(keys), np.float64)
+                out[some] = self.count_before(keys[some], t[some])
+                return out
         rel = np.clip(t - self.origin, 0, (1 << 34) - 1)
         out = self._count(self.uniq, self.packed, keys, rel, self.totals, t > self.t_max)
         if self.live_keys:

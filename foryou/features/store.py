@@ -141,33 +141,34 @@ class FeatureStore:
         f_dst = rows_of(self.user_ids, f["dst_id"].to_numpy(), "user")
         none = np.zeros(0, np.int64)
 
+        n_posts = len(self.post_id)
         c = EventCounter
         return {
-            "post_pos": c(e_post[pos], e_time[pos]),
-            "post_neg": c(e_post[neg], e_time[neg]),
-            "post_imp": c(i_post, i_time),
-            "author_pos": c(e_author[pos], e_time[pos]),
-            "author_neg": c(e_author[neg], e_time[neg]),
-            "author_imp": c(self.author_row[i_post], i_time),
-            "user_pos": c(e_user[pos], e_time[pos]),
-            "user_neg": c(e_user[neg], e_time[neg]),
-            "user_imp": c(i_user, i_time),
+            "post_pos": c(e_post[pos], e_time[pos], n_posts),
+            "post_neg": c(e_post[neg], e_time[neg], n_posts),
+            "post_imp": c(i_post, i_time, n_posts),
+            "author_pos": c(e_author[pos], e_time[pos], n_users),
+            "author_neg": c(e_author[neg], e_time[neg], n_users),
+            "author_imp": c(self.author_row[i_post], i_time, n_users),
+            "user_pos": c(e_user[pos], e_time[pos], n_users),
+            "user_neg": c(e_user[neg], e_time[neg], n_users),
+            "user_imp": c(i_user, i_time, n_users),
             "user_topic_imp": c(i_user * self.n_topics + np.maximum(self.topic[i_post], 0), i_time),
             "user_author_imp": c(i_user * n_users + self.author_row[i_post], i_time),
-            "user_pos_media": c(e_user[pos & media], e_time[pos & media]),
-            "user_neg_unsafe": c(e_user[neg & unsafe], e_time[neg & unsafe]),
+            "user_pos_media": c(e_user[pos & media], e_time[pos & media], n_users),
+            "user_neg_unsafe": c(e_user[neg & unsafe], e_time[neg & unsafe], n_users),
             "user_topic": c(e_user[pos] * self.n_topics + np.maximum(self.topic[e_post[pos]], 0), e_time[pos]),
             "user_author_pos": c(e_user[pos] * n_users + e_author[pos], e_time[pos]),
             "user_author_neg": c(e_user[neg] * n_users + e_author[neg], e_time[neg]),
             "follow": c(f_src * n_users + f_dst, f["created_at"].to_numpy()),
-            "followers": c(f_dst, f["created_at"].to_numpy()),
+            "followers": c(f_dst, f["created_at"].to_numpy(), n_users),
             # A History holds the edges that exist; unfollows arrive live (and cancel a follow).
             "unfollow": c(none, none),
-            "unfollowers": c(none, none),
+            "unfollowers": c(none, none, n_users),
             # Global rates for smoothing, point-in-time too (a build-time constant would be skew).
-            "global_pos": c(np.zeros(int(pos.sum()), np.int64), e_time[pos]),
-            "global_neg": c(np.zeros(int(neg.sum()), np.int64), e_time[neg]),
-            "global_imp": c(np.zeros(len(i_time), np.int64), i_time),
+            "global_pos": c(np.zeros(int(pos.sum()), np.int64), e_time[pos], 1),
+            "global_neg": c(np.zeros(int(neg.sum()), np.int64), e_time[neg], 1),
+            "global_imp": c(np.zeros(len(i_time), np.int64), i_time, 1),
         }
 
     def _sequences(self, h: History) -> EngagementSequences:
@@ -254,9 +255,10 @@ class FeatureStore:
         """Author rows of what these posts show: a repost's source author, otherwise the post's own."""
         return self.author_row[self.content_row[post_rows]]
 
-    def base_rates(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positives and negative feedback per impression before t (defaults until 1,000 impressions)."""
-        zero = np.zeros(len(t), np.int64)
+    def base_rates(self, t: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+        """Positives and negative feedback per impression before t (defaults until 1,000 impressions); one
+        instant (an int) answers one rate."""
+        zero = np.zeros(1 if isinstance(t, int) else len(t), np.int64)
         imp = self.counters["global_imp"].count_before(zero, t)
         enough = imp >= 1000
         r0 = np.where(enough, self.counters["global_pos"].count_before(zero, t) / np.maximum(imp, 1), 0.05)
@@ -280,13 +282,19 @@ class FeatureStore:
         memo: dict[str, np.ndarray] = {}
         # A served request asks at one instant for one viewer: most keys repeat (the viewer, its topics, the
         # candidates' authors), so each distinct key is counted once — sorted, which also keeps the binary
-        # searches in cache. Training rows (many instants) are counted as they come.
+        # searches in cache; each key kind is made distinct once for all its counters. Training rows (many
+        # instants) are counted as they come.
         one_instant = len(t) > 0 and (t.strides == (0,) or bool((t == t[0]).all()))
+        distinct: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # keys held: ids stay unique
 
         def count(counter: str, keys: np.ndarray, at: np.ndarray) -> np.ndarray:
+            if one_instant and (totals := c[counter].totals_at(keys, int(at[0]))) is not None:
+                return totals  # after every event (a served request): one take, nothing to search
             if one_instant:
-                distinct, where = np.unique(keys, return_inverse=True)
-                return c[counter].count_before(distinct, int(at[0]))[where]
+                if id(keys) not in distinct:
+                    distinct[id(keys)] = (keys, *np.unique(keys, return_inverse=True))
+                _, uniq, where = distinct[id(keys)]
+                return c[counter].count_before(uniq, int(at[0]))[where]
             return c[counter].count_before(keys, at)
 
         def n(counter: str, keys: np.ndarray, at: np.ndarray = t) -> np.ndarray:
@@ -298,7 +306,7 @@ class FeatureStore:
 
         def rates() -> tuple[np.ndarray, np.ndarray]:
             if "rates" not in memo:
-                memo["r0"], memo["n0"] = (np.broadcast_to(r, t.shape) for r in self.base_rates(t[:1])) \
+                memo["r0"], memo["n0"] = (np.broadcast_to(r, t.shape) for r in self.base_rates(int(t[0]))) \
                     if one_instant else self.base_rates(t)
                 memo["rates"] = memo["r0"]
             return memo["r0"], memo["n0"]

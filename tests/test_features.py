@@ -34,6 +34,34 @@ def test_event_counter_counts_built_and_live_events_before_t(size):
     assert (reloaded.dense is not None) == (size is not None)
 
 
+def test_event_counter_answers_a_served_clock_and_a_sliding_cut_exactly():
+    """A server's queries: at its clock (which only moves on) and at clock − window, while live events
+    arrive — some at the clock's very second (not counted before it), some late (older than the cut) —
+    and now and then an instant from the past (answered by the searches). Brute force agrees throughout."""
+    rng = np.random.default_rng(1)
+    keys, times = rng.integers(0, 40, 2_000), rng.integers(0, 10_000, 2_000)
+    counter = EventCounter(keys, times, size=40, window=3_000)
+    clock, window = 10_000, 3_000
+    for step in range(400):
+        clock += int(rng.integers(0, 3))  # often the same second as the last query
+        for _ in range(int(rng.integers(0, 4))):
+            k, t = int(rng.integers(0, 40)), clock - int(rng.choice([0, 0, 1, 5_000]))
+            counter.add(k, t)
+            keys, times = np.r_[keys, k], np.r_[times, t]
+        q = rng.integers(0, 40, 30)
+
+        def brute(at: int, q: np.ndarray = q, keys: np.ndarray = keys, times: np.ndarray = times) -> np.ndarray:
+            return ((keys[None, :] == q[:, None]) & (times[None, :] < at)).sum(1)
+
+        np.testing.assert_array_equal(counter.count_before(q, clock), brute(clock))
+        np.testing.assert_array_equal(counter.count_in_window(q, clock), brute(clock) - brute(clock - window))
+        if step % 17 == 0:  # an instant from the past: the searches answer, the cut stays where it is
+            past = clock - int(rng.integers(1, 20_000))
+            np.testing.assert_array_equal(counter.count_before(q, past), brute(past))
+            assert counter.count_in_window(q, past) is None
+    assert counter._cut is not None and counter._cut.cut == clock - window  # the cut kept up, not reset
+
+
 def test_event_counter_leaves_the_dense_totals_for_a_key_outside_its_space():
     counter = EventCounter(np.array([0, 1, 1]), np.array([10, 20, 30]), size=2)
     assert counter.count_before(np.array([1]), 100).tolist() == [2.0]

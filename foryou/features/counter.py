@@ -3,6 +3,8 @@ batch of (key, t) at once, with a small append-only overlay for live events."""
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from foryou.data.lookup import member, searchsorted_many
@@ -20,10 +22,12 @@ class EventCounter:
     rebuilt lazily when it has changed.
 
     A counter over a known key space `[0, size)` (post, author, user rows) also keeps every key's total,
-    live events included: a query after the last event — every served request — is then one `take`.
+    live events included: a query at one instant after the build — every served request, the service's
+    clock only moves on — is then one `take`, less the few live events at or after that instant. With a
+    `window` (seconds), the count in the window before such an instant is kept up to date too.
     """
 
-    def __init__(self, keys: np.ndarray, times: np.ndarray, size: int | None = None):
+    def __init__(self, keys: np.ndarray, times: np.ndarray, size: int | None = None, window: int = 0):
         self.origin = int(np.min(times)) if len(times) else 0
         self.t_max = int(np.max(times)) if len(times) else -1
         self.uniq, self.packed = self._pack(np.asarray(keys, np.int64), np.asarray(times, np.int64))
@@ -32,26 +36,31 @@ class EventCounter:
         self.totals = np.bincount(ids, minlength=len(self.uniq)).astype(np.float64)
         self.live_keys: list[int] = []
         self.live_times: list[int] = []
-        self._dense(size)
+        self._dense(size, window)
         self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._folded = 0  # live events already in a sorted run
         self._tail: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _dense(self, size: int | None) -> None:
-        """Every key's total (base + live) in a dense array, and the time of the last event of all."""
-        self.size = size
-        self.t_last = max([self.t_max, *self.live_times])
+    def _dense(self, size: int | None, window: int) -> None:
+        """Every key's total (base + live) in a dense array; the live events at or after the latest instant
+        asked (`_mark`), which that total must not count; the window's sliding cut where asked for."""
+        self.size, self.window = size, window
+        self._mark = max([self.t_max, *self.live_times]) + 1
+        self._late: list[tuple[int, int]] = []  # (time, key) of live events at ≥ _mark
         self.dense: np.ndarray | None = None
+        self._cut: SlidingCut | None = None
         if size is not None and (len(self.uniq) == 0 or (self.uniq[0] >= 0 and self.uniq[-1] < size)):
             self.dense = np.zeros(size, np.float64)
             self.dense[self.uniq] = self.totals
             np.add.at(self.dense, np.asarray(self.live_keys, np.int64), 1.0)
+            self._cut = SlidingCut(self) if window > 0 else None
 
     def to_arrays(self) -> Arrays:
         """The packed events and the live ones (`foryou.data.snapshot`); sorted runs are rebuilt on demand."""
         return {"origin": self.origin, "t_max": self.t_max, "uniq": self.uniq, "packed": self.packed,
                 "totals": self.totals, "live_keys": np.array(self.live_keys, dtype=np.int64),
-                "live_times": np.array(self.live_times, dtype=np.int64), "size": -1 if self.size is None else self.size}
+                "live_times": np.array(self.live_times, dtype=np.int64), "size": -1 if self.size is None else self.size,
+                "window": self.window}
 
     @classmethod
     def from_arrays(cls, arrays: Arrays) -> EventCounter:
@@ -60,7 +69,7 @@ class EventCounter:
         counter.uniq, counter.packed, counter.totals = arrays["uniq"], arrays["packed"], arrays["totals"]
         counter.live_keys, counter.live_times = arrays["live_keys"].tolist(), arrays["live_times"].tolist()
         size = int(arrays.get("size", -1))  # snapshots written before the dense totals: none
-        counter._dense(None if size < 0 else size)
+        counter._dense(None if size < 0 else size, int(arrays.get("window", 0)))
         counter._runs, counter._folded, counter._tail = [], 0, None
         return counter
 
@@ -84,22 +93,45 @@ class EventCounter:
         return out
 
     def add(self, key: int, t: int) -> None:
-        self.live_keys.append(int(key))
-        self.live_times.append(int(t))
+        key, t = int(key), int(t)
+        self.live_keys.append(key)
+        self.live_times.append(t)
         self._tail = None
-        self.t_last = max(self.t_last, int(t))
         if self.dense is not None:
             if 0 <= key < len(self.dense):
                 self.dense[key] += 1.0
+                if t >= self._mark:
+                    self._late.append((t, key))
+                if self._cut is not None:
+                    self._cut.add(key, t)
             else:  # a key outside the space it was built for: the searches answer from now on
-                self.dense = None
+                self.dense, self._cut = None, None
 
-    def totals_at(self, keys: np.ndarray, t: int) -> np.ndarray | None:
-        """Counts before t as one take when t is after every event and the keys are in the dense space,
-        else None."""
-        if self.dense is None or t <= self.t_last or not self._in_space(keys):
+    def count_at(self, keys: np.ndarray, t: int) -> np.ndarray | None:
+        """Counts before one instant t without a search where the dense totals answer: t after the build
+        and not before an instant already asked (the served clock); else None."""
+        if self.dense is None or not self._in_space(keys):
             return None
-        return self.dense[keys]
+        if t > self.t_max and t >= self._mark:
+            if t > self._mark:  # the clock moved on: live events before it are all in the totals
+                self._mark = t
+                self._late = [e for e in self._late if e[0] >= t]
+            out = self.dense[keys]
+            if self._late:
+                late, n = np.unique(np.array([k for _, k in self._late], np.int64), return_counts=True)
+                hit, pos = member(late, keys)
+                out[hit] -= n[pos[hit]]
+            return out
+        return None
+
+    def count_in_window(self, keys: np.ndarray, t: int) -> np.ndarray | None:
+        """Events in [t − window, t) for one served instant t without a search (see `count_at`), else None.
+        Only served instants move the cut: it never runs ahead of a later request's window."""
+        now = self.count_at(keys, t)
+        if now is None or self._cut is None:
+            return None
+        before = self._cut.count(keys, t - self.window)
+        return None if before is None else now - before
 
     def _in_space(self, keys: np.ndarray) -> bool:
         return self.dense is not None and (len(keys) == 0 or (keys.min() >= 0 and keys.max() < len(self.dense)))
@@ -127,7 +159,7 @@ class EventCounter:
 
     def count_before(self, keys: np.ndarray, t: np.ndarray | int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64)
-        if isinstance(t, int) and (fast := self.totals_at(keys, t)) is not None:
+        if isinstance(t, int) and (fast := self.count_at(keys, t)) is not None:
             return fast
         t = np.broadcast_to(np.asarray(t, dtype=np.int64), keys.shape)
         if self.dense is not None and len(keys) and self._in_space(keys):
@@ -145,3 +177,44 @@ class EventCounter:
 
     def count_between(self, keys: np.ndarray, t0: np.ndarray | int, t1: np.ndarray | int) -> np.ndarray:
         return self.count_before(keys, t1) - self.count_before(keys, t0)
+
+
+class SlidingCut:
+    """Counts per key before a cut that only moves forward — a served request's t − 24 h — kept up to date:
+    the base events, sorted by time once, are walked as the cut passes them, and live events wait in a
+    heap until it does. A cut before the current one is not answered (the searches are)."""
+
+    def __init__(self, counter: EventCounter):
+        self.counter = counter
+        self._times: np.ndarray | None = None  # sorted by time on first use: what serving alone needs
+        self.cut, self.walked = -(1 << 62), 0
+        self._pending: list[tuple[int, int]] = []
+        assert counter.dense is not None
+        self.before = np.zeros(len(counter.dense), np.float64)
+        for key, t in zip(counter.live_keys, counter.live_times, strict=True):
+            self.add(key, t)
+
+    def add(self, key: int, t: int) -> None:
+        if t < self.cut:
+            self.before[key] += 1.0
+        else:
+            heapq.heappush(self._pending, (t, key))
+
+    def count(self, keys: np.ndarray, cut: int) -> np.ndarray | None:
+        if cut < self.cut:
+            return None
+        c = self.counter
+        if self._times is None:
+            times = (c.packed & ((1 << int(_SHIFT)) - 1)) + c.origin
+            order = np.argsort(times, kind="stable")
+            self._times, self._keys = times[order], c.uniq[(c.packed >> _SHIFT)[order]]
+        end = int(np.searchsorted(self._times, cut, side="left"))
+        if end - self.walked > len(self.before) // 8:  # a long walk (the first): one pass over the key space
+            self.before += np.bincount(self._keys[self.walked:end], minlength=len(self.before))
+        elif end > self.walked:
+            np.add.at(self.before, self._keys[self.walked:end], 1.0)
+        self.walked = end
+        while self._pending and self._pending[0][0] < cut:
+            self.before[heapq.heappop(self._pending)[1]] += 1.0
+        self.cut = cut
+        return self.before[keys]

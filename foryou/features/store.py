@@ -144,7 +144,7 @@ class FeatureStore:
         n_posts = len(self.post_id)
         c = EventCounter
         return {
-            "post_pos": c(e_post[pos], e_time[pos], n_posts),
+            "post_pos": c(e_post[pos], e_time[pos], n_posts, window=DAY),  # and the 24 h velocity
             "post_neg": c(e_post[neg], e_time[neg], n_posts),
             "post_imp": c(i_post, i_time, n_posts),
             "author_pos": c(e_author[pos], e_time[pos], n_users),
@@ -288,8 +288,8 @@ class FeatureStore:
         distinct: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # keys held: ids stay unique
 
         def count(counter: str, keys: np.ndarray, at: np.ndarray) -> np.ndarray:
-            if one_instant and (totals := c[counter].totals_at(keys, int(at[0]))) is not None:
-                return totals  # after every event (a served request): one take, nothing to search
+            if one_instant and (totals := c[counter].count_at(keys, int(at[0]))) is not None:
+                return totals  # a served request: one take, nothing to search
             if one_instant:
                 if id(keys) not in distinct:
                     distinct[id(keys)] = (keys, *np.unique(keys, return_inverse=True))
@@ -304,6 +304,10 @@ class FeatureStore:
                 memo[key] = count(counter, keys, at)
             return memo[key]
 
+        def velocity() -> np.ndarray:  # positives in the 24 h before t; a served request's kept up to date
+            fast = c["post_pos"].count_in_window(p, int(t[0])) if one_instant and c["post_pos"].window == DAY else None
+            return n("post_pos", p) - count("post_pos", p, t - DAY) if fast is None else fast
+
         def rates() -> tuple[np.ndarray, np.ndarray]:
             if "rates" not in memo:
                 memo["r0"], memo["n0"] = (np.broadcast_to(r, t.shape) for r in self.base_rates(int(t[0]))) \
@@ -317,7 +321,7 @@ class FeatureStore:
             "post_positive_log": lambda: np.log1p(n("post_pos", p)),
             "post_impressions_log": lambda: np.log1p(n("post_imp", p)),
             "post_rate": lambda: (n("post_pos", p) + k * rates()[0]) / (n("post_imp", p) + k),
-            "post_positive_24h_log": lambda: np.log1p(n("post_pos", p) - count("post_pos", p, t - DAY)),
+            "post_positive_24h_log": lambda: np.log1p(velocity()),
             "post_negative_rate": lambda: (n("post_neg", p) + k * rates()[1]) / (n("post_imp", p) + k),
             **{name: partial(col.__getitem__, own) for name, col in self.static.items()},  # already the source's
             "author_rate": lambda: (n("author_pos", a) + k * rates()[0]) / (n("author_imp", a) + k),

@@ -8,12 +8,16 @@ scheduled arrival — time spent waiting for a free connection counts, as it wou
 
 Each rung reports achieved req/s (answered 200 per second), p50/p95/p99/max of those, the share shed
 (503 with Retry-After: admission control), other errors (other statuses, sockets, timeouts), for cache
-misses (`service.cache_ttl_s=0`: every request ranks) or hits (a warmed set of users), and a plot.
+misses (`service.cache_ttl_s=0`: every request ranks) or hits (a warmed set of users), and a plot. With
+`writes`, that share of the requests are engagements (a like by a random user on a random post) and the
+writes' own latency is reported beside; `repeat` runs each rate that many times in a row: a soak, whose
+server RSS per rung shows whether memory stays flat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -43,29 +47,47 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _open_loop(host: str, port: int, paths: list[str], rate: float, seconds: float, connections: int,
-                     seed: int) -> dict[str, Any]:
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: loadgen\r\n\r\n".encode()
+
+
+def _post(path: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: loadgen\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+async def _open_loop(host: str, port: int, reads: list[bytes], rate: float, seconds: float, connections: int,
+                     seed: int, writes: list[bytes] | None = None, write_share: float = 0.0) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue()
-    done: list[tuple[float, float, int]] = []  # (scheduled, finished, status; 0 = socket error)
+    queue: asyncio.Queue[tuple[float, bytes, bool] | None] = asyncio.Queue()
+    done: list[tuple[float, float, int, bool]] = []  # (scheduled, finished, status (0 = socket error), a write)
 
     async def connection() -> None:
         reader = writer = None
         while (item := await queue.get()) is not None:
-            scheduled, path = item
+            scheduled, request, is_write = item
             try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection(host, port)
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-                left = scheduled + TIMEOUT_S - loop.time()
-                status = await asyncio.wait_for(_read_response(reader), max(left, 0.001))  # type: ignore[arg-type]
+                for fresh in (writer is None, True):  # a kept-alive connection the server closed: resent once
+                    if fresh:
+                        if writer is not None:
+                            writer.close()
+                        reader, writer = await asyncio.open_connection(host, port)
+                    writer.write(request)  # type: ignore[union-attr]
+                    left = scheduled + TIMEOUT_S - loop.time()
+                    try:
+                        status = await asyncio.wait_for(_read_response(reader), max(left, 0.001))  # type: ignore[arg-type]
+                        break
+                    except asyncio.IncompleteReadError as exc:  # uvicorn closes idle keep-alive sockets after 5 s
+                        if fresh or exc.partial:
+                            raise
             except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
                     IndexError):
                 status = 0
                 if writer is not None:
                     writer.close()
                 reader = writer = None
-            done.append((scheduled, loop.time(), status))
+            done.append((scheduled, loop.time(), status, is_write))
         if writer is not None:
             writer.close()
 
@@ -75,21 +97,26 @@ async def _open_loop(host: str, port: int, paths: list[str], rate: float, second
     gaps = rng.exponential(1.0 / rate, int(rate * seconds * 1.5) + 10)
     arrivals = start + np.cumsum(gaps)
     arrivals = arrivals[arrivals < start + seconds]
-    picks = rng.integers(len(paths), size=len(arrivals))
-    for at, pick in zip(arrivals.tolist(), picks.tolist(), strict=True):
+    is_write = (rng.random(len(arrivals)) < write_share) if writes else np.zeros(len(arrivals), bool)
+    picks = rng.integers(len(reads), size=len(arrivals))
+    write_picks = rng.integers(len(writes) if writes else 1, size=len(arrivals))
+    for at, pick, w, wpick in zip(arrivals.tolist(), picks.tolist(), is_write.tolist(), write_picks.tolist(),
+                                  strict=True):
         wait = at - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        queue.put_nowait((at, paths[pick]))
+        queue.put_nowait((at, writes[wpick] if w and writes else reads[pick], w))
     for _ in workers:
         queue.put_nowait(None)
     await asyncio.wait(workers, timeout=TIMEOUT_S + 5)
     for w in workers:
         w.cancel()
-    a = np.array(done, np.float64).reshape(-1, 3)
+    a = np.array(done, np.float64).reshape(-1, 4)
     status = a[:, 2].astype(int)
     ok = status == 200
     ms = (a[ok, 1] - a[ok, 0]) * 1000
+    wrote = a[:, 3] > 0
+    write_ms = (a[ok & wrote, 1] - a[ok & wrote, 0]) * 1000
     span = max(float(a[:, 1].max() - start) if len(a) else seconds, seconds)
     pct = {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) if len(ms) else None for q in (50, 95, 99)}
     shed = status == 503
@@ -98,8 +125,13 @@ async def _open_loop(host: str, port: int, paths: list[str], rate: float, second
             "max_ms": round(float(ms.max()), 2) if len(ms) else None,
             "shed": int(shed.sum()), "shed_share": round(float(shed.mean()), 4) if len(a) else 0,
             "errors": int((~ok & ~shed).sum()),  # other statuses, socket errors, timeouts
+            "error_statuses": {str(k): int(v) for k, v in zip(*np.unique(status[~ok & ~shed], return_counts=True),
+                                                               strict=True)},  # 0: socket error or timeout
             "lost": len(arrivals) - len(a),  # never finished, not even as an error (the generator's own fault)
-            "over_1s": int((ms > 1000).sum())}
+            "over_1s": int((ms > 1000).sum()),
+            **({"writes": int(wrote.sum()), "writes_answered": int((ok & wrote).sum()),
+                "write_p99_ms": round(float(np.percentile(write_ms, 99)), 2) if len(write_ms) else None}
+               if write_share else {})}
 
 
 def _rss_mb(pid: int) -> float:
@@ -115,13 +147,21 @@ def _rss_mb(pid: int) -> float:
 
 def bench_ladder(dataset: Path, rates: list[float], seconds: float = 10.0, workers: int = 2, users: int = 2000,
                  cache: str = "miss", connections: int = 256, seed: int = 0, n: int = 35,
-                 overrides: list[str] | None = None, plot: Path | None = None) -> dict[str, Any]:
-    """One server; each offered rate in turn (ascending) for `seconds`, open loop (module doc)."""
+                 overrides: list[str] | None = None, plot: Path | None = None, writes: float = 0.0,
+                 repeat: int = 1) -> dict[str, Any]:
+    """One server; each offered rate in turn (ascending; `repeat` times each) for `seconds`, open loop, a
+    `writes` share of them engagements (module doc)."""
     from foryou.bench.offline import machine
 
     ids = pq.read_table(Path(dataset) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
-    chosen = np.random.default_rng(seed).choice(ids, size=min(users, len(ids)), replace=False)
-    paths = [f"/v1/users/{int(u)}/timeline?n={n}" for u in chosen]
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(ids, size=min(users, len(ids)), replace=False)
+    reads = [_get(f"/v1/users/{int(u)}/timeline?n={n}") for u in chosen]
+    likes = None
+    if writes > 0:
+        posts = pq.read_table(Path(dataset) / "posts.parquet", columns=["post_id"])["post_id"].to_numpy()
+        likes = [_post("/v1/engagements", {"user_id": str(u), "post_id": str(p), "kind": "like"})
+                 for u, p in zip(rng.choice(chosen, 5000), rng.choice(posts, 5000), strict=True)]
     server_set = [*(overrides or []), "service.rate_limit_per_minute=0"]  # one client address: no rate limit
     if cache == "miss":
         server_set.append("service.cache_ttl_s=0")
@@ -131,16 +171,17 @@ def bench_ladder(dataset: Path, rates: list[float], seconds: float = 10.0, worke
             store=Path(tmp) / "events.sqlite") as server:
         host, port = "127.0.0.1", server.port
         # warm-up, unmeasured: every user once for the hit ladder (fills the cache); else 2 s (lazy structures)
-        warm_s = min(max(len(paths) / 100, 2.0), 60.0) if cache == "hit" else 2.0
-        asyncio.run(_open_loop(host, port, paths, 100.0, warm_s, 8, seed + 99))
-        for i, rate in enumerate(sorted(rates)):
+        warm_s = min(max(len(reads) / 100, 2.0), 60.0) if cache == "hit" else 2.0
+        asyncio.run(_open_loop(host, port, reads, 100.0, warm_s, 8, seed + 99))
+        for i, rate in enumerate(r for r in sorted(rates) for _ in range(repeat)):
             t0 = time.perf_counter()
-            rung = asyncio.run(_open_loop(host, port, paths, rate, seconds, connections, seed + i))
+            rung = asyncio.run(_open_loop(host, port, reads, rate, seconds, connections, seed + i, likes, writes))
             rung["server_rss_mb"] = _rss_mb(server.proc.pid)
             rung["wall_s"] = round(time.perf_counter() - t0, 1)
             rungs.append(rung)
     out = {"bench": "ladder", "dataset": str(dataset), "cache": cache, "workers": workers, "seconds": seconds,
-           "connections": connections, "users": len(paths), "page": n, "overrides": overrides or [],
+           "write_share": writes, "repeat": repeat,
+           "connections": connections, "users": len(reads), "page": n, "overrides": overrides or [],
            "rungs": rungs, "machine": machine()}
     if plot is not None:
         _plot(out, plot)

@@ -207,6 +207,10 @@ def bench_ladder(
     json_out: JsonOption = Path("runs/bench/ladder.json"),
     plot: Annotated[Path, typer.Option(help="latency and throughput per rung (PNG)")] = Path("runs/bench/ladder.png"),
     set_: Annotated[list[str] | None, typer.Option("--set", help="server config override (repeatable)")] = None,
+    writes: Annotated[float, typer.Option(help="share of requests that are engagements (likes): a mixed load",
+                                          min=0.0, max=1.0)] = 0.0,
+    repeat: Annotated[int, typer.Option(help="run each rate this many times in a row (a soak: RSS per rung)",
+                                        min=1)] = 1,
 ) -> None:
     """Open-loop load ladder over HTTP: requests arrive at each offered rate whatever the server does; achieved
     req/s, p50/p95/p99/max from arrival, shed (503) share and errors per rung, for cache misses or hits."""
@@ -224,7 +228,7 @@ def bench_ladder(
         raise bad("--cache", f"{cache!r} is not miss or hit")
     with status(f"serving {dataset} and offering {len(offered)} rates for {seconds:.0f} s each"):
         result = run(dataset, offered, seconds, workers, users, cache, connections, seed, overrides=set_ or [],
-                     plot=plot)
+                     plot=plot, writes=writes, repeat=repeat)
     _report(f"bench ladder {dataset}", result, json_out, leave_out=("machine",))
 
 

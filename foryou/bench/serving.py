@@ -42,7 +42,7 @@ class ServerProcess:
 
     def __init__(self, dataset: Path, port: int | None = None, workers: int = 1, token: str | None = None,
                  overrides: list[str] | None = None, trace_log: Path | None = None, env: dict | None = None,
-                 store: Path | None = None):
+                 store: Path | None = None, redis: str | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [*CLI, "serve", str(dataset), "--port", str(self.port), "--workers", str(workers)]
@@ -52,6 +52,8 @@ class ServerProcess:
             cmd += ["--trace-log", str(trace_log)]
         if store is not None:
             cmd += ["--store", str(store)]
+        if redis is not None:
+            cmd += ["--state", redis]
         full_env = {**os.environ, **(env or {})}
         if token:
             full_env["FORYOU_TOKEN"] = token

@@ -40,15 +40,18 @@ def serve(
     store: Annotated[Path | None, typer.Option(help="event store file (default: STATE_DIR/service/events.sqlite)",
                                                show_default=False)] = None,
     state_dir: StateOption = None,
+    state: Annotated[str | None, typer.Option(help="shared live state: redis://HOST:PORT keeps the event log in "
+                                              "Redis (fsynced before each acknowledgement), for workers on several "
+                                              "machines [default: the SQLite --store]", show_default=False)] = None,
 ) -> None:
     """Serve the For You timeline over HTTP (OpenAPI docs at /docs): pages, durable real-time writes,
     /metrics. Writes are acknowledged after they are committed to the event store."""
-    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir)
+    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir, state)
 
 
 def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                   token: str | None = None, overrides: list[str] | None = None, trace_log: Path = TRACE_LOG,
-                  store: Path | None = None, state: Path | None = None) -> None:
+                  store: Path | None = None, state: Path | None = None, redis: str | None = None) -> None:
     """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
     before any worker starts; then serve until Ctrl-C. `workers`: one per core this process may run on unless
     given (a miss ranks on one core; more workers than cores only queue)."""
@@ -62,14 +65,17 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     _check_listen(host, port, token)
     config = load_config(overrides)
     _check_port_free(host, port)
-    check_writable(store_path(dataset, store, state))  # a read-only store: one line here, not one per worker
+    if redis is None:
+        check_writable(store_path(dataset, store, state))  # a read-only store: one line here, not one per worker
+    else:
+        _check_redis(redis, dataset, state)
     settings = ServeSettings(dataset=dataset, config=set_overrides(overrides), token=token, trace_log=trace_log,
-                             store=store, state=state)
+                             store=store, state=state, redis=redis)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     workers = workers or min(len(os.sched_getaffinity(0)), 64)
     if workers == 1:
         with status("opening the serving index and replaying the event store"):
-            svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store, state=state))
+            svc = Service(dataset, config, ServiceOptions(trace_log=trace_log, store=store, state=state, redis=redis))
         target: Any = create_app(settings, service=svc)
         user: Any = svc.engine.ids.users.show(int(svc.engine.user_ids[0]))  # the dataset's own id
         extra: dict[str, Any] = {}
@@ -98,6 +104,16 @@ def _check_listen(host: str, port: int, token: str | None) -> None:
     if not 1 <= port <= 65535:
         raise bad("--port", f"{port} is not a TCP port (1 to 65535)")
     check_bind(host, token)  # a non-loopback host without a token: BindRefused, one line
+
+
+def _check_redis(url: str, dataset: Path, state: Path | None) -> None:
+    """Redis reachable and fsyncing every write, or one line (before any worker starts)."""
+    from foryou.data.state import state_dir
+    from foryou.service.redis_store import RedisEventStore, redis_url
+
+    if not redis_url(url):
+        raise bad("--state", f"{url!r} is not a redis:// URL")
+    RedisEventStore(url, state_dir(dataset, state).name).close()  # StoreError: the CLI prints its one line
 
 
 def _check_port_free(host: str, port: int) -> None:

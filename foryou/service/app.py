@@ -46,6 +46,7 @@ class ServeSettings(BaseModel):
     trace_log: Path = Path("runs/logs/trace.jsonl")
     store: Path | None = None
     state: Path | None = None
+    redis: str | None = None  # --state redis://…: the event log in Redis
 
 
 def create_app(settings: ServeSettings, service: Service | None = None) -> FastAPI:
@@ -61,7 +62,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         if getattr(app.state, "service", None) is None:
             app.state.service = Service(settings.dataset, config,
                                         ServiceOptions(trace_log=settings.trace_log, store=settings.store,
-                                                       state=settings.state))
+                                                       state=settings.state, redis=settings.redis))
         try:
             yield
         finally:

@@ -14,7 +14,7 @@ import numpy as np
 from foryou.experiments.assignment import assign
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentLog, ExperimentStore
-from foryou.service.store import Event, EventStore
+from foryou.service.store import Event, GroupCommitStore
 
 
 class ServedExperiments:
@@ -65,7 +65,7 @@ class ServedExperiments:
         if rows:
             active.log.log_outcomes(rows)
 
-    def backfill(self, store: EventStore, chunk: int = 50_000) -> int:
+    def backfill(self, store: GroupCommitStore, chunk: int = 50_000) -> int:
         """Log the outcomes of engagements stored after the newest logged one: `record` runs after the
         event store's commit, so a crash in between loses the row, never the event. Returns the events
         looked at (0 when no experiment runs or none of its outcomes was logged yet)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from foryou.data.state import events_file, state_dir
-from foryou.service.store import EventStore, StoreError
+from foryou.service.store import GroupCommitStore, StoreError
 from foryou.vocab import FOLLOW_RELATIONS
 
 # Relations `foryou compact` folds into the dataset's follows table; the others (account-level blocks
@@ -43,7 +43,7 @@ def compacted_marks(dataset: str | Path) -> dict[str, dict[str, Any]]:
     return dict(json.loads(p.read_text()).get("stores", {}))
 
 
-def compacted_seq(dataset: str | Path, store: EventStore) -> int:
+def compacted_seq(dataset: str | Path, store: GroupCommitStore) -> int:
     """Events of `store` up to this seq are already in the dataset's Parquet tables, so replay skips
     them; 0 for a store never folded into this dataset (a fresh `--store`). Raises StoreError when
     `store` carries the folded store's id but not its history (an older copy, or a copy that went
@@ -63,14 +63,14 @@ def compacted_seq(dataset: str | Path, store: EventStore) -> int:
     return seq
 
 
-def _legacy_mark(dataset: str | Path, store: EventStore) -> dict[str, Any] | None:
+def _legacy_mark(dataset: str | Path, store: GroupCommitStore) -> dict[str, Any] | None:
     """`compacted.json` written before marks were kept per store ({"seq": N}): it was always the
     default store that was folded, so it applies to that store only."""
     p = compacted_path(dataset)
     if not p.exists():
         return None
     data = json.loads(p.read_text())
-    if "seq" not in data or store.path.resolve() != store_path(dataset).resolve():
+    if "seq" not in data or not isinstance(store.path, Path) or store.path.resolve() != store_path(dataset).resolve():
         return None
     return {"seq": int(data["seq"])}
 

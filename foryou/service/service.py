@@ -39,6 +39,7 @@ import numpy as np
 
 from foryou.config import ForYouConfig
 from foryou.data.ids import ExternalId, IdConflict
+from foryou.data.state import state_dir
 from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
@@ -47,7 +48,8 @@ from foryou.service.batcher import MicroBatcher
 from foryou.service.cache import ScoredCandidateCache
 from foryou.service.experiments import ServedExperiments
 from foryou.service.files import FOLDED_RELATIONS, compacted_seq, server_lock, store_path
-from foryou.service.store import Event, EventStore, StoreError, check_writable
+from foryou.service.redis_store import RedisEventStore
+from foryou.service.store import Event, EventStore, GroupCommitStore, StoreError, check_writable
 from foryou.service.tracelog import TraceLog
 from foryou.timeline.engine import RecommendationEngine, TimelineItem, TimelineResponse, UnknownPost, UnknownUser
 from foryou.vocab import POST_KINDS, RELATIONS, SAFETY_LABELS
@@ -77,6 +79,7 @@ class ServiceOptions:
     trace_log: Path = Path("runs/logs/trace.jsonl")
     store: Path | None = None  # default: the state directory's event store (data.state)
     state: Path | None = None  # --state-dir: models, snapshots, events, experiments (default data.state.state_dir)
+    redis: str | None = None  # --state redis://…: the event log in Redis (shared by machines), not in `store`
 
 
 class Service:
@@ -89,7 +92,8 @@ class Service:
         self.ready = False
         t0 = time.perf_counter()
         store_file = store_path(self.dataset, options.store, options.state)
-        check_writable(store_file)  # a read-only store fails here, before the index is loaded
+        if options.redis is None:
+            check_writable(store_file)  # a read-only store fails here, before the index is loaded
         self._server_lock = server_lock(self.dataset)
         try:
             self._open(store_file, options, engine)
@@ -107,7 +111,9 @@ class Service:
     def _open(self, store_file: Path, options: ServiceOptions, engine: RecommendationEngine | None) -> None:
         self.engine = engine or RecommendationEngine.open(self.dataset, self.config, state=options.state)
         self.as_of = int(self.engine.now)
-        self.store = EventStore(store_file, base_post_id=self.engine.last_post_id)
+        self.store: GroupCommitStore = EventStore(store_file, base_post_id=self.engine.last_post_id) \
+            if options.redis is None else RedisEventStore(options.redis, state_dir(self.dataset, options.state).name,
+                                                          base_post_id=self.engine.last_post_id)
         # The world clock runs from the newest stored event (or the store's creation), see the module doc.
         self._idle_cap_s = self.config.service.clock_idle_cap_s
         self._last_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))

@@ -147,75 +147,57 @@ class Event:
                    event_id, seq, accepted_at)
 
 
-class EventStore:
-    """One SQLite file. Thread-safe (one lock per connection); several processes may share it."""
+class GroupCommitStore:
+    """What every event store shares: server-assigned event ids, the group commit (concurrent callers'
+    events committed together by one thread, each caller acknowledged once its commit is durable) and
+    `on_commit`. A store implements `_commit_group`, `since`, `data_version`, `meta`/`init_meta`."""
 
-    def __init__(self, path: str | Path, base_post_id: int = 0):
-        """Raises StoreError when the store cannot be created, opened or written."""
-        self.path = Path(path)
-        self._wlock, self._rlock = threading.Lock(), threading.Lock()
-        conns: list[sqlite3.Connection] = []
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conns.append(self._connect())
-            conns.append(self._connect())
-            self._write: sqlite3.Connection | None = conns[0]  # None after a failed rollback (see _rollback)
-            self._read = conns[1]
-            conns[0].executescript(SCHEMA)
-            # Identifies this store's history (copies made by `foryou compact` keep it): the dataset
-            # records, per store id, how far that store was folded into its tables.
-            self.store_id: str = self.init_meta("store_id", uuid.uuid4().hex)
-        except (OSError, sqlite3.Error) as exc:
-            for c in conns:
-                c.close()
-            raise _not_writable(self.path, exc) from None
-        self.base_post_id = int(base_post_id)
-        self._stop = threading.Event()
-        # Checkpoints run here, not inside a committing request (they would add fsyncs to its latency).
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="event-store-checkpoint",
-                                              daemon=True)
-        self._checkpointer.start()
+    path: Any  # where the events live (shown in logs and errors)
+
+    def _start_committer(self) -> None:
         self._id_prefix = f"{SERVER_ID_PREFIX}{uuid.uuid4().hex[:12]}."  # per store opened: workers differ
         self._ids = itertools.count(1)
-        self.on_commit: Callable[[list[Event]], None] | None = None  # called in commit order, after the fsync
+        self.on_commit: Callable[[list[Event]], None] | None = None  # called in commit order, after it is durable
         self._queue: list[_Pending] = []
         self._queue_cond = threading.Condition()
         self._closing = False
         self._committer = threading.Thread(target=self._commit_loop, name="event-store-commit", daemon=True)
         self._committer.start()
 
-    def _connect(self) -> sqlite3.Connection:
-        return _connect(self.path)
+    store_id: str  # this store's history (`foryou compact` marks what it folded per store id)
 
-    def _writer(self) -> sqlite3.Connection:
-        """The write connection (caller holds the write lock), reopened if a failed rollback closed it."""
-        if self._write is None:
-            self._write = self._connect()
-        return self._write
+    def _commit_group(self, groups: list[list[Event]]) -> list[list[tuple[Event, bool]]]:
+        raise NotImplementedError
 
-    def _checkpoint_loop(self) -> None:
-        conn = self._connect()
-        try:
-            while not self._stop.wait(1.0):
-                with contextlib.suppress(sqlite3.OperationalError):  # busy: next round
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
+    def since(self, seq: int, limit: int = 50_000) -> list[Event]:
+        """Stored events after `seq`, in order (at most `limit`)."""
+        raise NotImplementedError
 
-    # -- meta -------------------------------------------------------------------------------------
+    def data_version(self) -> int:
+        """Changes whenever anyone commits (a cheap "is there anything new?")."""
+        raise NotImplementedError
+
+    def event(self, seq: int) -> Event | None:
+        raise NotImplementedError
+
+    def last_seq(self) -> int:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
 
     def meta(self, key: str, default: str | None = None) -> str | None:
-        with self._rlock:
-            r = self._read.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return r[0] if r else default
+        raise NotImplementedError
 
     def init_meta(self, key: str, value: str) -> str:
         """Set `key` unless it is set (first writer wins across processes); return the stored value."""
-        with self._wlock:
-            self._writer().execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
-        return self.meta(key)  # type: ignore[return-value]
+        raise NotImplementedError
 
-    # -- writes -----------------------------------------------------------------------------------
+    def backup_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def new_event_id(self) -> str:
         """A server-assigned event id (for writes without a client id)."""
@@ -223,9 +205,9 @@ class EventStore:
 
     def append(self, events: Sequence[Event]) -> list[tuple[Event, bool]]:
         """Commit events durably, in order, in one transaction; returns (stored event, duplicate)
-        per input once the commit is fsynced. A duplicate `event_id` returns the first stored event.
-        Posts without an id get the next one here, under the write lock, so concurrent workers never
-        hand out the same id.
+        per input once the commit is durable. A duplicate `event_id` returns the first stored event.
+        Posts without an id get the next one in the commit, so concurrent workers never hand out the
+        same id.
 
         Group commit: concurrent callers queue their events and one committer thread writes
         whatever is queued in a single transaction (one fsync for all of them); each caller waits
@@ -270,6 +252,88 @@ class EventStore:
                         self.on_commit(fresh)
                     except Exception:  # the reader's catch_up applies them instead
                         log.exception("on_commit failed")
+
+    def _drain(self) -> None:
+        """Stop taking writes; the committer commits what is queued, then exits."""
+        with self._queue_cond:
+            self._closing = True
+            self._queue_cond.notify()
+        self._committer.join(timeout=30)
+
+    def iter_since(self, seq: int, upto: int | None = None) -> Iterator[Event]:
+        while True:
+            batch = self.since(seq)
+            for e in batch:
+                if upto is not None and e.seq > upto:
+                    return
+                yield e
+            if not batch:
+                return
+            seq = batch[-1].seq
+
+
+class EventStore(GroupCommitStore):
+    """One SQLite file. Thread-safe (one lock per connection); several processes may share it."""
+
+    def __init__(self, path: str | Path, base_post_id: int = 0):
+        """Raises StoreError when the store cannot be created, opened or written."""
+        self.path = Path(path)
+        self._wlock, self._rlock = threading.Lock(), threading.Lock()
+        conns: list[sqlite3.Connection] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conns.append(self._connect())
+            conns.append(self._connect())
+            self._write: sqlite3.Connection | None = conns[0]  # None after a failed rollback (see _rollback)
+            self._read = conns[1]
+            conns[0].executescript(SCHEMA)
+            # Identifies this store's history (copies made by `foryou compact` keep it): the dataset
+            # records, per store id, how far that store was folded into its tables.
+            self.store_id: str = self.init_meta("store_id", uuid.uuid4().hex)
+        except (OSError, sqlite3.Error) as exc:
+            for c in conns:
+                c.close()
+            raise _not_writable(self.path, exc) from None
+        self.base_post_id = int(base_post_id)
+        self._stop = threading.Event()
+        # Checkpoints run here, not inside a committing request (they would add fsyncs to its latency).
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="event-store-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
+        self._start_committer()
+
+    def _connect(self) -> sqlite3.Connection:
+        return _connect(self.path)
+
+    def _writer(self) -> sqlite3.Connection:
+        """The write connection (caller holds the write lock), reopened if a failed rollback closed it."""
+        if self._write is None:
+            self._write = self._connect()
+        return self._write
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop.wait(1.0):
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: next round
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    # -- meta -------------------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self._rlock:
+            r = self._read.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return r[0] if r else default
+
+    def init_meta(self, key: str, value: str) -> str:
+        """Set `key` unless it is set (first writer wins across processes); return the stored value."""
+        with self._wlock:
+            self._writer().execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        return self.meta(key)  # type: ignore[return-value]
+
+    # -- writes -----------------------------------------------------------------------------------
 
     def _commit_group(self, groups: list[list[Event]]) -> list[list[tuple[Event, bool]]]:
         now = time.time()
@@ -356,17 +420,6 @@ class EventStore:
                                       "LIMIT ?", (seq, limit)).fetchall()
         return [Event.from_row(r) for r in rows]
 
-    def iter_since(self, seq: int, upto: int | None = None) -> Iterator[Event]:
-        while True:
-            batch = self.since(seq)
-            for e in batch:
-                if upto is not None and e.seq > upto:
-                    return
-                yield e
-            if not batch:
-                return
-            seq = batch[-1].seq
-
     def event(self, seq: int) -> Event | None:
         with self._rlock:
             r = self._read.execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq = ?", (seq,)).fetchone()
@@ -392,10 +445,7 @@ class EventStore:
             return (Path(d) / "copy.sqlite").read_bytes()
 
     def close(self) -> None:
-        with self._queue_cond:  # the committer drains what is queued, then exits
-            self._closing = True
-            self._queue_cond.notify()
-        self._committer.join(timeout=30)
+        self._drain()
         self._stop.set()
         self._checkpointer.join(timeout=5)
         for c, lock in ((self._write, self._wlock), (self._read, self._rlock)):

@@ -1,0 +1,212 @@
+"""The event store in Redis: the durable event log as a Redis Stream, for workers and replicas on several
+machines (`foryou serve DATASET --state redis://HOST:PORT`). The SQLite store (`store.EventStore`) stays
+the default; both share the group commit and the `Event` rows, so the service cannot tell them apart.
+
+Durability: a write is acknowledged after Redis has appended it to its AOF with `appendfsync always`
+(Redis fsyncs before it replies), so an acknowledged event survives `kill -9` of Redis. A Redis that does
+not fsync every write is refused at start with one line saying how to start it. (Redis 7.2's `WAITAOF`
+would allow `everysec` plus an explicit fsync wait; Debian 12 ships 7.0.)
+
+Layout, under one prefix per dataset (`foryou:<state name>:`): `seq` (the last sequence number), `log`
+(the stream; entry id `<seq>-0`, fields = the event's columns), `ids` (event id → seq: idempotency),
+`post` (the last post id handed out), `meta` (a hash). One Lua script commits a group atomically: sequence
+numbers, post ids and duplicate checks happen inside Redis, so any number of workers may write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from foryou.service.store import SERVER_ID_PREFIX, Event, GroupCommitStore, StoreError
+
+log = logging.getLogger("foryou.service")
+FIELDS = ("event_id", "type", "kind", "user_id", "post_id", "target_id", "t", "value", "body", "accepted_at")
+_INTS = {"user_id", "post_id", "target_id", "t"}
+
+# KEYS: seq, ids, log, post. ARGV: number of fields per event, then each event's fields in FIELDS order
+# ("" for none) followed by a "check the id" flag. Returns per event {seq, duplicate (0/1), post id or ""}.
+_APPEND = """
+local n = tonumber(ARGV[1])
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local f = {}
+  for j = 1, n do f[j] = ARGV[i + j - 1] end
+  local check = ARGV[i + n]
+  i = i + n + 1
+  local seen = false
+  if check == "1" then seen = redis.call("HGET", KEYS[2], f[1]) end
+  if seen then
+    out[#out + 1] = {tonumber(seen), 1, ""}
+  else
+    if f[2] == "post" then
+      if f[5] == "" then
+        f[5] = tostring(redis.call("INCR", KEYS[4]))
+      elseif tonumber(f[5]) > tonumber(redis.call("GET", KEYS[4]) or "0") then
+        redis.call("SET", KEYS[4], f[5])
+      end
+    end
+    local seq = redis.call("INCR", KEYS[1])
+    local entry = {}
+    for j = 1, n do entry[#entry + 1] = tostring(j); entry[#entry + 1] = f[j] end
+    redis.call("XADD", KEYS[3], seq .. "-0", unpack(entry))
+    if check == "1" then redis.call("HSET", KEYS[2], f[1], seq) end
+    out[#out + 1] = {seq, 0, f[5]}
+  end
+end
+return out
+"""
+
+
+def redis_url(value: str) -> bool:
+    return value.startswith(("redis://", "rediss://", "unix://"))
+
+
+class RedisEventStore(GroupCommitStore):
+    """The event log in Redis (module doc). Thread-safe: redis-py's client is a connection pool."""
+
+    def __init__(self, url: str, namespace: str, base_post_id: int = 0):
+        """Raises StoreError (one line) when Redis cannot be reached or does not fsync every write."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.url, self._errors = url, redis.RedisError
+        self.path = _public(url) + f" ({namespace})"
+        # Reads retry once at once (a pooled connection from before a Redis restart fails first); the commit
+        # never retries: a commit whose reply was lost may have been stored, and a retry would store it again.
+        # redis-py's default (10 retries, exponential backoff) would also hold a write for seconds, not a 503.
+        opts: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 10}
+        self.r: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **opts)  # (redis-py types: loose)
+        self._w: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **opts)
+        p = f"foryou:{namespace}:"
+        self._keys = {k: p + k for k in ("seq", "ids", "log", "post", "meta")}
+        try:
+            config = {**self.r.config_get("appendonly"), **self.r.config_get("appendfsync")}
+            if (config.get("appendonly"), config.get("appendfsync")) != ("yes", "always"):
+                raise StoreError(
+                    f"redis at {_public(url)} does not fsync every write (appendonly={config.get('appendonly')}, "
+                    f"appendfsync={config.get('appendfsync')}): an acknowledged event could be lost; start it with "
+                    "--appendonly yes --appendfsync always")
+            self._append = self._w.register_script(_APPEND)
+            # Post ids continue after the dataset's (a counter below the base is raised to it).
+            self.r.eval("local c = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                        "if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0",
+                        1, self._keys["post"], int(base_post_id))
+            self.store_id: str = self.init_meta("store_id", uuid.uuid4().hex)
+        except redis.RedisError as exc:
+            self.r.close()
+            self._w.close()
+            raise StoreError(f"redis at {_public(url)} cannot be used as the event store: {exc}") from None
+        self.base_post_id = int(base_post_id)
+        self._version = 0
+        self._start_committer()
+
+    # -- meta -------------------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        value = self.r.hget(self._keys["meta"], key)
+        return default if value is None else value.decode()
+
+    def init_meta(self, key: str, value: str) -> str:
+        """Set `key` unless it is set (first writer wins across processes); return the stored value."""
+        self.r.hsetnx(self._keys["meta"], key, value)
+        return self.meta(key)  # type: ignore[return-value]
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def _commit_group(self, groups: list[list[Event]]) -> list[list[tuple[Event, bool]]]:
+        now = time.time()
+        events = [e for g in groups for e in g]
+        args: list[Any] = [len(FIELDS)]
+        for e in events:
+            e.accepted_at = now
+            args += [*_encode(e), "0" if e.event_id.startswith(SERVER_ID_PREFIX) else "1"]
+        k = self._keys
+        try:
+            answers = self._append(keys=[k["seq"], k["ids"], k["log"], k["post"]], args=args)
+        except self._errors as exc:  # not written (a script runs whole or not at all), nothing acknowledged
+            for e in events:
+                e.accepted_at = 0.0
+            raise StoreError(f"redis at {_public(self.url)} cannot write: {exc}") from None
+        seen = {int(seq) for seq, duplicate, _ in answers if duplicate}
+        stored = {e.seq: e for e in self._range(min(seen), max(seen))} if seen else {}
+        results, answer = [], iter(answers)
+        for g in groups:
+            out: list[tuple[Event, bool]] = []
+            for e in g:
+                seq, duplicate, post = next(answer)
+                if duplicate:
+                    out.append((stored[int(seq)], True))
+                else:
+                    e.seq = int(seq)
+                    if post not in (b"", ""):
+                        e.post_id = int(post)
+                    out.append((e, False))
+            results.append(out)
+        return results
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """The last sequence number; when Redis cannot answer, the last one seen (reads keep serving)."""
+        try:
+            self._version = int(self.r.get(self._keys["seq"]) or 0)
+        except self._errors as exc:
+            log.warning("redis unavailable for reads", extra={"store": self.path, "error": str(exc)})
+        return self._version
+
+    def _range(self, lo: int, hi: int | str, count: int | None = None) -> list[Event]:
+        entries = self.r.xrange(self._keys["log"], f"{lo}-0", f"{hi}-0" if isinstance(hi, int) else hi, count=count)
+        return [_decode(int(eid.split(b"-")[0]), fields) for eid, fields in entries]
+
+    def since(self, seq: int, limit: int = 50_000) -> list[Event]:
+        try:
+            return self._range(seq + 1, "+", limit)
+        except self._errors as exc:  # the next read catches up
+            log.warning("redis unavailable for reads", extra={"store": self.path, "error": str(exc)})
+            return []
+
+    def event(self, seq: int) -> Event | None:
+        found = self._range(seq, seq)
+        return found[0] if found else None
+
+    def last_seq(self) -> int:
+        return int(self.r.get(self._keys["seq"]) or 0)
+
+    def count(self) -> int:
+        return int(self.r.xlen(self._keys["log"]))
+
+    def backup_bytes(self) -> bytes:
+        raise StoreError("`foryou compact` folds a SQLite event store; a Redis one is folded by replaying it "
+                         "(not supported yet)")
+
+    def close(self) -> None:
+        self._drain()
+        self.r.close()
+        self._w.close()
+
+
+def _public(url: str) -> str:
+    """The URL without its password (for logs and errors)."""
+    head, at, tail = url.rpartition("@")
+    return f"{head.split('://')[0]}://…@{tail}" if at else url
+
+
+def _encode(e: Event) -> list[str]:
+    body = json.dumps(e.body, separators=(",", ":")) if e.body is not None else ""
+    return [e.event_id, e.type, e.kind, str(e.user_id), "" if e.post_id is None else str(e.post_id),
+            "" if e.target_id is None else str(e.target_id), str(e.t), repr(float(e.value)), body,
+            repr(e.accepted_at)]
+
+
+def _decode(seq: int, fields: dict[bytes, bytes]) -> Event:
+    raw = {FIELDS[int(k) - 1]: v.decode() for k, v in fields.items()}
+    values: dict[str, Any] = {name: (int(v) if v else None) if name in _INTS else v for name, v in raw.items()}
+    return Event(values["type"], values["kind"], values["user_id"], values["t"], values["post_id"],
+                 values["target_id"], float(raw["value"]), json.loads(raw["body"]) if raw["body"] else None,
+                 raw["event_id"], seq, float(raw["accepted_at"]))

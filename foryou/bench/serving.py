@@ -120,9 +120,9 @@ def clients_per_worker(url: str, workers: int, attempts: int = 200) -> list[Any]
     return list(pinned.values())
 
 
-def bench_visibility(dataset: Path, writes: int = 200, seed: int = 0) -> dict[str, Any]:
+def bench_visibility(dataset: Path, writes: int = 200, seed: int = 0, redis: str | None = None) -> dict[str, Any]:
     """Two workers: a like acknowledged by one, then the other's post counters polled until they show it;
-    ack → visible per write (the read path catches up with the event store before answering)."""
+    ack → visible per write (the read path catches up with the event store — or the Redis log — first)."""
     from foryou.bench.offline import machine
 
     users = pq.read_table(Path(dataset) / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
@@ -131,7 +131,7 @@ def bench_visibility(dataset: Path, writes: int = 200, seed: int = 0) -> dict[st
     lag, polls = [], []
     with tempfile.TemporaryDirectory() as tmp, running_server(
             Path(dataset), workers=2, trace_log=Path(tmp) / "trace.jsonl", store=Path(tmp) / "events.sqlite",
-            overrides=["service.rate_limit_per_minute=0"]) as server:
+            overrides=["service.rate_limit_per_minute=0"], redis=redis) as server:
         writer, reader = clients_per_worker(server.url, 2)
         try:
             for _ in range(writes):
@@ -150,6 +150,7 @@ def bench_visibility(dataset: Path, writes: int = 200, seed: int = 0) -> dict[st
             reader.close()
     a = np.asarray(lag)
     return {"bench": "visibility", "dataset": str(dataset), "workers": 2, "writes": writes, "seen": len(a),
+            "store": "redis" if redis else "sqlite",
             **_percentiles_ms(a, "ack_to_visible_"), "ack_to_visible_max_ms": round(float(a.max()), 3),
             "reads_until_visible_max": int(max(polls)), "machine": machine()}
 
@@ -281,7 +282,7 @@ def _run_clients(client: Callable[[int], None], n: int) -> float:
 
 
 def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, singles: int,
-                 seed: int = 0, single_clients: int = 8) -> dict[str, Any]:
+                 seed: int = 0, single_clients: int = 8, redis: str | None = None) -> dict[str, Any]:
     import httpx
 
     from foryou.bench.offline import machine
@@ -300,7 +301,8 @@ def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, single
     singles_bodies = [orjson.dumps(e) for e in events(singles)]
     headers = {"content-type": "application/json"}
     with tempfile.TemporaryDirectory() as tmp, running_server(
-            Path(dataset), trace_log=Path(tmp) / "trace.jsonl", store=Path(tmp) / "events.sqlite") as server:
+            Path(dataset), trace_log=Path(tmp) / "trace.jsonl", store=Path(tmp) / "events.sqlite",
+            redis=redis) as server:
         accepted = [0] * clients
         stop = time.monotonic() + seconds
 
@@ -336,5 +338,6 @@ def bench_ingest(dataset: Path, batch: int, clients: int, seconds: float, single
             "single_writes": len(a), **_percentiles_ms(a, "single_"),
             "concurrent_single_clients": single_clients, "concurrent_singles_per_s": round(len(b) / concurrent_s, 1),
             **_percentiles_ms(b, "concurrent_single_"),
-            "durability": "SQLite WAL, synchronous=FULL: committed and fsynced before each reply",
+            "durability": "Redis stream, AOF appendfsync always: fsynced by Redis before each reply" if redis else
+                          "SQLite WAL, synchronous=FULL: committed and fsynced before each reply",
             "machine": machine()}

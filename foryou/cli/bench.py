@@ -232,18 +232,23 @@ def bench_ladder(
     _report(f"bench ladder {dataset}", result, json_out, leave_out=("machine",))
 
 
+StateUrlOption = Annotated[str | None, typer.Option(help="the server's --state: redis://HOST:PORT (the event log in "
+                                                  "Redis) [default: SQLite]", show_default=False)]
+
+
 @bench_app.command("visibility")
 def bench_visibility(
     dataset: DatasetArg,
     writes: Annotated[int, typer.Option(help="likes written through one worker", min=1)] = 200,
     json_out: JsonOption = Path("runs/bench/visibility.json"),
+    state: StateUrlOption = None,
 ) -> None:
     """Two workers: how long after a write is acknowledged by one the other's reads show it."""
     from foryou.bench.serving import bench_visibility as run
 
     dataset_dir(dataset)
     with status(f"serving {dataset} with 2 workers, writing through one and reading through the other"):
-        result = run(dataset, writes)
+        result = run(dataset, writes, redis=state)
     _report(f"bench visibility {dataset}", result, json_out, leave_out=("machine",))
 
 
@@ -255,11 +260,12 @@ def bench_ingest(
     seconds: Annotated[float, typer.Option(help="how long to post batches")] = 10.0,
     singles: Annotated[int, typer.Option(help="single-event writes timed one at a time afterwards")] = 500,
     json_out: JsonOption = Path("runs/bench/ingest.json"),
+    state: StateUrlOption = None,
 ) -> None:
     """Durable ingestion over HTTP: events/s in batches, then single-event write latency."""
     from foryou.bench.serving import bench_ingest as run
 
     dataset_dir(dataset)
     with status(f"serving {dataset} and posting engagements"):
-        result = run(dataset, batch, clients, seconds, singles)
+        result = run(dataset, batch, clients, seconds, singles, redis=state)
     _report(f"bench ingest {dataset}", result, json_out, leave_out=("machine",))

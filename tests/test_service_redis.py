@@ -120,3 +120,5 @@ def test_redis_down_at_start_is_one_error_line(world, tmp_path, foryou_cli):
     assert len(lines) == 1 and lines[0].startswith("error:") and "redis" in lines[0], lines
     bad = foryou_cli("serve", str(world), "--state", "http://localhost:6379", cwd=tmp_path)
     assert bad.returncode != 0 and "--state" in bad.stderr + bad.stdout
+    alone = foryou_cli("serve", str(world), "--replicas", "2", cwd=tmp_path)  # replicas share state through Redis
+    assert alone.returncode != 0 and "--state redis://" in alone.stderr + alone.stdout

@@ -42,10 +42,11 @@ class ServerProcess:
 
     def __init__(self, dataset: Path, port: int | None = None, workers: int = 1, token: str | None = None,
                  overrides: list[str] | None = None, trace_log: Path | None = None, env: dict | None = None,
-                 store: Path | None = None, redis: str | None = None):
+                 store: Path | None = None, redis: str | None = None, replicas: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [*CLI, "serve", str(dataset), "--port", str(self.port), "--workers", str(workers)]
+        cmd = [*CLI, "serve", str(dataset), "--port", str(self.port),
+               *(["--replicas", str(replicas)] if replicas else ["--workers", str(workers)])]
         for o in overrides or []:
             cmd += ["--set", o]
         if trace_log is not None:

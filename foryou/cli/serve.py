@@ -43,15 +43,19 @@ def serve(
     state: Annotated[str | None, typer.Option(help="shared live state: redis://HOST:PORT keeps the event log in "
                                               "Redis (fsynced before each acknowledgement), for workers on several "
                                               "machines [default: the SQLite --store]", show_default=False)] = None,
+    replicas: Annotated[int | None, typer.Option(help="serve as a Ray Serve deployment of N replicas (a local Ray "
+                                                 "cluster, or RAY_ADDRESS's); needs --state redis://…", min=1,
+                                                 max=256, show_default=False)] = None,
 ) -> None:
     """Serve the For You timeline over HTTP (OpenAPI docs at /docs): pages, durable real-time writes,
     /metrics. Writes are acknowledged after they are committed to the event store."""
-    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir, state)
+    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir, state, replicas)
 
 
 def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                   token: str | None = None, overrides: list[str] | None = None, trace_log: Path = TRACE_LOG,
-                  store: Path | None = None, state: Path | None = None, redis: str | None = None) -> None:
+                  store: Path | None = None, state: Path | None = None, redis: str | None = None,
+                  replicas: int | None = None) -> None:
     """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
     before any worker starts; then serve until Ctrl-C. `workers`: one per core this process may run on unless
     given (a miss ranks on one core; more workers than cores only queue)."""
@@ -62,6 +66,10 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     from foryou.service.store import check_writable
 
     dataset_dir(dataset)  # a missing or broken dataset is a one-line error
+    if replicas is not None and redis is None:
+        raise bad("--replicas", "replicas share their live state through Redis: add --state redis://HOST:PORT")
+    if replicas is not None and workers is not None:
+        raise bad("--replicas", "give --replicas (Ray Serve) or --workers (uvicorn), not both")
     _check_listen(host, port, token)
     config = load_config(overrides)
     _check_port_free(host, port)
@@ -72,6 +80,9 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     settings = ServeSettings(dataset=dataset, config=set_overrides(overrides), token=token, trace_log=trace_log,
                              store=store, state=state, redis=redis)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    if replicas is not None:
+        _serve_replicas(settings, config, replicas, host, port, url)
+        return
     workers = workers or min(len(os.sched_getaffinity(0)), 64)
     if workers == 1:
         with status("opening the serving index and replaying the event store"):
@@ -96,6 +107,18 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
                   "Ctrl-C stops", highlight=False)
     console.print(f"try: curl '{url}/v1/users/{user}/timeline?n=5'", highlight=False, soft_wrap=True)
     run(target, host, port, config.service.header_timeout_s, **extra)
+
+
+def _serve_replicas(settings: Any, config: Any, replicas: int, host: str, port: int, url: str) -> None:
+    from foryou.service.replicas import serve_replicas
+    from foryou.timeline.engine import RecommendationEngine
+
+    with status("building the serving snapshot the replicas will share"):
+        RecommendationEngine.open(settings.dataset, config, state=settings.state).close()
+    console.print(f"serving [bold]{settings.dataset}[/] on [bold]{url}[/] as {replicas} Ray Serve "
+                  f"replica{'s' * (replicas > 1)} sharing the event log in Redis; API docs {url}/docs; Ctrl-C stops",
+                  highlight=False)
+    serve_replicas(settings, replicas, host, port)
 
 
 def _check_listen(host: str, port: int, token: str | None) -> None:

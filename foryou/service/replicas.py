@@ -1,0 +1,54 @@
+"""`foryou serve DATASET --replicas N --state redis://HOST:PORT`: the same FastAPI app as a Ray Serve
+deployment of N replicas behind Ray Serve's HTTP proxy (Ray's own load balancing, health checks and
+replacement of a replica that dies), their live state shared through the Redis event log.
+
+Each replica builds the app on its own process (`serve.ingress` with a builder), so the app's lifespan
+opens the Service there: the serving snapshot (memory-mapped, built once before the deployment starts)
+and the Redis log, which every replica tails before it answers. `ray.init` starts a local Ray cluster
+with this machine's cores unless `RAY_ADDRESS` names an existing one (then the replicas run wherever Ray
+places them; each needs the dataset and its snapshot at the same path).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from foryou.service.app import ServeSettings, create_app
+
+log = logging.getLogger("foryou.service")
+
+
+def serve_replicas(settings: ServeSettings, replicas: int, host: str, port: int) -> None:
+    """Deploy and serve until SIGINT/SIGTERM; then Serve and the local Ray cluster are shut down."""
+    import ray
+    from ray import serve
+
+    cores, cluster = len(os.sched_getaffinity(0)), os.environ.get("RAY_ADDRESS")
+    ray.init(address=cluster, num_cpus=None if cluster else cores,
+             include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             configure_logging=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the CLI owns the terminal
+    try:
+        serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+        # Replicas share the cores: a replica ranks a miss on one thread, more than one per core only queues.
+        options: dict[str, Any] = {"num_cpus": min(1.0, cores / replicas)}
+        def build_app() -> Any:  # a function (Serve calls it on each replica; a partial would be taken for the app)
+            return create_app(settings)
+
+        ingress = serve.ingress(build_app)()
+        app = serve.deployment(name="foryou", num_replicas=replicas, ray_actor_options=options,
+                               max_ongoing_requests=settings.config.get("service", {}).get("max_pending", 32))(ingress)
+        serve.run(app.bind(), name="foryou", route_prefix="/", blocking=False)
+        log.info("replicas ready", extra={"replicas": replicas, "host": host, "port": port})
+        stop.wait()
+    finally:
+        if cluster:  # someone else's cluster: take our application down, leave Serve and Ray running
+            serve.delete("foryou")
+        ray.shutdown()  # a local cluster goes down whole (Serve's controller, proxy and replicas with it)

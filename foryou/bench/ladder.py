@@ -148,7 +148,7 @@ def _rss_mb(pid: int) -> float:
 def bench_ladder(dataset: Path, rates: list[float], seconds: float = 10.0, workers: int = 2, users: int = 2000,
                  cache: str = "miss", connections: int = 256, seed: int = 0, n: int = 35,
                  overrides: list[str] | None = None, plot: Path | None = None, writes: float = 0.0,
-                 repeat: int = 1) -> dict[str, Any]:
+                 repeat: int = 1, redis: str | None = None, replicas: int | None = None) -> dict[str, Any]:
     """One server; each offered rate in turn (ascending; `repeat` times each) for `seconds`, open loop, a
     `writes` share of them engagements (module doc)."""
     from foryou.bench.offline import machine
@@ -168,7 +168,7 @@ def bench_ladder(dataset: Path, rates: list[float], seconds: float = 10.0, worke
     rungs = []
     with tempfile.TemporaryDirectory() as tmp, running_server(
             Path(dataset), workers=workers, overrides=server_set, trace_log=Path(tmp) / "trace.jsonl",
-            store=Path(tmp) / "events.sqlite") as server:
+            store=Path(tmp) / "events.sqlite", redis=redis, replicas=replicas) as server:
         host, port = "127.0.0.1", server.port
         # warm-up, unmeasured: every user once for the hit ladder (fills the cache); else 2 s (lazy structures)
         warm_s = min(max(len(reads) / 100, 2.0), 60.0) if cache == "hit" else 2.0
@@ -180,6 +180,7 @@ def bench_ladder(dataset: Path, rates: list[float], seconds: float = 10.0, worke
             rung["wall_s"] = round(time.perf_counter() - t0, 1)
             rungs.append(rung)
     out = {"bench": "ladder", "dataset": str(dataset), "cache": cache, "workers": workers, "seconds": seconds,
+           "replicas": replicas, "store": "redis" if redis else "sqlite",
            "write_share": writes, "repeat": repeat,
            "connections": connections, "users": len(reads), "page": n, "overrides": overrides or [],
            "rungs": rungs, "machine": machine()}
@@ -201,7 +202,8 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     for q in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
         lat.plot(offered, [r[q] if r[q] is not None else np.nan for r in rungs], marker="o", label=q[:-3])
     lat.set(xlabel="offered requests/s", ylabel="latency of answered requests (ms)", yscale="log",
-            title=f"cache {result['cache']}es, {result['workers']} workers")
+            title=f"cache {result['cache']}es, " + (f"{result['replicas']} Ray Serve replicas" if result.get("replicas")
+                                                    else f"{result['workers']} workers"))
     lat.legend()
     thr.plot(offered, offered, ls=":", color="grey", label="offered")
     thr.plot(offered, [r["achieved_per_s"] for r in rungs], marker="o", label="answered 200 /s")

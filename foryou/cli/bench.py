@@ -192,6 +192,10 @@ def bench_http(
     _report(f"bench http {dataset}", result, json_out, leave_out=("machine",))
 
 
+StateUrlOption = Annotated[str | None, typer.Option(help="the server's --state: redis://HOST:PORT (the event log in "
+                                                  "Redis) [default: SQLite]", show_default=False)]
+
+
 @bench_app.command("ladder")
 def bench_ladder(
     dataset: DatasetArg,
@@ -211,6 +215,9 @@ def bench_ladder(
                                           min=0.0, max=1.0)] = 0.0,
     repeat: Annotated[int, typer.Option(help="run each rate this many times in a row (a soak: RSS per rung)",
                                         min=1)] = 1,
+    state: StateUrlOption = None,
+    replicas: Annotated[int | None, typer.Option(help="serve with Ray Serve replicas instead of workers (needs "
+                                                 "--state)", min=1, show_default=False)] = None,
 ) -> None:
     """Open-loop load ladder over HTTP: requests arrive at each offered rate whatever the server does; achieved
     req/s, p50/p95/p99/max from arrival, shed (503) share and errors per rung, for cache misses or hits."""
@@ -228,12 +235,8 @@ def bench_ladder(
         raise bad("--cache", f"{cache!r} is not miss or hit")
     with status(f"serving {dataset} and offering {len(offered)} rates for {seconds:.0f} s each"):
         result = run(dataset, offered, seconds, workers, users, cache, connections, seed, overrides=set_ or [],
-                     plot=plot, writes=writes, repeat=repeat)
+                     plot=plot, writes=writes, repeat=repeat, redis=state, replicas=replicas)
     _report(f"bench ladder {dataset}", result, json_out, leave_out=("machine",))
-
-
-StateUrlOption = Annotated[str | None, typer.Option(help="the server's --state: redis://HOST:PORT (the event log in "
-                                                  "Redis) [default: SQLite]", show_default=False)]
 
 
 @bench_app.command("visibility")

@@ -43,8 +43,12 @@ def serve_replicas(settings: ServeSettings, replicas: int, host: str, port: int)
             return create_app(settings)
 
         ingress = serve.ingress(build_app)()
+        # Bounded queues, as in each worker (foryou.service.admission): a replica takes `max_pending` requests
+        # at once and the proxy queues as many more per replica, then answers 503 at once instead of queueing
+        # for seconds (measured: without the bound, past the sustainable rate every request timed out).
+        pending = int(settings.config.get("service", {}).get("max_pending", 32))
         app = serve.deployment(name="foryou", num_replicas=replicas, ray_actor_options=options,
-                               max_ongoing_requests=settings.config.get("service", {}).get("max_pending", 32))(ingress)
+                               max_ongoing_requests=pending, max_queued_requests=pending * replicas)(ingress)
         serve.run(app.bind(), name="foryou", route_prefix="/", blocking=False)
         log.info("replicas ready", extra={"replicas": replicas, "host": host, "port": port})
         stop.wait()

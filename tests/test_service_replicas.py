@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from redis_server import RedisServer, needs_redis
 from foryou.bench.serving import running_server
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'foryou[scale]')")
-pytestmark = [needs_redis, pytest.mark.slow]
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
 @pytest.fixture()
@@ -35,6 +36,23 @@ def _until(predicate, seconds: float = 60.0):
     pytest.fail(f"not within {seconds:.0f} s")
 
 
+def test_the_checked_in_rayservice_manifest_builds_the_application():
+    """deploy/kuberay-rayservice.yaml names `foryou.service.replicas:build` with settings it accepts."""
+    import yaml
+
+    from foryou.service.replicas import build
+
+    manifest = yaml.safe_load((DEPLOY / "kuberay-rayservice.yaml").read_text())
+    spec = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"][0]
+    assert spec["import_path"] == "foryou.service.replicas:build"
+    app = build(spec["args"])  # binding needs no running cluster
+    deployment = app._bound_deployment
+    assert deployment.num_replicas == spec["args"]["replicas"]
+    assert deployment._deployment_config.max_queued_requests > 0  # bounded: 503 past it, not minutes of queue
+
+
+@needs_redis
+@pytest.mark.slow
 def test_two_replicas_share_writes_and_a_killed_replica_is_replaced(world, tmp_path):
     redis = RedisServer(tmp_path / "redis")
     try:

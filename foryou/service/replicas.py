@@ -22,6 +22,31 @@ from foryou.service.app import ServeSettings, create_app
 log = logging.getLogger("foryou.service")
 
 
+def application(settings: ServeSettings, replicas: int, cpus_per_replica: float = 1.0) -> Any:
+    """The bound Ray Serve application: the app built on each replica, with bounded queues."""
+    from ray import serve
+
+    def build_app() -> Any:  # a function: Serve calls it on each replica (a partial would be taken for the app)
+        return create_app(settings)
+
+    # Bounded queues, as in each worker (foryou.service.admission): a replica takes `max_pending` requests at
+    # once and the proxy queues as many more per replica, then answers 503 at once instead of queueing for
+    # seconds (measured: without the bound, past the sustainable rate every request timed out).
+    pending = int(settings.config.get("service", {}).get("max_pending", 32))
+    deployment = serve.deployment(name="foryou", num_replicas=replicas,
+                                  ray_actor_options={"num_cpus": cpus_per_replica},
+                                  max_ongoing_requests=pending, max_queued_requests=pending * replicas)
+    return deployment(serve.ingress(build_app)()).bind()
+
+
+def build(args: dict[str, Any]) -> Any:
+    """Ray Serve application builder for a cluster's own config (`import_path: foryou.service.replicas:build`,
+    e.g. deploy/kuberay-rayservice.yaml): `args` are `ServeSettings` fields plus `replicas`."""
+    args = dict(args)
+    replicas = int(args.pop("replicas", 2))
+    return application(ServeSettings.model_validate(args), replicas)
+
+
 def serve_replicas(settings: ServeSettings, replicas: int, host: str, port: int) -> None:
     """Deploy and serve until SIGINT/SIGTERM; then Serve and the local Ray cluster are shut down."""
     import ray
@@ -38,18 +63,8 @@ def serve_replicas(settings: ServeSettings, replicas: int, host: str, port: int)
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
         # Replicas share the cores: a replica ranks a miss on one thread, more than one per core only queues.
-        options: dict[str, Any] = {"num_cpus": min(1.0, cores / replicas)}
-        def build_app() -> Any:  # a function (Serve calls it on each replica; a partial would be taken for the app)
-            return create_app(settings)
-
-        ingress = serve.ingress(build_app)()
-        # Bounded queues, as in each worker (foryou.service.admission): a replica takes `max_pending` requests
-        # at once and the proxy queues as many more per replica, then answers 503 at once instead of queueing
-        # for seconds (measured: without the bound, past the sustainable rate every request timed out).
-        pending = int(settings.config.get("service", {}).get("max_pending", 32))
-        app = serve.deployment(name="foryou", num_replicas=replicas, ray_actor_options=options,
-                               max_ongoing_requests=pending, max_queued_requests=pending * replicas)(ingress)
-        serve.run(app.bind(), name="foryou", route_prefix="/", blocking=False)
+        serve.run(application(settings, replicas, min(1.0, cores / replicas)), name="foryou", route_prefix="/",
+                  blocking=False)
         log.info("replicas ready", extra={"replicas": replicas, "host": host, "port": port})
         stop.wait()
     finally:

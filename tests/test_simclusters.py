@@ -90,3 +90,35 @@ def test_like_moves_post_vector_and_decays(world):
     sc.compact()
     np.testing.assert_allclose(sc.post_vector([post, post]).toarray(), dense)
     assert post in sc._top_posts
+
+
+def test_retrieval_from_the_dense_top_block_equals_the_sparse_rows_live_likes_included(world, monkeypatch):
+    """The top-list block (a small dense matrix product) answers exactly what the sparse rows answer, also
+    for candidates whose vectors live likes changed since the build."""
+    import foryou.embeddings.simclusters as module
+
+    t = world.dataset.manifest.split.train_end
+    sc = SimClusters.build(history(world.dataset, t), SimClustersConfig())
+    users = np.flatnonzero(np.diff(sc.interested_in.indptr) > 0)[:40]
+
+    def both(now: int) -> list[tuple]:
+        out = []
+        for block_max in (module.BLOCK_MAX, 0):  # 0: every block is "too large", the sparse rows answer
+            monkeypatch.setattr(module, "BLOCK_MAX", block_max)
+            sc._block = None
+            out.append([sc.retrieve(int(u), now, k=100) for u in users])
+        return out
+
+    with_block, sparse_rows = both(t)
+    assert sc._block is None and module.BLOCK_MAX == 0  # the second pass really took the sparse path
+    for (r1, s1), (r2, s2) in zip(with_block, sparse_rows, strict=True):
+        np.testing.assert_array_equal(r1, r2)
+        np.testing.assert_allclose(s1, s2, rtol=1e-12)
+    liked = np.unique(np.concatenate([r[:5] for r, _ in with_block if len(r)]))[:20]
+    for i, post in enumerate(liked):  # live likes on posts that are on the top lists
+        sc.add_like(int(users[i % len(users)]), int(post), t + 60)
+    with_block, sparse_rows = both(t + 120)
+    assert any(len(r) for r, _ in with_block)
+    for (r1, s1), (r2, s2) in zip(with_block, sparse_rows, strict=True):
+        np.testing.assert_array_equal(r1, r2)
+        np.testing.assert_allclose(s1, s2, rtol=1e-12)

@@ -55,6 +55,8 @@ def _gather(indptr: np.ndarray, values: np.ndarray, rs: np.ndarray) -> np.ndarra
     return values[np.repeat(starts, counts) + offsets]
 
 
+BLOCK_MAX = 8_000_000  # floats in the dense top-list block (64 MB): beyond it retrieval uses the sparse rows
+
 class SimClusters:
     def __init__(self, config: SimClustersConfig, t_ref: int, known_for: sparse.csr_matrix,
                  interested_in: sparse.csr_matrix, post_vectors: sparse.csr_matrix, created_at: np.ndarray,
@@ -120,6 +122,7 @@ class SimClusters:
         sc._ov_n = len(sc._ov_post)
         sc._new_created = arrays["new_created"].tolist()
         sc._top_posts, sc._top_indptr = arrays["top_posts"], arrays["top_indptr"]
+        sc._block = None
         return sc
 
     # -- properties -------------------------------------------------------------------------------
@@ -273,6 +276,35 @@ class SimClusters:
         order = np.argsort(cl, kind="stable")
         self._top_posts = posts[order]
         self._top_indptr = np.r_[0, np.cumsum(np.bincount(cl, minlength=self.n_clusters))].astype(np.int64)
+        self._block: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # built on first retrieval
+
+    def _top_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(sorted rows, dense vectors, norms) of every post on a cluster's top list: retrieval's candidates,
+        scored by one small matrix product instead of a gather over the sparse rows. None when the block
+        would be large (many clusters × many top posts: the sparse path serves)."""
+        if self._block is None:
+            rows = np.unique(self._top_posts)
+            if len(rows) * self.n_clusters > BLOCK_MAX:
+                return None
+            dense = self._pv[rows].toarray()
+            self._block = rows, dense, np.sqrt((dense * dense).sum(1))
+        return self._block
+
+    def _dot_norm_top(self, rows: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_dot_norm` for sorted unique rows, from the top-list block where a row is in it and no live like
+        changed its vector since the build; the rest (few) by the exact sparse path."""
+        block = self._top_block()
+        if block is None:
+            return self._dot_norm(rows, u)
+        top, dense, norms = block
+        found, pos = member(top, rows)
+        if self._ov_n:
+            found &= ~np.isin(rows, self._ov_post[:self._ov_n])
+        dot, norm = np.empty(len(rows)), np.empty(len(rows))
+        dot[found], norm[found] = dense[pos[found]] @ u, norms[pos[found]]
+        if not found.all():
+            dot[~found], norm[~found] = self._dot_norm(rows[~found], u)
+        return dot, norm
 
     # -- retrieval --------------------------------------------------------------------------------
 
@@ -301,13 +333,16 @@ class SimClusters:
             return empty
         u = np.zeros(self.n_clusters)
         u[clusters] = weights
-        dot, norm = self._dot_norm(cands, u)
+        dot, norm = self._dot_norm_top(cands, u)
+        # Rounded far below any real difference: posts with the same vector tie exactly and order by row,
+        # whichever way (dense block or sparse rows) their sums were taken.
+        dot = np.round(dot, 12)
         keep_dot = max(cfg.retrieval_dot_top, k)  # a caller asking for more than 200 gets them
         if len(cands) > keep_dot:
             best = np.argpartition(-dot, keep_dot - 1)[:keep_dot]
             cands, dot, norm = cands[best], dot[best], norm[best]
         with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.nan_to_num(dot / (norm * np.linalg.norm(u)), nan=0.0, posinf=0.0)
+            cos = np.round(np.nan_to_num(dot / (norm * np.linalg.norm(u)), nan=0.0, posinf=0.0), 12)
         keep = cos >= cfg.min_cosine
         cands, cos = cands[keep], cos[keep]
         order = np.lexsort((cands, -cos))[:k]

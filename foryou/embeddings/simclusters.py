@@ -217,9 +217,9 @@ class SimClusters:
         u = self.user_vector(user_row)
         rows = np.atleast_1d(np.asarray(post_rows, dtype=np.int64))
         uniq, inv = np.unique(rows, return_inverse=True)
-        dot, norm = self._dot_norm(uniq, u)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.nan_to_num(dot / (norm * np.linalg.norm(u)), nan=0.0, posinf=0.0)
+        dot, norm = self._dot_norm_top(uniq, u)
+        with np.errstate(invalid="ignore", divide="ignore"):  # rounded: the same whichever path summed it
+            cos = np.round(np.nan_to_num(dot / (norm * np.linalg.norm(u)), nan=0.0, posinf=0.0), 12)
         return cos[inv]
 
     # -- real time --------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ and the library's JSON-lines log goes to a tmp file (`FORYOU_LOG`, read when `fo
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,9 @@ import pytest
 
 from foryou.config import world_config
 from foryou.data.world import World, generate_world
+
+# The session's folder goes when the session ends (~0.5 GB a run: snapshots and models).
+atexit.register(shutil.rmtree, Path(os.environ["FORYOU_LOG"]).parent, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from foryou.service.app import ServeSettings, create_app
 from foryou.service.cursor import ID_MAX
 from foryou.service.schemas import ID_PATTERN
 
-MIN_CASES = 5000
+MIN_CASES = 5000  # the open server: the whole contract; with a token, a third as many (auth is what it adds)
 # A cursor is opaque: the schema gives its alphabet, and this is how valid ones are made.
 schemathesis.openapi.format("cursor", st.builds(
     lambda ids, session: cursors.encode(set(ids), session),
@@ -32,7 +32,8 @@ schemathesis.openapi.format("platform-id", st.one_of(st.from_regex(ID_PATTERN, f
                                                     st.integers(0, 3000).map(str)))
 
 
-def _fuzz(app, headers: dict[str, str] | None) -> tuple[dict[str, int], dict[int, int], list[str]]:
+def _fuzz(app, headers: dict[str, str] | None, per_operation: int = 260
+          ) -> tuple[dict[str, int], dict[int, int], list[str]]:
     cases: dict[str, int] = {}
     statuses: dict[int, int] = {}
     failures: list[str] = []
@@ -40,7 +41,7 @@ def _fuzz(app, headers: dict[str, str] | None) -> tuple[dict[str, int], dict[int
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         for result in schema.get_all_operations():
             op = result.ok()
-            examples = 15 if op.path in ("/healthz", "/readyz", "/metrics") else 260
+            examples = 15 if op.path in ("/healthz", "/readyz", "/metrics") else per_operation
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 @given(case=op.as_strategy(generation_mode=mode))
@@ -68,10 +69,13 @@ def test_the_api_keeps_its_openapi_contract(tiny_world_dir, tmp_path, token):
     path = tmp_path / "world"
     shutil.copytree(tiny_world_dir, path, ignore=shutil.ignore_patterns(".service"))
     app = create_app(ServeSettings(dataset=path, trace_log=tmp_path / "trace.jsonl", token=token))
-    cases, statuses, failures = _fuzz(app, {"Authorization": f"Bearer {token}"} if token else None)
+    # The token run repeats the contract with auth on (the open run covers it at full depth): a third as deep.
+    cases, statuses, failures = _fuzz(app, {"Authorization": f"Bearer {token}"} if token else None,
+                                      per_operation=90 if token else 260)
     assert not failures, "\n\n".join(failures)
-    assert sum(cases.values()) >= MIN_CASES, cases
+    assert sum(cases.values()) >= (MIN_CASES // 3 if token else MIN_CASES), cases
     # every operation was exercised and both kinds of answer happened: requests served (most drawn ids
     # do not exist, so 404s dominate the valid ones), invalid ones refused, writes refused without auth
-    assert len(cases) >= 14 and statuses.get(200, 0) > 250 and statuses.get(422, 0) > 1000, statuses
-    assert statuses.get(401, 0) > 100 if token else 401 not in statuses, statuses
+    assert len(cases) >= 14 and statuses.get(200, 0) > (80 if token else 250), statuses
+    assert statuses.get(422, 0) > (300 if token else 1000), statuses
+    assert statuses.get(401, 0) > 30 if token else 401 not in statuses, statuses

@@ -101,7 +101,7 @@ class RedisEventStore(GroupCommitStore):
             self._w.close()
             raise StoreError(f"redis at {_public(url)} cannot be used as the event store: {exc}") from None
         self.base_post_id = int(base_post_id)
-        self._version = 0
+        self._version, self._down = 0, False
         self._start_committer()
 
     # -- meta -------------------------------------------------------------------------------------
@@ -159,8 +159,18 @@ class RedisEventStore(GroupCommitStore):
         try:
             self._version = int(self.r.get(self._keys["seq"]) or 0)
         except self._errors as exc:
-            log.warning("redis unavailable for reads", extra={"store": self.path, "error": str(exc)})
+            self._unavailable(exc)
+        else:
+            if self._down:
+                self._down = False
+                log.info("redis available again", extra={"store": self.path})
         return self._version
+
+    def _unavailable(self, exc: Exception) -> None:
+        """Logged once per outage (every read asks), not once per read."""
+        if not self._down:
+            self._down = True
+            log.warning("redis unavailable for reads", extra={"store": self.path, "error": str(exc)})
 
     def _range(self, lo: int, hi: int | str, count: int | None = None) -> list[Event]:
         entries = self.r.xrange(self._keys["log"], f"{lo}-0", f"{hi}-0" if isinstance(hi, int) else hi, count=count)
@@ -170,7 +180,7 @@ class RedisEventStore(GroupCommitStore):
         try:
             return self._range(seq + 1, "+", limit)
         except self._errors as exc:  # the next read catches up
-            log.warning("redis unavailable for reads", extra={"store": self.path, "error": str(exc)})
+            self._unavailable(exc)
             return []
 
     def event(self, seq: int) -> Event | None:

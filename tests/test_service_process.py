@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 from contract import contract_client
+from cross_worker import write_through_one_read_through_other
 
 from foryou.bench.serving import ServerProcess, clients_per_worker, running_server
 from foryou.service.store import EventStore
@@ -110,13 +111,7 @@ def test_a_write_through_one_worker_is_read_through_the_other(world, tmp_path):
         a, b = clients_per_worker(server.url, 2)
         try:
             assert a.get("/healthz").headers["x-worker"] != b.get("/healthz").headers["x-worker"]
-            post = 11
-            before = b.get(f"/v1/posts/{post}").json()["counters"]
-            a.post("/v1/engagements", json={"user_id": 6, "post_id": post, "kind": "like"}).raise_for_status()
-            after = b.get(f"/v1/posts/{post}").json()["counters"]  # the very next read on the other worker
-            assert after["like"] == before.get("like", 0) + 1
-            created = b.post("/v1/posts", json={"author_id": 7}).json()["post_id"]
-            assert a.get(f"/v1/posts/{created}").status_code == 200
+            write_through_one_read_through_other(a, b)
         finally:
             a.close()
             b.close()

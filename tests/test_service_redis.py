@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from cross_worker import write_through_one_read_through_other
 from redis_server import RedisServer, needs_redis
 
 from foryou.bench.serving import clients_per_worker, free_port, running_server
@@ -89,12 +90,7 @@ def test_two_workers_share_the_redis_log_and_writes_answer_503_while_it_is_down(
         a, b = clients_per_worker(server.url, 2)
         try:
             post = 11
-            before = b.get(f"/v1/posts/{post}").json()["counters"]
-            a.post("/v1/engagements", json={"user_id": 6, "post_id": post, "kind": "like"}).raise_for_status()
-            after = b.get(f"/v1/posts/{post}").json()["counters"]  # the very next read on the other worker
-            assert after["like"] == before.get("like", 0) + 1
-            created = b.post("/v1/posts", json={"author_id": 7}).json()["post_id"]
-            assert a.get(f"/v1/posts/{created}").status_code == 200
+            likes = write_through_one_read_through_other(a, b, post)
 
             redis_server.kill()
             down = a.post("/v1/engagements", json={"user_id": 6, "post_id": 12, "kind": "like"})
@@ -106,7 +102,7 @@ def test_two_workers_share_the_redis_log_and_writes_answer_503_while_it_is_down(
                     break
             else:
                 pytest.fail("writes did not come back after Redis restarted")
-            assert b.get(f"/v1/posts/{post}").json()["counters"]["like"] == after["like"]  # nothing acked lost
+            assert b.get(f"/v1/posts/{post}").json()["counters"]["like"] == likes  # nothing acked lost
         finally:
             a.close()
             b.close()

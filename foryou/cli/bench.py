@@ -119,6 +119,21 @@ def bench_timeline(
     _report(f"bench timeline {dataset}", result, json_out, leave_out=("steps_ms",))
 
 
+@bench_app.command("web")
+def bench_web(
+    dataset: DatasetArg,
+    requests: Annotated[int, typer.Option(help="requests per app and kind", min=10)] = 2000,
+    json_out: JsonOption = Path("runs/bench/web.json"),
+) -> None:
+    """What the web app's routes add to API requests: cache-hit timelines and refused writes, with and without."""
+    from foryou.bench.web import bench_web_overhead
+
+    dataset_dir(dataset)
+    with status(f"serving {dataset} through two apps, {requests:,} requests each"):
+        result = bench_web_overhead(dataset, requests)
+    _report(f"bench web {dataset}", result, json_out)
+
+
 @bench_app.command("batch")
 def bench_batch(
     dataset: DatasetArg,

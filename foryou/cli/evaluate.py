@@ -60,9 +60,11 @@ def eval_(
     chosen = _baselines(baselines)
     segment, max_users = _users(users)
     dataset_dir(dataset)
+    from foryou.data.state import state_dir as state_of
     from foryou.eval.evaluator import evaluate
     from foryou.eval.heuristic import learn_if_unlearned
     from foryou.eval.report import write_report
+    from foryou.reports import catalog
     from foryou.timeline.windows import resolve_for, small_catalog_note
 
     with progress_bars() as bar:
@@ -76,6 +78,8 @@ def eval_(
             result["learned_heuristic"] = learned.record()
         bar("report", 0.0)
         json_path, html_path = write_report(result, report)
+        catalog.record(state_of(dataset, state_dir), "eval", html_path,
+                       f"foryou eval {dataset} · {protocol} · {users} users")  # listed in the web app
         bar("report", 1.0)
     if learned is not None:
         console.print(learned.line(), style="green" if learned.promoted else "yellow", markup=False, highlight=False,

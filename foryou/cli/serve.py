@@ -46,16 +46,18 @@ def serve(
     replicas: Annotated[int | None, typer.Option(help="serve as a Ray Serve deployment of N replicas (a local Ray "
                                                  "cluster, or RAY_ADDRESS's); needs --state redis://…", min=1,
                                                  max=256, show_default=False)] = None,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="the web app at / (timeline explorer, experiments, "
+                                      "models, reports); --no-web serves the API only")] = True,
 ) -> None:
     """Serve the For You timeline over HTTP (OpenAPI docs at /docs): pages, durable real-time writes,
     /metrics. Writes are acknowledged after they are committed to the event store."""
-    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir, state, replicas)
+    serve_dataset(dataset, host, port, workers, token, set_ or [], trace_log, store, state_dir, state, replicas, web)
 
 
 def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
                   token: str | None = None, overrides: list[str] | None = None, trace_log: Path = TRACE_LOG,
                   store: Path | None = None, state: Path | None = None, redis: str | None = None,
-                  replicas: int | None = None) -> None:
+                  replicas: int | None = None, web: bool = True) -> None:
     """Check everything a user can get wrong (dataset, bind, config, port, event store) as one line each,
     before any worker starts; then serve until Ctrl-C. `workers`: one per core this process may run on unless
     given (a miss ranks on one core; more workers than cores only queue)."""
@@ -78,7 +80,7 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     else:
         _check_redis(redis, dataset, state)
     settings = ServeSettings(dataset=dataset, config=set_overrides(overrides), token=token, trace_log=trace_log,
-                             store=store, state=state, redis=redis)
+                             store=store, state=state, redis=redis, web=web)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     if replicas is not None:
         _serve_replicas(settings, config, replicas, host, port, url)
@@ -105,7 +107,8 @@ def serve_dataset(dataset: Path, host: str = "127.0.0.1", port: int = 8000, work
     console.print(f"serving [bold]{dataset}[/] on [bold]{url}[/] ({workers} worker{'s' * (workers > 1)}); "
                   f"API docs {url}/docs; writes {'need the bearer token' if token else 'open (loopback only)'}; "
                   "Ctrl-C stops", highlight=False)
-    console.print(f"try: curl '{url}/v1/users/{user}/timeline?n=5'", highlight=False, soft_wrap=True)
+    console.print((f"web app: [bold]{url}/[/] (timeline explorer, experiments, models, reports) · " if web else "")
+                  + f"try: curl '{url}/v1/users/{user}/timeline?n=5'", highlight=False, soft_wrap=True)
     run(target, host, port, config.service.header_timeout_s, **extra)
 
 
@@ -116,7 +119,8 @@ def _serve_replicas(settings: Any, config: Any, replicas: int, host: str, port: 
     with status("building the serving snapshot the replicas will share"):
         RecommendationEngine.open(settings.dataset, config, state=settings.state).close()
     console.print(f"serving [bold]{settings.dataset}[/] on [bold]{url}[/] as {replicas} Ray Serve "
-                  f"replica{'s' * (replicas > 1)} sharing the event log in Redis; API docs {url}/docs; Ctrl-C stops",
+                  f"replica{'s' * (replicas > 1)} sharing the event log in Redis; web app {url}/; API docs {url}/docs; "
+                  "Ctrl-C stops",
                   highlight=False)
     serve_replicas(settings, replicas, host, port)
 

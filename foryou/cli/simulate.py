@@ -35,7 +35,9 @@ def simulate(
     """Closed loop: the world's users are served pages, act by the ground truth, and the engine learns
     from every action; writes an HTML report (per arm and day, significance table)."""
     from foryou.data.manifest import read_manifest
+    from foryou.data.state import state_dir
     from foryou.experiments import ExperimentStore
+    from foryou.reports import catalog
     from foryou.simulation import Simulation, SimulationConfig
     from foryou.simulation.report import write_json, write_report
 
@@ -59,9 +61,10 @@ def simulate(
         sim = Simulation(world, cfg, experiment=exp, engine_config=config, engine=engine, out=out,
                          progress=bar)
         result = sim.run()
-    report = write_report(result, out / "report.html", f"foryou simulate {world} · {sim.cfg.days} days · "
-                                                        f"{experiment or 'baseline'} · seed {sim.cfg.seed}")
+    title = f"foryou simulate {world} · {sim.cfg.days} days · {experiment or 'baseline'} · seed {sim.cfg.seed}"
+    report = write_report(result, out / "report.html", title)
     write_json(result, out / "results.json")
+    catalog.record(state_dir(world), "simulation", report, title)  # listed in the web app
     if feedback:
         console.print(f"feedback dataset → {sim.write_feedback(out / 'feedback')}")
     print_simulation(result)

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from foryou import logs
 from foryou.config import ForYouConfig
-from foryou.service import errors, metrics
+from foryou.service import errors, metrics, web
 from foryou.service.limits import RequestLimits
 from foryou.service.ratelimit import limiter_for
 from foryou.service.routes import ROUTERS
@@ -47,6 +47,7 @@ class ServeSettings(BaseModel):
     store: Path | None = None
     state: Path | None = None
     redis: str | None = None  # --state redis://…: the event log in Redis
+    web: bool = True  # the web app at / (foryou.service.web); False: the API only
 
 
 def create_app(settings: ServeSettings, service: Service | None = None) -> FastAPI:
@@ -77,6 +78,9 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     app.state.rate_limiter = limiter_for(limits)  # timeline reads per client (routes/reads.py); per worker
     for router in ROUTERS:
         app.include_router(router)
+    if settings.web:  # the web app at / (its own routes, outside the API schema)
+        app.state.token_required = settings.token is not None  # it asks for the token only then
+        web.install(app)
     errors.install(app, limits.max_error_bytes)
     app.openapi = lambda: _openapi(app, bearer=settings.token is not None)  # type: ignore[method-assign]
     # add_middleware wraps: the last added runs first.

@@ -63,7 +63,8 @@ class ExplanationDecorator(Decorator[TimelineQuery]):
     """Why each post is here: source, each head's probability × weight, every factor, every filter passed."""
 
     name = "explanation"
-    reads = (c.SOURCE, c.IN_NETWORK, c.AUTHOR_ROW, *c.PREDICTIONS.values(), c.UTILITY, c.HEAVY_SCORE, c.SCORE,
+    reads = (c.SOURCE, c.IN_NETWORK, c.AUTHOR_ROW, c.LIGHT_SCORE, *c.PREDICTIONS.values(), c.UTILITY, c.HEAVY_SCORE,
+             c.SCORE,
              c.REALGRAPH, c.SOCIAL_PROOF, c.TOPIC_AFFINITY, c.SIMCLUSTERS_SCORE, c.POST_RATE, c.AGE_H)
     writes = (c.EXPLANATION,)
 
@@ -87,6 +88,7 @@ class ExplanationDecorator(Decorator[TimelineQuery]):
                     bool(batch[c.IN_NETWORK][i]), int(self.state.index.user_ids[batch[c.AUTHOR_ROW][i]]),
                     str(batch[c.SOURCE][i]))),
                 "heads": heads,
+                "light_score": round(float(batch[c.LIGHT_SCORE][i]), 5),
                 "utility": round(float(batch[c.UTILITY][i]), 5),
                 "heavy_score": round(float(batch[c.HEAVY_SCORE][i]), 5),
                 "factors": {name.removeprefix("factor_"): round(float(batch[name][i]), 4) for name in factors},

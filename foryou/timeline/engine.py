@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = ["IdConflict", "RecommendationEngine", "TimelineItem", "TimelineRespon
 log = logging.getLogger("foryou.timeline")
 SNAPSHOT_VERSION = "2"  # the tag also hashes the modules' source; bump for changes it cannot see
 INTERACTIONS = ("impression", *KIND_CODE)
+MAX_OVERRIDE_PIPELINES = 32  # override sets (experiment arms, explorer views) with a pipeline kept built
 PAGE_EXTRAS = (c.LIKED_BY, c.NETWORK_REASON, c.EXPLANATION)
 
 
@@ -102,7 +104,7 @@ class RecommendationEngine(EngineViews):
         self.now = as_of
         self.build_seconds = seconds
         self.pipeline = for_you_pipeline(self.state)
-        self._arm_pipelines: dict[str, ForYouPipeline] = {}
+        self._arm_pipelines: OrderedDict[str, ForYouPipeline] = OrderedDict()
         self._lock = threading.RLock()
         log.info("engine ready", extra={"as_of": as_of, "seconds": round(seconds, 3),
                                         "users": len(index.user_ids), "posts": len(index.post_id)})
@@ -157,7 +159,7 @@ class RecommendationEngine(EngineViews):
                 ranker.rows_per_call = self.config.timeline.batch.ranker_rows
             self.state.models, self.model_status = models, status
             old = [self.pipeline, *self._arm_pipelines.values()]
-            self.pipeline, self._arm_pipelines = for_you_pipeline(self.state), {}
+            self.pipeline, self._arm_pipelines = for_you_pipeline(self.state), OrderedDict()
         for pipeline in old:
             pipeline.close()
         return self.model_versions()
@@ -267,11 +269,20 @@ class RecommendationEngine(EngineViews):
         if not overrides:
             return self.pipeline
         key = json.dumps(overrides, sort_keys=True)
+        evicted = None
         with self._lock:
             if key not in self._arm_pipelines:
                 config = apply_overrides(self.config, overrides)
                 self._arm_pipelines[key] = for_you_pipeline(dataclasses.replace(self.state, config=config))
-            return self._arm_pipelines[key]
+                # bounded: the web explorer's ad-hoc overrides must not grow this without end (a closed
+                # pipeline still in use restarts its side-effect worker on its next run)
+                if len(self._arm_pipelines) > MAX_OVERRIDE_PIPELINES:
+                    evicted = self._arm_pipelines.popitem(last=False)[1]
+            self._arm_pipelines.move_to_end(key)
+            pipeline = self._arm_pipelines[key]
+        if evicted is not None:
+            evicted.close()
+        return pipeline
 
     def catalog_note(self, n: int | None = None, now: int | None = None) -> str | None:
         """One line when fewer than 10 pages (`n` posts, the configured page size by default) of posts are

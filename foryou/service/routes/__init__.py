@@ -3,6 +3,6 @@ a new area adds a module here and one entry to the list."""
 
 from __future__ import annotations
 
-from foryou.service.routes import experiments, ops, reads, writes
+from foryou.service.routes import experiments, models, ops, reads, writes
 
-ROUTERS = (reads.router, writes.router, ops.router, experiments.router)
+ROUTERS = (reads.router, writes.router, ops.router, experiments.router, models.router)

@@ -66,3 +66,16 @@ def service(request: Request) -> Service:
 def request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def plain(v: Any) -> Any:
+    """JSON-safe: NaN → None, numpy scalars → Python."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [plain(x) for x in v]
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v

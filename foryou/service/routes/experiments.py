@@ -21,7 +21,7 @@ from foryou.experiments import create_experiment, get_experiment_results
 from foryou.experiments.definition import NAME_PATTERN, Experiment
 from foryou.experiments.runtime import ActiveExperiments
 from foryou.experiments.store import ExperimentError, ExperimentStore
-from foryou.service.routes.deps import ORJSONRoute, errors
+from foryou.service.routes.deps import ORJSONRoute, errors, plain
 from foryou.service.schemas import ID_FORMAT, ID_PATTERN, Assignments, ExperimentIn
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], route_class=ORJSONRoute)
@@ -78,7 +78,7 @@ def assignments(user_id: Annotated[str, PathParam(pattern=ID_PATTERN, json_schem
 @router.get("/{name}/results", summary="Per-arm analysis with significance", responses=errors(404, 422))
 def results(name: Name, dataset: Dataset, state: StateDir) -> dict[str, Any]:
     try:
-        return _plain(get_experiment_results(dataset, name, state=state))
+        return plain(get_experiment_results(dataset, name, state=state))
     except ExperimentError as exc:
         raise HTTPException(404, str(exc)) from None
 
@@ -90,16 +90,3 @@ def stop(name: Name, dataset: Dataset, state: StateDir) -> dict[str, Any]:
         return ExperimentStore(dataset, state).set_status(name, "stopped").model_dump()
     except ExperimentError as exc:
         raise HTTPException(404, str(exc)) from None
-
-
-def _plain(v: Any) -> Any:
-    """JSON-safe: NaN → None, numpy scalars → Python."""
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and v != v:
-        return None
-    return v

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,22 @@ def test_the_web_app_is_optional_and_its_cost_is_measured(world, tmp_path):
         assert c.get("/v1/models").status_code == 200  # the API stays
     r = bench_web_overhead(world, requests=20, rounds=2, trace_log=tmp_path / "b.jsonl")  # raises on a wrong status
     assert set(r["timeline_hit"]) == {"p50_ms_with_web", "p50_ms_without_web", "overhead_ms"}
+
+
+def test_a_running_server_serves_what_is_promoted_elsewhere(client, world):
+    """`foryou models promote` (or another worker's POST) changes the registry on disk: the server notices
+    within a second, reloads, and drops the pages it cached from the previous version."""
+    reg = ModelRegistry(models_dir(state_dir(world)))
+    if len([v for v in reg.list() if v.name == "heavy_ranker"]) < 2:
+        tensors, mv = reg.load("heavy_ranker", 1)
+        reg.register("heavy_ranker", tensors, config=mv.config, metrics={},
+                     dataset_fingerprint=mv.dataset_fingerprint, schema=mv.schema, extra=mv.extra)
+    user = _user(client)
+    served = client.get("/readyz").json()["models"]["heavy_ranker"]
+    other = 2 if served.startswith("v1") else 1
+    assert client.get(f"/v1/users/{user}/timeline?n=3").status_code == 200  # a page in the cache
+    reg.promote("heavy_ranker", other)
+    time.sleep(1.2)
+    page = client.get(f"/v1/users/{user}/timeline?n=3").json()
+    assert not page["cached"] and page["models"]["heavy_ranker"].startswith(f"v{other}")
+    assert client.get("/readyz").json()["models"]["heavy_ranker"].startswith(f"v{other}")

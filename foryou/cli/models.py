@@ -55,7 +55,8 @@ def models_promote(
     version: Annotated[int, typer.Argument(help="version to serve")],
     state_dir: StateOption = None,
 ) -> None:
-    """Serve this version from now on (engines load it on their next open). `light_ranker`: each side
+    """Serve this version from now on (a running `foryou serve` within a second, other engines on their next
+    open). `light_ranker`: each side
     (light_ranker_in_network, light_ranker_out_of_network) that has this version."""
     reg = _registry(dataset, state_dir)
     names = _names(reg, name)

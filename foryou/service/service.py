@@ -39,7 +39,7 @@ import numpy as np
 
 from foryou.config import ForYouConfig
 from foryou.data.ids import ExternalId, IdConflict
-from foryou.data.state import state_dir
+from foryou.data.state import models_dir, state_dir
 from foryou.monitoring.live import LiveMonitor
 from foryou.service import cursor as cursors
 from foryou.service import metrics
@@ -48,6 +48,7 @@ from foryou.service.batcher import MicroBatcher
 from foryou.service.cache import ScoredCandidateCache
 from foryou.service.experiments import ServedExperiments
 from foryou.service.files import FOLDED_RELATIONS, compacted_seq, server_lock, store_path
+from foryou.service.promotions import PromotionWatch
 from foryou.service.redis_store import RedisEventStore
 from foryou.service.store import Event, EventStore, GroupCommitStore, StoreError, check_writable
 from foryou.service.tracelog import TraceLog
@@ -119,6 +120,7 @@ class Service:
         self._last_wall = float(self.store.init_meta("epoch_wall", repr(time.time())))
         self._last_world = int(self.store.init_meta("epoch_world", str(self.as_of)))
         self.experiments = ServedExperiments(self.dataset, options.state)
+        self.promotions = PromotionWatch(models_dir(state_dir(self.dataset, options.state)))
         cfg = self.config.service
         self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
         self.admission = Admission(cfg.max_pending, cfg.max_queue_ms)  # cache misses and writes (routes)
@@ -146,7 +148,10 @@ class Service:
     # -- applying the log -------------------------------------------------------------------------
 
     def catch_up(self, force: bool = False) -> int:
-        """Apply every stored event not applied yet, in commit order; returns how many."""
+        """Apply every stored event not applied yet, in commit order; returns how many. (And serve what the
+        registry promotes now, if another process promoted or rolled back a model.)"""
+        if self.promotions.pending():
+            self.reload_models()
         version = self.store.data_version()
         if version == self._data_version and not force:
             return 0
@@ -339,8 +344,9 @@ class Service:
         """The page when the scored-candidate cache can serve it without touching the engine, else
         None (then call `timeline`, off the event loop: a miss runs the funnel). Cheap: the HTTP
         route calls it on the event loop so hits never wait behind a worker's misses."""
-        if explain or self._apply_lock.locked() or self.store.data_version() != self._data_version:
-            return None  # events to apply first (or being applied): the slow path catches up
+        if (explain or self._apply_lock.locked() or self.store.data_version() != self._data_version
+                or self.promotions.pending()):
+            return None  # events to apply (or being applied), models to reload: the slow path catches up
         return self._timeline(user_id, n, cursor, explain, request_id, cached_only=True)
 
     def _timeline(self, given: ExternalId, n: int | None, cursor: str | None, explain: bool, request_id: str | None,
@@ -441,6 +447,13 @@ class Service:
             for d, a in zip(out, ids.users.json([it.author_id for it in items]), strict=True):
                 d["author_id"], d["liked_by"] = a, ids.users.json(d["liked_by"])
         return out
+
+    def reload_models(self) -> dict[str, str]:
+        """Serve what the registry promotes now (pages cached from the previous models are dropped)."""
+        self.promotions.acknowledge()
+        versions = self.engine.reload_models()
+        self.cache.clear()
+        return versions
 
     def post(self, post_id: ExternalId) -> dict[str, Any]:
         """A post with its live counters. Raises UnknownPost."""

@@ -1,7 +1,7 @@
 """The model registry over HTTP (what `foryou models list|promote|rollback` does), for the web app and for
 deploy scripts. Promoting or rolling back changes what is served, so both need the bearer token like every
-state-changing route (`security.WriteAuth`); the answering worker reloads at once, others on their next
-start (`foryou serve --workers N` keeps one registry on disk).
+state-changing route (`security.WriteAuth`); the answering worker reloads at once, the others within a
+second (`foryou.service.promotions`: they watch the registry on disk, as they do for `foryou models promote`).
 
     GET  /v1/models                       every version: status, headline metrics, which one serves
     POST /v1/models/{name}/promote        body {"version": N}
@@ -69,8 +69,7 @@ async def _change(svc: Service, change: Any, missing: int) -> dict[str, Any]:
         chosen = await run_in_threadpool(change)
     except RegistryError as exc:  # `missing`: no such version (promote), no earlier one (rollback)
         raise HTTPException(missing if exc.kind == "missing" else 409, str(exc)) from None
-    serving = await run_in_threadpool(svc.engine.reload_models)
-    svc.cache.clear()  # pages ranked by the previous version
+    serving = await run_in_threadpool(svc.reload_models)  # the other workers within a second (PromotionWatch)
     return {"promoted": chosen.label, "serving": serving}
 
 

@@ -134,6 +134,22 @@ def bench_web(
     _report(f"bench web {dataset}", result, json_out)
 
 
+@bench_app.command("shards")
+def bench_shards(
+    posts: Annotated[int, typer.Option(help="posts in the index", min=1000)] = 1_000_000,
+    shards: Annotated[int, typer.Option(help="shards (by author hash)", min=2, max=64)] = 4,
+    queries: Annotated[int, typer.Option(help="single-user searches per layout", min=10)] = 200,
+    k: Annotated[int, typer.Option(help="posts retrieved per search", min=1)] = 500,
+    json_out: JsonOption = Path("runs/bench/shards.json"),
+) -> None:
+    """Scatter-gather retrieval: one index vs the same posts on N shards, in process and as Ray actors."""
+    from foryou.bench.shards import bench_shards as run
+
+    with status(f"indexing {posts:,} posts three ways and searching each {queries} times"):
+        result = run(posts, shards=shards, queries=queries, k=k)
+    _report(f"bench shards {posts:,} posts", result, json_out)
+
+
 @bench_app.command("batch")
 def bench_batch(
     dataset: DatasetArg,

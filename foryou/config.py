@@ -24,8 +24,7 @@ class Strict(BaseModel):
 
 
 WEIGHT_BOUND = 10_000.0  # |weight|: X's largest is 369 (report); a bigger one is a typo or an attack
-# ~114 years: "all of history" for any dataset (catalogs use 8,760 h), bounded so time maths stays finite
-HOURS_MAX = 1e6
+HOURS_MAX = 1e6  # ~114 years: "all of history" for any dataset (catalogs 8,760 h), bounded so time maths is finite
 FETCH_MAX = 20_000  # a source's fetch size: X's whole funnel scores ~1,500; larger only amplifies load
 
 
@@ -271,6 +270,7 @@ class HeavyRankerConfig(Strict):
     block_dim: int = Field(64, ge=8)
     mlp_dim: int = Field(128, ge=8)
     tower_dim: int = Field(32, ge=4)
+    workers: int = Field(1, ge=1, le=256, description="data-parallel workers on Ray Train (foryou[scale])")
     id_dim: int = Field(16, ge=0, description="user and author id embeddings (0 = off): +0.003–0.005 test AUC")
     id_dropout: float = Field(0.1, ge=0, lt=1, description="share of ids dropped to 'unknown' while training")
     max_train_rows: int = Field(3_000_000, ge=1000, description="most recent training impressions kept")

@@ -150,6 +150,22 @@ def bench_shards(
     _report(f"bench shards {posts:,} posts", result, json_out)
 
 
+@bench_app.command("ddp")
+def bench_ddp(
+    dataset: DatasetArg,
+    workers: Annotated[int, typer.Option(help="data-parallel workers (one core each)", min=2, max=64)] = 2,
+    epochs: Annotated[int, typer.Option(help="epochs fitted by each layout", min=1)] = 2,
+    json_out: JsonOption = Path("runs/bench/ddp.json"),
+) -> None:
+    """Heavy-ranker training: in process vs 1 vs N Ray Train workers (seconds per epoch, test AUC)."""
+    from foryou.bench.training import bench_ddp as run
+
+    dataset_dir(dataset)
+    with status(f"training the heavy ranker three ways, {epochs} epochs each"):
+        result = run(dataset, workers, epochs)
+    _report(f"bench ddp {dataset}", result, json_out)
+
+
 @bench_app.command("batch")
 def bench_batch(
     dataset: DatasetArg,

@@ -26,6 +26,9 @@ def train(
         help="--promote: promote whatever the validation comparison says; --no-promote: never "
              "[default: promote a model only if its validation page NDCG@10 beats what is served]")] = None,
     tune: Annotated[int, typer.Option(help="heavy-ranker hyperparameter trials (optuna) on validation", min=0)] = 0,
+    workers: Annotated[int, typer.Option(help="heavy ranker: data-parallel worker processes on Ray Train (a local "
+                                              "Ray cluster, or RAY_ADDRESS's; needs foryou[scale])", min=1,
+                                         max=256)] = 1,
     set_: SetOption = None,
     state_dir: StateOption = None,
 ) -> None:
@@ -38,7 +41,16 @@ def train(
     dataset_dir(dataset)
     if tune and importlib.util.find_spec("optuna") is None:
         raise UserError("--tune needs optuna: pip install 'foryou[tune]'")
-    run_training(dataset, load_config(set_), only=only, promote=promote, tune=tune, state=state_dir)
+    config = load_config(set_)
+    if workers > 1:
+        from foryou.config import apply_overrides
+
+        try:
+            import ray.train.torch  # noqa: F401
+        except ImportError:
+            raise UserError("--workers needs Ray Train: pip install 'foryou[scale]'") from None
+        config = apply_overrides(config, {"training": {"heavy_ranker": {"workers": workers}}})
+    run_training(dataset, config, only=only, promote=promote, tune=tune, state=state_dir)
 
 
 def run_training(dataset: Path, config: ForYouConfig, only: str | None = None, promote: bool | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from foryou.data.split import Window
 from foryou.features import FEATURE_NAMES, FeatureStore
 from foryou.logs import Progress
 from foryou.models.heavy_ranker import HeavyRankerNet
-from foryou.training.loop import fit, seeded
+from foryou.training.loop import FitResult, fit, seeded
 from foryou.training.metrics import head_metrics
 from foryou.training.negatives import HardWindows, Sampling, sampled_rows
 from foryou.vocab import NEGATIVE_FEEDBACK, RANKER_HEADS
@@ -86,13 +86,13 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
     return (slice(i, i + size) for i in range(0, n, size))
 
 
-def _loss(net: HeavyRankerNet, tensors: tuple[torch.Tensor, ...], idx: torch.Tensor | slice,
+def _loss(logits: Callable[..., torch.Tensor], tensors: tuple[torch.Tensor, ...], idx: torch.Tensor | slice,
           id_dropout: float = 0.0) -> torch.Tensor:
     x, topic, y, ids = tensors
     ids = ids[idx]
     if id_dropout > 0:  # teach the "unknown" rows (0) what a new user or author looks like
         ids = ids.masked_fill(torch.rand(ids.shape) < id_dropout, 0)
-    return nn.functional.binary_cross_entropy_with_logits(net.logits(x[idx], topic[idx], ids), y[idx])
+    return nn.functional.binary_cross_entropy_with_logits(logits(x[idx], topic[idx], ids), y[idx])
 
 
 def _tensors(net: HeavyRankerNet, rows: Rows) -> tuple[torch.Tensor, ...]:
@@ -132,10 +132,8 @@ def _calibrate(net: HeavyRankerNet, rows: Rows) -> None:
     net.platt_b.copy_(b.detach())
 
 
-def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRankerConfig,
-                       progress: Progress | None = None) -> tuple[HeavyRankerNet, dict[str, Any]]:
-    """Fit with early stopping on validation loss, then calibrate. Deterministic for a seed on CPU."""
-    t0 = time.perf_counter()
+def new_net(train: Rows, n_topics: int, cfg: HeavyRankerConfig) -> HeavyRankerNet:
+    """The seeded, untrained net with the train window's id vocabulary and feature scaling."""
     vocab = np.unique(train.ids) if cfg.id_dim else None  # every viewer and author the train window saw
     with seeded(cfg.seed):
         net = HeavyRankerNet(len(FEATURE_NAMES), n_topics, RANKER_HEADS, cfg.blocks, cfg.block_dim, cfg.mlp_dim,
@@ -146,22 +144,50 @@ def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRanker
     # serving time, which pushed every repost and reply ~1.4 logits off.
     std = train.x.std(0)
     net.std.copy_(torch.from_numpy(np.where(std > 1e-6, std, np.inf).astype(np.float32)))
+    return net
+
+
+def fit_net(net: HeavyRankerNet, train: Rows, valid: Rows, cfg: HeavyRankerConfig,
+            progress: Progress | None = None, logits: Callable[..., torch.Tensor] | None = None,
+            shard: tuple[int, int] = (0, 1)) -> FitResult:
+    """The fit loop over `train` with early stopping on `valid`. `shard` = (rank, workers) of data-parallel
+    training: every worker walks the same seeded batches and computes the loss of its share of each one
+    (`logits`: the DistributedDataParallel module, which averages the gradients), so that all take the steps
+    one process would."""
+    rank, workers = shard
     tr, va = _tensors(net, train), _tensors(net, valid)
+    forward = logits or net.logits
 
     def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        return _loss(net, tr, torch.from_numpy(idx), cfg.id_dropout)
+        return _loss(forward, tr, torch.from_numpy(idx[rank::workers]), cfg.id_dropout)
 
     def valid_loss() -> float:
-        return float(np.mean([_loss(net, va, c).item() for c in _chunks(len(valid), 65_536)]))
+        return float(np.mean([_loss(net.logits, va, c).item() for c in _chunks(len(valid), 65_536)]))
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result = fit(net, [opt], batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                 valid_loss=valid_loss, patience=cfg.patience, min_delta=1e-5, seed=cfg.seed, progress=progress,
-                 stage="heavy ranker")
+    return fit(net, [opt], batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size, min_batch=workers,
+               valid_loss=valid_loss, patience=cfg.patience, min_delta=1e-5, seed=cfg.seed, progress=progress,
+               stage="heavy ranker")
+
+
+def train_heavy_ranker(train: Rows, valid: Rows, n_topics: int, cfg: HeavyRankerConfig,
+                       progress: Progress | None = None) -> tuple[HeavyRankerNet, dict[str, Any]]:
+    """Fit with early stopping on validation loss, then calibrate. Deterministic for a seed on CPU.
+    `cfg.workers` > 1: data-parallel on Ray Train (foryou.training.distributed): the same steps, N processes."""
+    t0 = time.perf_counter()
+    workers = cfg.workers
+    if workers > 1:
+        from foryou.training.distributed import fit_data_parallel
+
+        net, result = fit_data_parallel(train, valid, n_topics, cfg, workers)
+    else:
+        net = new_net(train, n_topics, cfg)
+        result = fit_net(net, train, valid, cfg, progress)
     _calibrate(net, valid)
     seconds = time.perf_counter() - t0
     return net, {"epochs": len(result.epochs), "valid_loss": [round(v, 6) for v in result.valid_losses],
                  "train_rows": len(train), "valid_rows": len(valid), "seconds": round(seconds, 2),
+                 "fit_seconds": round(result.seconds, 2), "workers": workers,
                  "examples_per_s": round(result.examples / max(seconds, 1e-9))}
 
 

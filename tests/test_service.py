@@ -11,6 +11,7 @@ from contract import service_client
 
 from foryou.config import ForYouConfig
 from foryou.service import cursor as cursors
+from foryou.service.cache import ScoredCandidateCache
 from foryou.service.service import Service, ServiceOptions
 from foryou.timeline.query import TimelineQuery
 
@@ -205,6 +206,19 @@ def test_cache_ttl_zero_turns_it_off(world, tmp_path):
         u = active_user(svc_of(c), 0)
         c.get(f"/v1/users/{u}/timeline")
         assert not c.get(f"/v1/users/{u}/timeline").json()["cached"]
+
+
+def test_a_page_ranked_before_the_users_last_event_is_never_served():
+    """A miss that ranked before a write of its user, stored after the write's invalidation (a race), is
+    not served: entries remember the last event applied when they were ranked."""
+    cache = ScoredCandidateCache(ttl_s=60, max_users=10)
+    cache.applied({7: 5})  # the user's event, seq 5, applied (nothing cached to drop yet)
+    cache.put(7, ["stale"], False, None, 0, seq=4)  # ranked with the state before it, stored after
+    assert cache.get(7) is None
+    cache.put(7, ["fresh"], False, None, 0, seq=5)
+    assert cache.get(7).items == ["fresh"]
+    cache.applied({8: 6})  # another user's event leaves it alone
+    assert cache.get(7) is not None
 
 
 def test_the_default_page_size_is_the_configs(world, tmp_path):

@@ -85,12 +85,23 @@ def test_a_redis_that_does_not_fsync_every_write_is_refused(redis_server):
 
 
 @pytest.mark.slow
-def test_two_workers_share_the_redis_log_and_writes_answer_503_while_it_is_down(world, tmp_path, redis_server):
+def test_two_workers_share_the_redis_log_and_cache_and_writes_answer_503_while_it_is_down(world, tmp_path,
+                                                                                          redis_server):
     with running_server(world, workers=2, trace_log=tmp_path / "trace.jsonl", redis=redis_server.url) as server:
         a, b = clients_per_worker(server.url, 2)
         try:
             post = 11
             likes = write_through_one_read_through_other(a, b, post)
+
+            # the scored-candidate cache is in Redis: a miss on one worker is a hit on the other
+            first = a.get("/v1/users/9/timeline", params={"n": 5}).json()
+            again = b.get("/v1/users/9/timeline", params={"n": 5}).json()
+            assert not first["cached"] and again["cached"]
+            assert [i["post_id"] for i in again["items"]] == [i["post_id"] for i in first["items"]]
+            b.post("/v1/engagements", json={"user_id": 9, "post_id": first["items"][0]["post_id"],
+                                            "kind": "not_interested"}).raise_for_status()
+            after = a.get("/v1/users/9/timeline", params={"n": 5}).json()  # the user's write: gone everywhere
+            assert not after["cached"] and first["items"][0]["post_id"] not in [i["post_id"] for i in after["items"]]
 
             redis_server.kill()
             down = a.post("/v1/engagements", json={"user_id": 6, "post_id": 12, "kind": "like"})

@@ -81,7 +81,7 @@ class RedisEventStore(GroupCommitStore):
         opts: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 10}
         self.r: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **opts)  # (redis-py types: loose)
         self._w: Any = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **opts)
-        p = f"foryou:{namespace}:"
+        self.prefix = p = f"foryou:{namespace}:"  # the shared scored-candidate cache lives under it too
         self._keys = {k: p + k for k in ("seq", "ids", "log", "post", "meta")}
         try:
             config = {**self.r.config_get("appendonly"), **self.r.config_get("appendfsync")}

@@ -45,7 +45,7 @@ from foryou.service import cursor as cursors
 from foryou.service import metrics
 from foryou.service.admission import Admission
 from foryou.service.batcher import MicroBatcher
-from foryou.service.cache import ScoredCandidateCache
+from foryou.service.cache import RedisCandidateCache, ScoredCandidateCache
 from foryou.service.experiments import ServedExperiments
 from foryou.service.files import FOLDED_RELATIONS, compacted_seq, server_lock, store_path
 from foryou.service.promotions import PromotionWatch
@@ -122,7 +122,9 @@ class Service:
         self.experiments = ServedExperiments(self.dataset, options.state)
         self.promotions = PromotionWatch(models_dir(state_dir(self.dataset, options.state)))
         cfg = self.config.service
-        self.cache = ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users)
+        self.cache: ScoredCandidateCache | RedisCandidateCache = (  # in Redis: shared by every worker
+            RedisCandidateCache(self.store.r, self.store.prefix, cfg.cache_ttl_s)
+            if isinstance(self.store, RedisEventStore) else ScoredCandidateCache(cfg.cache_ttl_s, cfg.cache_users))
         self.admission = Admission(cfg.max_pending, cfg.max_queue_ms)  # cache misses and writes (routes)
         # concurrent misses ranked in one pass (explained pages go alone: their traces are per request)
         self.batcher: MicroBatcher[TimelineResponse] | None = MicroBatcher(
@@ -199,8 +201,7 @@ class Service:
                 self._apply(e)
             return
         metrics.EVENTS.labels("engagement").inc(len(run))
-        for user in {e.user_id for e in run}:
-            self.cache.invalidate(user)
+        self.cache.applied({e.user_id: e.seq for e in run})
 
     def _map_folded(self, e: Event) -> None:
         """A compacted post keeps its platform id: the tables hold the post, the event its id."""
@@ -232,7 +233,7 @@ class Service:
             log.warning("stored event not applicable; skipped", extra={"seq": e.seq, "error": str(exc)})
             return
         metrics.EVENTS.labels(e.type).inc()
-        self.cache.invalidate(e.user_id)
+        self.cache.applied({e.user_id: e.seq})
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -405,14 +406,14 @@ class Service:
     def _rank(self, user_id: int, n: int, explain: bool, now: int, served: frozenset[int], overrides: dict[str, Any],
               variant: str) -> tuple[list[TimelineItem], TimelineResponse]:
         """A cache miss: the whole funnel, ranked deep enough for the next pages, which are cached."""
-        depth = n if explain else max(n, self.config.service.cache_depth)
+        depth, seq = (n if explain else max(n, self.config.service.cache_depth)), self.applied_seq
         if explain or self.batcher is None:
             resp = self.engine.recommend(user_id, n=depth, explain=explain, now=now + 1, exclude=served,
                                          overrides=overrides or None)
         else:
             resp = self.batcher.submit((variant, depth), (user_id, served, now + 1, overrides or None))
         if not explain:
-            self.cache.put(user_id, resp.items, len(resp.items) < depth, resp, self.engine.new_posts, variant)
+            self.cache.put(user_id, resp.items, len(resp.items) < depth, resp, self.engine.new_posts, variant, seq)
         for step, ms in resp.timings_ms.items():
             metrics.step(step).observe(ms / 1000.0)
         for src, k in resp.sources.items():

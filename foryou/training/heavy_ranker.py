@@ -82,6 +82,9 @@ def build_rows(dataset: Dataset, store: FeatureStore, window: Window, max_rows: 
     return Rows(u, p, t, store.compute(u, p, t), store.topic[p], y, ids)
 
 
+VALID_CHUNK = 16_384  # validation rows per forward pass (data-parallel workers split the chunks)
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     return (slice(i, i + size) for i in range(0, n, size))
 
@@ -162,7 +165,15 @@ def fit_net(net: HeavyRankerNet, train: Rows, valid: Rows, cfg: HeavyRankerConfi
         return _loss(forward, tr, torch.from_numpy(idx[rank::workers]), cfg.id_dropout)
 
     def valid_loss() -> float:
-        return float(np.mean([_loss(net.logits, va, c).item() for c in _chunks(len(valid), 65_536)]))
+        """The mean loss per validation row; data-parallel workers each take every `workers`-th chunk and sum."""
+        total = torch.zeros(2, dtype=torch.float64)
+        for i, c in enumerate(_chunks(len(valid), VALID_CHUNK)):
+            if i % workers == rank:
+                n = min(c.stop, len(valid)) - c.start
+                total += torch.tensor([_loss(net.logits, va, c).item() * n, n], dtype=torch.float64)
+        if workers > 1:
+            torch.distributed.all_reduce(total)
+        return float(total[0] / max(float(total[1]), 1.0))
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return fit(net, [opt], batch_loss, len(train), epochs=cfg.epochs, batch_size=cfg.batch_size, min_batch=workers,

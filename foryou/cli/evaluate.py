@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from foryou.cli.params import DatasetArg, SetOption, StateOption, bad, dataset_dir, load_config
+from foryou.cli.params import DatasetArg, SetOption, StateOption, UserError, bad, dataset_dir, load_config
 from foryou.cli.render import console, print_eval, progress_bars
 
 
@@ -49,6 +50,9 @@ def eval_(
                                             "once, our heuristic where `foryou train` has not)")] = True,
     seed: Annotated[int, typer.Option(help="seed of the user sample, bootstrap and random baseline")] = 0,
     oracle: Annotated[bool, typer.Option(help="compare with the oracle (synthetic worlds)")] = True,
+    workers: Annotated[int, typer.Option(help="fit the baselines as parallel Ray tasks on this many CPUs (a local "
+                                              "Ray cluster; needs foryou[scale]); the same numbers as one process",
+                                         min=1, max=256)] = 1,
     set_: SetOption = None,
     state_dir: StateOption = None,
 ) -> None:
@@ -58,6 +62,8 @@ def eval_(
     if protocol not in PROTOCOLS:
         raise bad("--protocol", f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
     chosen = _baselines(baselines)
+    if workers > 1 and importlib.util.find_spec("ray") is None:
+        raise UserError("--workers needs Ray: pip install 'foryou[scale]'")
     segment, max_users = _users(users)
     dataset_dir(dataset)
     from foryou.data.state import state_dir as state_of
@@ -73,7 +79,7 @@ def eval_(
             if tune and protocol == "temporal" else None
         config = resolve_for(dataset, load_config(set_), state_dir)  # the baselines' catalog uses the engine's windows
         result = evaluate(dataset, protocol, chosen, config, max_users=max_users, seed=seed, oracle=oracle,
-                          progress=bar, state=state_dir, segment=segment, tune=tune)
+                          progress=bar, state=state_dir, segment=segment, tune=tune, workers=workers)
         if learned is not None:
             result["learned_heuristic"] = learned.record()
         bar("report", 0.0)

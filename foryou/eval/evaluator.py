@@ -37,9 +37,9 @@ MINIRECSYS_ENGAGEMENT_N = 100  # the mimic scores its engagement predictions on 
 def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str, ...] = BASELINES,
              config: ForYouConfig | None = None, max_users: int | None = None, seed: int = 0,
              oracle: bool = True, reps: int = 1000, progress: Progress | None = None,
-             state: Path | None = None, segment: str = "all", tune: bool = True) -> dict[str, Any]:
+             state: Path | None = None, segment: str = "all", tune: bool = True, workers: int = 1) -> dict[str, Any]:
     """`segment` (all, cold, warm) picks whom to evaluate, `max_users` samples them; `tune` tunes the
-    baselines on the protocol's validation split (eval/tuning.py)."""
+    baselines on the protocol's validation split (eval/tuning.py); `workers` > 1 fits them as Ray tasks."""
     progress = progress or (lambda stage, frac: None)
     config = config or ForYouConfig()
     path = Path(path)
@@ -74,7 +74,7 @@ def evaluate(path: str | Path, protocol: str = "temporal", baselines: tuple[str,
                            "posts, widen timeline.sources.max_age_hours (and the in-network / trending windows)")
     baseline_lists, baseline_info = tuned_lists(split, valid, catalog, config.timeline.sources.max_age_hours,
                                                 baselines, max(page_n, scored.post_id.shape[1]), seed, progress,
-                                                timings)
+                                                timings, workers)
     _reachable_note(split, catalog)
     lists = {SYSTEM: pages.post_id, **{name: b.post_id[:, :page_n] for name, b in baseline_lists.items()}}
     idx = M.bootstrap_indices(len(split.users), reps, seed)

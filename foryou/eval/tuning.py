@@ -76,23 +76,62 @@ def tune(name: str, valid: EvalSplit | None, catalog: Catalog | None, seed: int,
 
 def tuned_lists(split: EvalSplit, valid: EvalSplit | None, catalog: Catalog, max_age_hours: float | None,
                 baselines: tuple[str, ...], list_n: int, seed: int, progress: Progress,
-                timings: dict[str, float]) -> tuple[dict[str, Lists], dict[str, Any]]:
+                timings: dict[str, float], workers: int = 1) -> tuple[dict[str, Lists], dict[str, Any]]:
     """Each baseline tuned on `valid`, refitted on the split's history: its list per evaluated user and its
-    tuning record."""
+    tuning record. `workers` > 1: the baselines as Ray tasks in parallel (each seeded alone: the same lists)."""
     valid_catalog = build_catalog(valid, max_age_hours) if valid is not None and len(valid.users) else None
+    if workers > 1 and len(baselines) > 1:
+        done = _on_ray(baselines, (split, valid, catalog, valid_catalog, list_n, seed), progress, workers)
+    else:
+        done = {name: _one(name, split, valid, catalog, valid_catalog, list_n, seed,
+                           _stage(progress, f"baseline {name}")) for name in baselines}
     lists, info = {}, {}
     for name in baselines:
-        stage = _stage(progress, f"baseline {name}")
-        with Timer() as t:
-            stage(0.0)
-            tuning = tune(name, valid, valid_catalog, seed)
-            b = make_baseline(name, seed, **tuning["chosen"])
-            b.fit(split, catalog)
-            lists[name] = b.recommend(list_n, stage)
-            stage(1.0)
-        timings[f"baseline {name}"] = t.seconds
+        lists[name], tuning, timings[f"baseline {name}"] = done[name]
         info[name] = {"tuning": tuning}
     return lists, info
+
+
+def _one(name: str, split: EvalSplit, valid: EvalSplit | None, catalog: Catalog, valid_catalog: Catalog | None,
+         list_n: int, seed: int, stage: Callable[[float], None] | None = None) -> tuple[Lists, dict[str, Any], float]:
+    """One baseline: tuned, refitted, listed; (lists, tuning record, seconds)."""
+    stage = stage or (lambda frac: None)
+    with Timer() as t:
+        stage(0.0)
+        tuning = tune(name, valid, valid_catalog, seed)
+        b = make_baseline(name, seed, **tuning["chosen"])
+        b.fit(split, catalog)
+        lists = b.recommend(list_n, stage)
+        stage(1.0)
+    return lists, tuning, t.seconds
+
+
+def _on_ray(baselines: tuple[str, ...], args: tuple[Any, ...], progress: Progress,
+            workers: int) -> dict[str, tuple[Lists, dict[str, Any], float]]:
+    """The baselines as Ray tasks (a local Ray cluster of `workers` CPUs unless one is running); the split and
+    catalogs go to the object store once."""
+    import os
+
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"FORYOU_LOG": os.environ.get("FORYOU_LOG", "")}})
+    try:
+        refs = [ray.put(a) for a in args]
+        task = ray.remote(num_cpus=1)(_one)
+        pending = {task.remote(name, *refs): name for name in baselines}
+        done: dict[str, tuple[Lists, dict[str, Any], float]] = {}
+        progress("baselines (Ray tasks)", 0.0)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            done[pending.pop(ready[0])] = ray.get(ready[0])
+            progress("baselines (Ray tasks)", len(done) / len(baselines))
+        return done
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _stage(progress: Progress, stage: str) -> Callable[[float], None]:

@@ -35,11 +35,17 @@ class CacheEntry:
     seq: int = 0  # the last event applied when it was ranked
 
 
-class _Freshness:
-    """Per user, the seq of their last applied event (each process applies every event: a local map)."""
+class _CandidateCache:
+    """What both caches share: the TTL, and per user the seq of their last applied event (each process
+    applies every event: a local map)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
         self._user_seq: dict[int, int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_s > 0
 
     def applied(self, users: dict[int, int]) -> None:
         """Events were applied: user → seq of their last one. Their entries go."""
@@ -54,21 +60,16 @@ class _Freshness:
         raise NotImplementedError
 
 
-class ScoredCandidateCache(_Freshness):
+class ScoredCandidateCache(_CandidateCache):
     """In this process (LRU over `max_users`)."""
 
     def __init__(self, ttl_s: float, max_users: int):
-        super().__init__()
-        self.ttl_s = ttl_s
+        super().__init__(ttl_s)
         self.max_users = max_users
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.ttl_s > 0
 
     def get(self, user_id: int) -> CacheEntry | None:
         if not self.enabled:
@@ -106,21 +107,17 @@ class ScoredCandidateCache(_Freshness):
         return len(self._entries)
 
 
-class RedisCandidateCache(_Freshness):
+class RedisCandidateCache(_CandidateCache):
     """In Redis, shared by every worker and replica: one key per user, expiring after the TTL (Redis evicts
     them first under `maxmemory-policy volatile-lru`: the event log has no TTL). Entries are pickled: the
     Redis is the deployment's own, the one that holds its event log. A Redis error is a miss, never a
     failed request."""
 
     def __init__(self, client: Any, prefix: str, ttl_s: float):
-        super().__init__()
+        super().__init__(ttl_s)
         import redis
 
-        self.r, self.prefix, self.ttl_s, self._errors = client, prefix + "cache:", ttl_s, redis.RedisError
-
-    @property
-    def enabled(self) -> bool:
-        return self.ttl_s > 0
+        self.r, self.prefix, self._errors = client, prefix + "cache:", redis.RedisError
 
     def get(self, user_id: int) -> CacheEntry | None:
         if not self.enabled:
